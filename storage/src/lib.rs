@@ -1,0 +1,71 @@
+//! The agent-gateway job store: one durable store for every protocol door.
+//!
+//! A job is one row whichever protocol submitted it; this crate owns the job
+//! lifecycle rules (claim, settle, retry with backoff, lease expiry, dead
+//! letters, retention) and knows nothing of wire formats. Protocol crates call
+//! [`JobStore`] methods on a [`Store`], whose driver — SQLite (embedded
+//! default) or PostgreSQL (replicas) — is picked by the database URL. Both
+//! drivers run the same SQL and pass one conformance suite (`tests/`).
+//!
+//! Layout:
+//! - `model`: domain types and the `XxxParams` structs of each method.
+//! - `store`: the [`JobStore`] trait (atomicity stated per method) and [`Store`].
+//! - `sql`: every statement, with the few dialect differences.
+//! - `common`: the method bodies, stamped out per driver.
+//! - `sqlite`, `postgres`: connection setup, locking and wake-up hooks.
+//! - `notify`: wake-up fan-out to waiting claimers.
+//! - `row`: row decoding.
+//! - `error`: [`StoreError`].
+
+mod common;
+mod error;
+mod model;
+mod notify;
+mod postgres;
+mod row;
+mod sql;
+mod sqlite;
+mod store;
+
+pub use error::{StoreError, StoreResult};
+pub use model::*;
+pub use notify::{Notifier, PG_CHANNEL};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use store::{ConnectOptions, JobStore, Store, redact_url};
+
+/// A fresh random secret: 32 lowercase hex characters (128 bits).
+pub fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// A fresh job id (a UUIDv7: time-ordered, so ids sort by submission).
+pub fn new_job_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// SHA-256 hex of a secret, as stored for API keys and request bodies.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+impl LeaseProof {
+    /// (token, holder key) binds: exactly one is `Some`.
+    pub(crate) fn split(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Self::Token(t) => (Some(t), None),
+            Self::HolderKey(k) => (None, Some(k)),
+        }
+    }
+}
+
+impl Scope {
+    /// The tenant filter bind: `None` for all tenants.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::All => None,
+            Self::Tenant(t) => Some(t),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Row decoding shared by both drivers: every column is TEXT or a 64-bit integer.
+
+use crate::model::from_ms;
+use crate::{ApiKey, Job, JobState, Lease, Protocol, ResultType, Role, StoreError, Visibility};
+
+/// One `jobs` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct JobRow {
+    id: String,
+    tenant: String,
+    protocol: String,
+    topic: String,
+    namespace: String,
+    visibility: String,
+    priority: i64,
+    run_at: i64,
+    state: String,
+    attempts: i64,
+    max_attempts: i64,
+    backoff_base_ms: i64,
+    target_worker: Option<String>,
+    required_capability: Option<String>,
+    on_behalf_of: Option<String>,
+    input: String,
+    metadata: Option<String>,
+    result: Option<String>,
+    result_type: String,
+    error: Option<String>,
+    lease_holder: Option<String>,
+    lease_key: Option<String>,
+    lease_token: Option<String>,
+    lease_expires_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    completed_at: Option<i64>,
+}
+
+fn json(column: &str, text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("jobs.{column}: {e}")))
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        let state = JobState::parse(&r.state)
+            .ok_or_else(|| StoreError::Corrupt(format!("jobs.state: {}", r.state)))?;
+        // The lease columns are kept after settlement as history; a lease is
+        // live only while the job is leased.
+        let lease = match (state, r.lease_holder, r.lease_token, r.lease_expires_at) {
+            (JobState::Leased, Some(holder), Some(token), Some(exp)) => Some(Lease {
+                holder,
+                holder_key: r.lease_key,
+                token,
+                expires_at: from_ms(exp),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            input: json("input", &r.input)?,
+            metadata: r.metadata.as_deref().map(|m| json("metadata", m)).transpose()?,
+            result: r.result.as_deref().map(|m| json("result", m)).transpose()?,
+            id: r.id,
+            tenant: r.tenant,
+            protocol: Protocol::parse(&r.protocol),
+            topic: r.topic,
+            namespace: r.namespace,
+            visibility: Visibility::parse(&r.visibility),
+            priority: r.priority as i32,
+            run_at: from_ms(r.run_at),
+            state,
+            attempts: r.attempts as i32,
+            max_attempts: r.max_attempts as i32,
+            backoff_base_ms: r.backoff_base_ms,
+            target_worker: r.target_worker,
+            required_capability: r.required_capability,
+            on_behalf_of: r.on_behalf_of,
+            result_type: ResultType::parse(&r.result_type),
+            error: r.error,
+            lease,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+            completed_at: r.completed_at.map(from_ms),
+        })
+    }
+}
+
+/// One `api_keys` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    id: String,
+    key_hash: String,
+    owner: String,
+    role: String,
+    created_at: i64,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            id: r.id,
+            key_hash: r.key_hash,
+            owner: r.owner,
+            role: Role::parse(&r.role),
+            created_at: from_ms(r.created_at),
+        }
+    }
+}
+
+/// One row of the lease-expiry sweep.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ExpiredRow {
+    pub(crate) id: String,
+    pub(crate) topic: String,
+    pub(crate) lease_holder: Option<String>,
+    pub(crate) lease_token: Option<String>,
+    pub(crate) state: String,
+}
+
+/// One idempotency record.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct IdempotencyRow {
+    pub(crate) request_hash: String,
+    pub(crate) response_status: i64,
+    pub(crate) response_body: String,
+}

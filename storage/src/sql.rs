@@ -1,0 +1,186 @@
+//! Every SQL statement of the store, in one place. Both drivers share the text;
+//! the few dialect differences (row locking, `MIN`/`LEAST`, substring search)
+//! are filled in from a [`Dialect`].
+
+use std::sync::LazyLock;
+
+/// The fragments in which SQLite and PostgreSQL differ.
+struct Dialect {
+    /// Two-argument minimum / maximum.
+    least: &'static str,
+    greatest: &'static str,
+    /// `haystack, needle` position function (> 0 when found).
+    instr: &'static str,
+    /// Row lock taken by a claim's candidate scan.
+    skip_locked: &'static str,
+    /// Row lock taken before a read-then-write.
+    for_update: &'static str,
+    /// Cast of the shift amount (PostgreSQL shifts take `int`).
+    shift_cast: &'static str,
+}
+
+const SQLITE: Dialect = Dialect {
+    least: "MIN",
+    greatest: "MAX",
+    instr: "instr",
+    // One writer connection serialises SQLite writes: no row locks needed.
+    skip_locked: "",
+    for_update: "",
+    shift_cast: "",
+};
+
+const POSTGRES: Dialect = Dialect {
+    least: "LEAST",
+    greatest: "GREATEST",
+    instr: "strpos",
+    skip_locked: "FOR UPDATE SKIP LOCKED",
+    for_update: "FOR UPDATE",
+    shift_cast: "::int",
+};
+
+/// The statements of one driver.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    /// Claim on one topic. Binds: holder, holder_key, token, expires, now,
+    /// topic, tenant, namespace, publisher, worker, `,caps,`, on_behalf_of.
+    pub(crate) claim_topic: String,
+    /// Claim on any topic; same binds, with $6 bound to NULL.
+    pub(crate) claim_any: String,
+    /// Fail. Binds: id, token, key, error, now, terminal(0/1), refund(0/1), max_backoff.
+    pub(crate) fail: String,
+    /// Read a job for update. Binds: id, tenant.
+    pub(crate) get_for_update: String,
+}
+
+fn build(d: &Dialect) -> Sql {
+    let claim = |topic_filter: &str| {
+        format!(
+            "WITH next AS (
+                SELECT id FROM jobs
+                WHERE state IN ('open', 'leased') {topic_filter}
+                  AND ((state = 'open' AND run_at <= $5) OR (state = 'leased' AND lease_expires_at <= $5))
+                  AND attempts < max_attempts
+                  AND (visibility = 'public'
+                       OR (($7 IS NULL OR tenant = $7) AND ($8 IS NULL OR namespace = $8)))
+                  AND ($9 IS NULL OR tenant = $9)
+                  AND (target_worker IS NULL OR target_worker = $10)
+                  AND (required_capability IS NULL OR {instr}($11, ',' || required_capability || ',') > 0)
+                  AND ($12 IS NULL OR on_behalf_of = $12)
+                ORDER BY priority DESC, attempts ASC, created_at ASC
+                LIMIT 1 {skip_locked}
+            )
+            UPDATE jobs SET state = 'leased', attempts = attempts + 1,
+                lease_holder = $1, lease_key = $2, lease_token = $3, lease_expires_at = $4,
+                updated_at = $5
+            WHERE id = (SELECT id FROM next)
+            RETURNING *",
+            instr = d.instr,
+            skip_locked = d.skip_locked,
+        )
+    };
+    let (least, greatest) = (d.least, d.greatest);
+    Sql {
+        claim_topic: claim("AND topic = $6"),
+        claim_any: claim("AND $6 IS NULL"),
+        fail: format!(
+            "UPDATE jobs SET
+                attempts = attempts - $7,
+                state = CASE WHEN $6 = 0 AND attempts - $7 < max_attempts THEN 'open' ELSE 'dead' END,
+                run_at = CASE WHEN $6 = 0 AND attempts - $7 < max_attempts
+                    THEN $5 + CASE WHEN $7 = 1 THEN 0 ELSE {least}(
+                        backoff_base_ms * (1 << {least}({greatest}(attempts - 1, 0), 30){cast}), $8) END
+                    ELSE run_at END,
+                completed_at = CASE WHEN $6 = 0 AND attempts - $7 < max_attempts THEN NULL ELSE $5 END,
+                error = $4, updated_at = $5
+            WHERE id = $1 AND state = 'leased' AND lease_expires_at > $5
+              AND (($2 IS NOT NULL AND lease_token = $2) OR ($3 IS NOT NULL AND lease_key = $3))
+            RETURNING *",
+            cast = d.shift_cast,
+        ),
+        get_for_update: format!(
+            "SELECT * FROM jobs WHERE id = $1 AND ($2 IS NULL OR tenant = $2) {}",
+            d.for_update
+        ),
+    }
+}
+
+/// SQLite statements.
+pub(crate) static SQLITE_SQL: LazyLock<Sql> = LazyLock::new(|| build(&SQLITE));
+/// PostgreSQL statements.
+pub(crate) static POSTGRES_SQL: LazyLock<Sql> = LazyLock::new(|| build(&POSTGRES));
+
+pub(crate) const PING: &str = "SELECT 1";
+
+pub(crate) const IDEMPOTENCY_CLAIM: &str = "INSERT INTO idempotency
+    (tenant, key, request_hash, response_status, response_body, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (tenant, key) DO UPDATE SET request_hash = excluded.request_hash,
+        response_status = excluded.response_status, response_body = excluded.response_body,
+        expires_at = excluded.expires_at
+    WHERE idempotency.expires_at <= $7";
+
+pub(crate) const IDEMPOTENCY_GET: &str = "SELECT request_hash, response_status, response_body
+    FROM idempotency WHERE tenant = $1 AND key = $2";
+
+pub(crate) const COUNT_LIVE: &str =
+    "SELECT COUNT(*) FROM jobs WHERE state IN ('open', 'leased') AND ($1 IS NULL OR tenant = $1)";
+
+pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs (id, tenant, protocol, topic, namespace,
+        visibility, priority, run_at, state, attempts, max_attempts, backoff_base_ms,
+        target_worker, required_capability, on_behalf_of, input, metadata, result_type,
+        created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', 0, $9, $10, $11, $12, $13, $14, $15, 'json', $16, $16)
+    RETURNING *";
+
+/// Binds: id, token, key, result, result_type, now.
+pub(crate) const COMPLETE: &str = "UPDATE jobs SET state = 'fulfilled', result = $4,
+        result_type = $5, updated_at = $6, completed_at = $6
+    WHERE id = $1 AND state = 'leased' AND lease_expires_at > $6
+      AND (($2 IS NOT NULL AND lease_token = $2) OR ($3 IS NOT NULL AND lease_key = $3))
+    RETURNING *";
+
+/// Binds: id, token, key, expires, now.
+pub(crate) const EXTEND: &str = "UPDATE jobs SET lease_expires_at = $4, updated_at = $5
+    WHERE id = $1 AND state = 'leased' AND lease_expires_at > $5
+      AND (($2 IS NOT NULL AND lease_token = $2) OR ($3 IS NOT NULL AND lease_key = $3))
+    RETURNING *";
+
+/// Binds: id, reason, now.
+pub(crate) const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', error = $2,
+        updated_at = $3, completed_at = $3
+    WHERE id = $1 AND state IN ('open', 'leased')";
+
+pub(crate) const GET: &str = "SELECT * FROM jobs WHERE id = $1 AND ($2 IS NULL OR tenant = $2)";
+
+pub(crate) const EXPIRE_LEASES: &str = "UPDATE jobs SET
+        state = CASE WHEN attempts < max_attempts THEN 'open' ELSE 'dead' END,
+        completed_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END,
+        error = 'lease expired', run_at = $1, updated_at = $1
+    WHERE state = 'leased' AND lease_expires_at <= $1
+    RETURNING id, topic, lease_holder, lease_token, state";
+
+pub(crate) const DUE_TOPICS: &str =
+    "SELECT DISTINCT topic FROM jobs WHERE state = 'open' AND run_at > $1 AND run_at <= $2";
+
+pub(crate) const PURGE_JOBS: &str = "DELETE FROM jobs WHERE completed_at IS NOT NULL
+    AND completed_at < $1 AND state IN ('fulfilled', 'dead', 'cancelled')";
+pub(crate) const PURGE_KV: &str = "DELETE FROM kv WHERE expires_at <= $1";
+pub(crate) const PURGE_NONCES: &str = "DELETE FROM nonces WHERE expires_at <= $1";
+pub(crate) const PURGE_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE expires_at <= $1";
+
+pub(crate) const KV_SET: &str = "INSERT INTO kv (scope, key, value, expires_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+pub(crate) const KV_GET: &str =
+    "SELECT value FROM kv WHERE scope = $1 AND key = $2 AND expires_at > $3";
+
+pub(crate) const NONCE_INSERT: &str = "INSERT INTO nonces (key_id, nonce, expires_at)
+    VALUES ($1, $2, $3) ON CONFLICT (key_id, nonce) DO NOTHING";
+
+pub(crate) const API_KEY_INSERT: &str =
+    "INSERT INTO api_keys (id, key_hash, owner, role, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const API_KEY_BY_HASH: &str =
+    "SELECT id, key_hash, owner, role, created_at FROM api_keys WHERE key_hash = $1";
+
+pub(crate) const SETTING_INSERT: &str =
+    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE name = $1";

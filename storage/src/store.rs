@@ -1,0 +1,249 @@
+//! The store API ([`JobStore`]) and [`Store`], the driver chosen by URL scheme.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::postgres::PgStore;
+use crate::sqlite::SqliteStore;
+use crate::{
+    ApiKey, ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams,
+    JobExtendParams, JobFailParams, JobInsertOutcome, JobInsertParams, KvSetParams, NonceParams,
+    Notifier, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
+};
+
+/// The job store. Every method is one atomic unit: it commits entirely or not
+/// at all, and two concurrent calls never observe each other half-done.
+///
+/// Methods that take a `now` use it as the clock (tests pin it); `None` means
+/// the wall clock.
+pub trait JobStore: Send + Sync {
+    /// Checks the database answers (readiness probe).
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Inserts a job. Atomically: refuses with [`StoreError::TooManyOpen`] when the
+    /// tenant is at its cap; with an idempotency key, either records the key and
+    /// inserts, or returns the earlier record and inserts nothing.
+    fn job_insert(
+        &self,
+        params: JobInsertParams,
+    ) -> impl Future<Output = StoreResult<JobInsertOutcome>> + Send;
+
+    /// Leases the best eligible job (priority desc, attempts asc, age asc) to the
+    /// caller, or returns `None`. Atomic under any concurrency: a job has at most
+    /// one live lease. Eligible: open and due, or leased with an expired lease;
+    /// attempts below max; matching topic, namespace, visibility, target worker,
+    /// required capability and on-behalf-of filters. Increments attempts and
+    /// issues a fresh random token.
+    fn job_claim(&self, params: JobClaimParams)
+    -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+
+    /// Settles a leased job as fulfilled, if the proof matches the live,
+    /// unexpired lease; otherwise [`StoreError::LeaseLost`] and nothing changes.
+    fn job_complete(&self, params: JobCompleteParams)
+    -> impl Future<Output = StoreResult<Job>> + Send;
+
+    /// Settles a leased job as failed, under the same lease check as
+    /// [`JobStore::job_complete`]: back to open with exponential backoff when
+    /// attempts remain and the failure is not terminal, dead otherwise.
+    fn job_fail(&self, params: JobFailParams) -> impl Future<Output = StoreResult<Job>> + Send;
+
+    /// Renews a live lease for `lease_ms` from now, under the same lease check.
+    fn job_extend(&self, params: JobExtendParams) -> impl Future<Output = StoreResult<Job>> + Send;
+
+    /// Cancels a job that is not yet terminal. Returns the job as it was before
+    /// (so the caller can tell a lease holder). Foreign tenants get
+    /// [`StoreError::NotFound`]; terminal jobs [`StoreError::InvalidState`].
+    fn job_cancel(&self, params: JobCancelParams) -> impl Future<Output = StoreResult<Job>> + Send;
+
+    /// Reads a job visible to `scope` (own jobs only; public jobs are claimable
+    /// by others but not readable).
+    fn job_get(&self, id: &str, scope: &Scope)
+    -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+
+    /// Voids every lease that expired at or before `now`: back to open when
+    /// attempts remain, dead otherwise. One atomic statement; returns what it did.
+    fn jobs_expire_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Vec<ExpiredLease>>> + Send;
+
+    /// Topics of open jobs whose `run_at` fell in `(since, now]`: delayed and
+    /// retried jobs that just became due, so their waiters can be woken. Read only.
+    fn jobs_due_topics(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// Deletes terminal jobs completed before the cutoff and every expired KV
+    /// entry, nonce and idempotency record. Each kind is one statement.
+    fn jobs_purge(&self, params: PurgeParams) -> impl Future<Output = StoreResult<PurgeReport>> + Send;
+
+    /// Counts jobs by state for one tenant or all (`Scope::All`). Read only.
+    fn jobs_count_open(&self, scope: &Scope) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// Sets a KV entry (insert or replace) that expires after `ttl_ms`.
+    fn kv_set(&self, params: KvSetParams) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Reads a live KV entry of `scope`; expired entries read as `None`.
+    fn kv_get(
+        &self,
+        scope: &str,
+        key: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = StoreResult<Option<serde_json::Value>>> + Send;
+
+    /// Records a request nonce. `true` when it is new; `false` when the same key
+    /// used it before (a replay). One atomic insert.
+    fn nonce_record(&self, params: NonceParams) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Stores a new API key (its hash).
+    fn api_key_insert(&self, key: ApiKey) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Finds an API key by the SHA-256 hex of its secret.
+    fn api_key_get_by_hash(
+        &self,
+        key_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
+
+    /// Stores `value` under `name` unless a value exists; returns the stored value
+    /// either way (first writer wins across replicas).
+    fn setting_get_or_insert(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+}
+
+/// The store, with its driver chosen by the URL scheme.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// `sqlite://PATH`: one node, embedded.
+    Sqlite(SqliteStore),
+    /// `postgres://...`: any number of replicas.
+    Postgres(PgStore),
+}
+
+/// Connection tuning shared by both drivers.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Largest connection pool (PostgreSQL; SQLite readers).
+    pub max_connections: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { max_connections: 16 }
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:` is refused because
+    /// readers and the writer must share one database; `postgres://` or
+    /// `postgresql://`) and applies pending migrations.
+    pub async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::connect(url, opts).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url, opts).await?))
+        } else {
+            Err(StoreError::InvalidUrl(format!(
+                "{}: expected sqlite://PATH or postgres://...",
+                redact_url(url)
+            )))
+        }
+    }
+
+    /// The wake-up fan-out of this store.
+    pub fn notifier(&self) -> &Notifier {
+        match self {
+            Self::Sqlite(s) => s.notifier(),
+            Self::Postgres(s) => s.notifier(),
+        }
+    }
+
+    /// The driver's name, for logs and metrics.
+    pub fn driver_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Removes a password from a URL for error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Forwards each [`JobStore`] method to the selected driver.
+macro_rules! delegate {
+    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+        impl JobStore for Store {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Self::Sqlite(s) => s.$name($($arg),*).await,
+                        Self::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    fn ping(&self) -> StoreResult<()>;
+    fn job_insert(&self, params: JobInsertParams) -> StoreResult<JobInsertOutcome>;
+    fn job_claim(&self, params: JobClaimParams) -> StoreResult<Option<Job>>;
+    fn job_complete(&self, params: JobCompleteParams) -> StoreResult<Job>;
+    fn job_fail(&self, params: JobFailParams) -> StoreResult<Job>;
+    fn job_extend(&self, params: JobExtendParams) -> StoreResult<Job>;
+    fn job_cancel(&self, params: JobCancelParams) -> StoreResult<Job>;
+    fn job_get(&self, id: &str, scope: &Scope) -> StoreResult<Option<Job>>;
+    fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>>;
+    fn jobs_due_topics(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
+    fn jobs_purge(&self, params: PurgeParams) -> StoreResult<PurgeReport>;
+    fn jobs_count_open(&self, scope: &Scope) -> StoreResult<i64>;
+    fn kv_set(&self, params: KvSetParams) -> StoreResult<()>;
+    fn kv_get(&self, scope: &str, key: &str, now: Option<DateTime<Utc>>) -> StoreResult<Option<serde_json::Value>>;
+    fn nonce_record(&self, params: NonceParams) -> StoreResult<bool>;
+    fn api_key_insert(&self, key: ApiKey) -> StoreResult<()>;
+    fn api_key_get_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    fn setting_get_or_insert(&self, name: &str, value: &str) -> StoreResult<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}
