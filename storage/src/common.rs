@@ -11,7 +11,9 @@ macro_rules! impl_job_store {
     ($store:ty) => {
         impl $crate::JobStore for $store {
             async fn ping(&self) -> $crate::StoreResult<()> {
-                sqlx::query($crate::sql::PING).execute(self.reader()).await?;
+                sqlx::query($crate::sql::PING)
+                    .execute(self.reader())
+                    .await?;
                 Ok(())
             }
 
@@ -89,7 +91,9 @@ macro_rules! impl_job_store {
                 if due {
                     self.wake_after_commit(&job.topic);
                 }
-                Ok($crate::JobInsertOutcome::Inserted(Box::new(row.try_into()?)))
+                Ok($crate::JobInsertOutcome::Inserted(Box::new(
+                    row.try_into()?,
+                )))
             }
 
             async fn job_claim(
@@ -229,15 +233,15 @@ macro_rules! impl_job_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::StoreResult<Vec<$crate::ExpiredLease>> {
                 let mut tx = self.writer().begin().await?;
-                let rows: Vec<$crate::row::ExpiredRow> =
-                    sqlx::query_as($crate::sql::EXPIRE_LEASES)
-                        .bind($crate::model::to_ms(now))
-                        .fetch_all(&mut *tx)
-                        .await?;
+                let rows: Vec<$crate::row::ExpiredRow> = sqlx::query_as($crate::sql::EXPIRE_LEASES)
+                    .bind($crate::model::to_ms(now))
+                    .fetch_all(&mut *tx)
+                    .await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
-                    let new_state = $crate::JobState::parse(&r.state)
-                        .ok_or_else(|| $crate::StoreError::Corrupt(format!("jobs.state: {}", r.state)))?;
+                    let new_state = $crate::JobState::parse(&r.state).ok_or_else(|| {
+                        $crate::StoreError::Corrupt(format!("jobs.state: {}", r.state))
+                    })?;
                     if new_state == $crate::JobState::Open {
                         Self::wake_in_tx(&mut tx, &r.topic).await?;
                     }

@@ -81,7 +81,11 @@ impl Visibility {
 
     /// Parses a stored visibility; anything unknown is private (fail closed).
     pub fn parse(s: &str) -> Self {
-        if s == "public" { Self::Public } else { Self::Private }
+        if s == "public" {
+            Self::Public
+        } else {
+            Self::Private
+        }
     }
 }
 
@@ -474,7 +478,11 @@ impl Role {
 
     /// Parses a stored role; anything unknown is a tenant (fail closed).
     pub fn parse(s: &str) -> Self {
-        if s == "admin" { Self::Admin } else { Self::Tenant }
+        if s == "admin" {
+            Self::Admin
+        } else {
+            Self::Tenant
+        }
     }
 }
 

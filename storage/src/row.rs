@@ -58,7 +58,11 @@ impl TryFrom<JobRow> for Job {
         };
         Ok(Self {
             input: json("input", &r.input)?,
-            metadata: r.metadata.as_deref().map(|m| json("metadata", m)).transpose()?,
+            metadata: r
+                .metadata
+                .as_deref()
+                .map(|m| json("metadata", m))
+                .transpose()?,
             result: r.result.as_deref().map(|m| json("result", m)).transpose()?,
             id: r.id,
             tenant: r.tenant,

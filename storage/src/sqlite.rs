@@ -49,7 +49,11 @@ impl SqliteStore {
             .max_connections(opts.max_connections.clamp(1, 8))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { writer, reader, notifier: Notifier::default() })
+        Ok(Self {
+            writer,
+            reader,
+            notifier: Notifier::default(),
+        })
     }
 
     /// Wake-ups of this store.

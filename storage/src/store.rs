@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::{
-    ApiKey, ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams,
-    JobExtendParams, JobFailParams, JobInsertOutcome, JobInsertParams, KvSetParams, NonceParams,
-    Notifier, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
+    ApiKey, ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams, JobExtendParams,
+    JobFailParams, JobInsertOutcome, JobInsertParams, KvSetParams, NonceParams, Notifier,
+    PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
 };
 
 /// The job store. Every method is one atomic unit: it commits entirely or not
@@ -35,13 +35,17 @@ pub trait JobStore: Send + Sync {
     /// attempts below max; matching topic, namespace, visibility, target worker,
     /// required capability and on-behalf-of filters. Increments attempts and
     /// issues a fresh random token.
-    fn job_claim(&self, params: JobClaimParams)
-    -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    fn job_claim(
+        &self,
+        params: JobClaimParams,
+    ) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
 
     /// Settles a leased job as fulfilled, if the proof matches the live,
     /// unexpired lease; otherwise [`StoreError::LeaseLost`] and nothing changes.
-    fn job_complete(&self, params: JobCompleteParams)
-    -> impl Future<Output = StoreResult<Job>> + Send;
+    fn job_complete(
+        &self,
+        params: JobCompleteParams,
+    ) -> impl Future<Output = StoreResult<Job>> + Send;
 
     /// Settles a leased job as failed, under the same lease check as
     /// [`JobStore::job_complete`]: back to open with exponential backoff when
@@ -58,8 +62,11 @@ pub trait JobStore: Send + Sync {
 
     /// Reads a job visible to `scope` (own jobs only; public jobs are claimable
     /// by others but not readable).
-    fn job_get(&self, id: &str, scope: &Scope)
-    -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    fn job_get(
+        &self,
+        id: &str,
+        scope: &Scope,
+    ) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
 
     /// Voids every lease that expired at or before `now`: back to open when
     /// attempts remain, dead otherwise. One atomic statement; returns what it did.
@@ -78,7 +85,10 @@ pub trait JobStore: Send + Sync {
 
     /// Deletes terminal jobs completed before the cutoff and every expired KV
     /// entry, nonce and idempotency record. Each kind is one statement.
-    fn jobs_purge(&self, params: PurgeParams) -> impl Future<Output = StoreResult<PurgeReport>> + Send;
+    fn jobs_purge(
+        &self,
+        params: PurgeParams,
+    ) -> impl Future<Output = StoreResult<PurgeReport>> + Send;
 
     /// Counts jobs by state for one tenant or all (`Scope::All`). Read only.
     fn jobs_count_open(&self, scope: &Scope) -> impl Future<Output = StoreResult<i64>> + Send;
@@ -134,7 +144,9 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { max_connections: 16 }
+        Self {
+            max_connections: 16,
+        }
     }
 }
 
@@ -242,7 +254,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }

@@ -16,7 +16,9 @@ use support::TestStore;
 
 /// A fixed clock so every case controls time.
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 fn new_job(tenant: &str, topic: &str) -> NewJob {
@@ -41,12 +43,17 @@ fn new_job(tenant: &str, topic: &str) -> NewJob {
 
 async fn insert_at(s: &Store, job: NewJob, now: DateTime<Utc>) -> Job {
     match s
-        .job_insert(JobInsertParams { job, idempotency: None, max_open_per_tenant: None, now: Some(now) })
+        .job_insert(JobInsertParams {
+            job,
+            idempotency: None,
+            max_open_per_tenant: None,
+            now: Some(now),
+        })
         .await
         .expect("insert")
     {
         JobInsertOutcome::Inserted(j) => *j,
-        other => panic!("expected insert, got {other:?}"),
+        other @ JobInsertOutcome::Replayed { .. } => panic!("expected insert, got {other:?}"),
     }
 }
 
@@ -74,7 +81,13 @@ fn token(j: &Job) -> LeaseProof {
 }
 
 fn complete(id: &str, proof: LeaseProof, now: DateTime<Utc>) -> JobCompleteParams {
-    JobCompleteParams { id: id.into(), proof, result: json!({"ok": true}), result_type: ResultType::Json, now: Some(now) }
+    JobCompleteParams {
+        id: id.into(),
+        proof,
+        result: json!({"ok": true}),
+        result_type: ResultType::Json,
+        now: Some(now),
+    }
 }
 
 fn fail(id: &str, proof: LeaseProof, now: DateTime<Utc>) -> JobFailParams {
@@ -96,43 +109,88 @@ async fn insert_and_get(s: Store) {
     assert_eq!(j.state, JobState::Open);
     assert_eq!(j.attempts, 0);
     assert_eq!(j.run_at, t0());
-    let got = s.job_get(&j.id, &Scope::Tenant("a".into())).await.unwrap().expect("own job visible");
+    let got = s
+        .job_get(&j.id, &Scope::Tenant("a".into()))
+        .await
+        .unwrap()
+        .expect("own job visible");
     assert_eq!(got, j);
-    assert!(s.job_get(&j.id, &Scope::Tenant("b".into())).await.unwrap().is_none(), "foreign tenant");
-    assert!(s.job_get(&j.id, &Scope::All).await.unwrap().is_some(), "admin sees all");
+    assert!(
+        s.job_get(&j.id, &Scope::Tenant("b".into()))
+            .await
+            .unwrap()
+            .is_none(),
+        "foreign tenant"
+    );
+    assert!(
+        s.job_get(&j.id, &Scope::All).await.unwrap().is_some(),
+        "admin sees all"
+    );
     assert!(s.job_get("nope", &Scope::All).await.unwrap().is_none());
-    assert_eq!(s.jobs_count_open(&Scope::Tenant("a".into())).await.unwrap(), 1);
+    assert_eq!(
+        s.jobs_count_open(&Scope::Tenant("a".into())).await.unwrap(),
+        1
+    );
 }
 
 async fn claim_complete_roundtrip(s: Store) {
     let j = insert_at(&s, new_job("a", "acme/echo"), t0()).await;
-    assert!(claim_one(&s, claim("a", Some("other/topic"), "w1", t0())).await.is_none());
-    let c = claim_one(&s, claim("a", Some("acme/echo"), "w1", t0())).await.expect("claimable");
+    assert!(
+        claim_one(&s, claim("a", Some("other/topic"), "w1", t0()))
+            .await
+            .is_none()
+    );
+    let c = claim_one(&s, claim("a", Some("acme/echo"), "w1", t0()))
+        .await
+        .expect("claimable");
     assert_eq!(c.id, j.id);
     assert_eq!(c.state, JobState::Leased);
     assert_eq!(c.attempts, 1);
     let lease = c.lease.clone().expect("lease");
     assert_eq!(lease.holder, "w1");
     assert_eq!(lease.expires_at, t0() + Duration::seconds(30));
-    assert!(claim_one(&s, claim("a", None, "w2", t0())).await.is_none(), "one live lease");
-    let done = s.job_complete(complete(&j.id, token(&c), t0() + Duration::seconds(1))).await.unwrap();
+    assert!(
+        claim_one(&s, claim("a", None, "w2", t0())).await.is_none(),
+        "one live lease"
+    );
+    let done = s
+        .job_complete(complete(&j.id, token(&c), t0() + Duration::seconds(1)))
+        .await
+        .unwrap();
     assert_eq!(done.state, JobState::Fulfilled);
     assert_eq!(done.result, Some(json!({"ok": true})));
     assert_eq!(done.completed_at, Some(t0() + Duration::seconds(1)));
     assert!(done.lease.is_none());
     // Settling twice is refused.
-    let again = s.job_complete(complete(&j.id, token(&c), t0() + Duration::seconds(2))).await;
+    let again = s
+        .job_complete(complete(&j.id, token(&c), t0() + Duration::seconds(2)))
+        .await;
     assert!(matches!(again, Err(StoreError::LeaseLost)), "{again:?}");
 }
 
 async fn claim_any_topic_and_holder_key_proof(s: Store) {
     let j = insert_at(&s, new_job("a", "x/y"), t0()).await;
-    let c = claim_one(&s, claim("a", None, "w1", t0())).await.expect("any topic");
+    let c = claim_one(&s, claim("a", None, "w1", t0()))
+        .await
+        .expect("any topic");
     assert_eq!(c.id, j.id);
     // Another key cannot settle by holder key; the claiming key can.
-    let wrong = s.job_complete(complete(&j.id, LeaseProof::HolderKey("key-w2".into()), t0())).await;
+    let wrong = s
+        .job_complete(complete(
+            &j.id,
+            LeaseProof::HolderKey("key-w2".into()),
+            t0(),
+        ))
+        .await;
     assert!(matches!(wrong, Err(StoreError::LeaseLost)));
-    let ok = s.job_complete(complete(&j.id, LeaseProof::HolderKey("key-w1".into()), t0())).await.unwrap();
+    let ok = s
+        .job_complete(complete(
+            &j.id,
+            LeaseProof::HolderKey("key-w1".into()),
+            t0(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(ok.state, JobState::Fulfilled);
 }
 
@@ -147,7 +205,9 @@ async fn concurrent_claims_never_share_a_job(s: Store) {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(j) = claim_one(&s, claim("a", Some("race/t"), &format!("w{w}"), t0())).await {
+            while let Some(j) =
+                claim_one(&s, claim("a", Some("race/t"), &format!("w{w}"), t0())).await
+            {
                 got.push(j.id);
             }
             got
@@ -169,18 +229,28 @@ async fn ordering_priority_attempts_age(s: Store) {
     let hi = insert_at(&s, hi, t0() + Duration::milliseconds(1)).await;
     let later = insert_at(&s, new_job("a", "o/t"), t0() + Duration::milliseconds(2)).await;
     let now = t0() + Duration::seconds(1);
-    let c1 = claim_one(&s, claim("a", Some("o/t"), "w", now)).await.unwrap();
+    let c1 = claim_one(&s, claim("a", Some("o/t"), "w", now))
+        .await
+        .unwrap();
     assert_eq!(c1.id, hi.id, "priority first");
-    s.job_complete(complete(&hi.id, token(&c1), now)).await.unwrap();
-    let c2 = claim_one(&s, claim("a", Some("o/t"), "w", now)).await.unwrap();
+    s.job_complete(complete(&hi.id, token(&c1), now))
+        .await
+        .unwrap();
+    let c2 = claim_one(&s, claim("a", Some("o/t"), "w", now))
+        .await
+        .unwrap();
     assert_eq!(c2.id, low.id, "then age");
     // Fail `low` with a zero backoff: it comes back with attempts = 1 and
     // must now sort after `later` (attempts 0) at equal priority.
     s.job_fail(fail(&low.id, token(&c2), now)).await.unwrap();
     let far = now + Duration::hours(1);
-    let c3 = claim_one(&s, claim("a", Some("o/t"), "w", far)).await.unwrap();
+    let c3 = claim_one(&s, claim("a", Some("o/t"), "w", far))
+        .await
+        .unwrap();
     assert_eq!(c3.id, later.id, "fewer attempts first");
-    let c4 = claim_one(&s, claim("a", Some("o/t"), "w", far)).await.unwrap();
+    let c4 = claim_one(&s, claim("a", Some("o/t"), "w", far))
+        .await
+        .unwrap();
     assert_eq!(c4.id, low.id);
 }
 
@@ -189,34 +259,69 @@ async fn delay_holds_until_run_at(s: Store) {
     d.delay_ms = 10_000;
     let j = insert_at(&s, d, t0()).await;
     assert_eq!(j.run_at, t0() + Duration::seconds(10));
-    assert!(claim_one(&s, claim("a", Some("d/t"), "w", t0() + Duration::seconds(9))).await.is_none());
-    let due = s.jobs_due_topics(t0() + Duration::seconds(9), t0() + Duration::seconds(10)).await.unwrap();
+    assert!(
+        claim_one(
+            &s,
+            claim("a", Some("d/t"), "w", t0() + Duration::seconds(9))
+        )
+        .await
+        .is_none()
+    );
+    let due = s
+        .jobs_due_topics(t0() + Duration::seconds(9), t0() + Duration::seconds(10))
+        .await
+        .unwrap();
     assert_eq!(due, vec!["d/t".to_owned()]);
-    let none = s.jobs_due_topics(t0() + Duration::seconds(10), t0() + Duration::seconds(11)).await.unwrap();
+    let none = s
+        .jobs_due_topics(t0() + Duration::seconds(10), t0() + Duration::seconds(11))
+        .await
+        .unwrap();
     assert!(none.is_empty());
-    assert!(claim_one(&s, claim("a", Some("d/t"), "w", t0() + Duration::seconds(10))).await.is_some());
+    assert!(
+        claim_one(
+            &s,
+            claim("a", Some("d/t"), "w", t0() + Duration::seconds(10))
+        )
+        .await
+        .is_some()
+    );
 }
 
 async fn lease_expiry_reclaim_and_stale_token(s: Store) {
     let j = insert_at(&s, new_job("a", "e/t"), t0()).await;
-    let first = claim_one(&s, claim("a", Some("e/t"), "w1", t0())).await.unwrap();
+    let first = claim_one(&s, claim("a", Some("e/t"), "w1", t0()))
+        .await
+        .unwrap();
     let after = t0() + Duration::seconds(31);
     // Expired lease: the holder can no longer settle or extend.
     let late = s.job_complete(complete(&j.id, token(&first), after)).await;
     assert!(matches!(late, Err(StoreError::LeaseLost)));
     let ext = s
-        .job_extend(JobExtendParams { id: j.id.clone(), proof: token(&first), lease_ms: 1000, now: Some(after) })
+        .job_extend(JobExtendParams {
+            id: j.id.clone(),
+            proof: token(&first),
+            lease_ms: 1000,
+            now: Some(after),
+        })
         .await;
     assert!(matches!(ext, Err(StoreError::LeaseLost)));
     // A second worker reclaims directly (no sweep needed).
-    let second = claim_one(&s, claim("a", Some("e/t"), "w2", after)).await.expect("reclaim");
+    let second = claim_one(&s, claim("a", Some("e/t"), "w2", after))
+        .await
+        .expect("reclaim");
     assert_eq!(second.attempts, 2);
     assert_ne!(token(&second), token(&first));
     let stale = s.job_complete(complete(&j.id, token(&first), after)).await;
-    assert!(matches!(stale, Err(StoreError::LeaseLost)), "stale token refused");
+    assert!(
+        matches!(stale, Err(StoreError::LeaseLost)),
+        "stale token refused"
+    );
     let stale_fail = s.job_fail(fail(&j.id, token(&first), after)).await;
     assert!(matches!(stale_fail, Err(StoreError::LeaseLost)));
-    let ok = s.job_complete(complete(&j.id, token(&second), after)).await.unwrap();
+    let ok = s
+        .job_complete(complete(&j.id, token(&second), after))
+        .await
+        .unwrap();
     assert_eq!(ok.state, JobState::Fulfilled);
 }
 
@@ -226,7 +331,9 @@ async fn expiry_sweep_requeues_then_kills(s: Store) {
     let j = insert_at(&s, n, t0()).await;
     let mut now = t0();
     for attempt in 1..=2 {
-        let c = claim_one(&s, claim("a", Some("s/t"), "w", now)).await.expect("claim");
+        let c = claim_one(&s, claim("a", Some("s/t"), "w", now))
+            .await
+            .expect("claim");
         assert_eq!(c.attempts, attempt);
         now += Duration::seconds(31);
         let swept = s.jobs_expire_leases(now).await.unwrap();
@@ -234,47 +341,79 @@ async fn expiry_sweep_requeues_then_kills(s: Store) {
         assert_eq!(swept[0].job_id, j.id);
         assert_eq!(swept[0].holder, "w");
         assert_eq!(LeaseProof::Token(swept[0].token.clone()), token(&c));
-        let expected = if attempt < 2 { JobState::Open } else { JobState::Dead };
+        let expected = if attempt < 2 {
+            JobState::Open
+        } else {
+            JobState::Dead
+        };
         assert_eq!(swept[0].new_state, expected);
     }
     let dead = s.job_get(&j.id, &Scope::All).await.unwrap().unwrap();
     assert_eq!(dead.state, JobState::Dead);
     assert_eq!(dead.error.as_deref(), Some("lease expired"));
     assert!(dead.completed_at.is_some());
-    assert!(s.jobs_expire_leases(now).await.unwrap().is_empty(), "sweep is idempotent");
+    assert!(
+        s.jobs_expire_leases(now).await.unwrap().is_empty(),
+        "sweep is idempotent"
+    );
 }
 
 async fn retry_backoff_then_dead(s: Store) {
     let mut n = new_job("a", "r/t");
     n.backoff_base_ms = 2000;
     let j = insert_at(&s, n, t0()).await;
-    let c1 = claim_one(&s, claim("a", Some("r/t"), "w", t0())).await.unwrap();
+    let c1 = claim_one(&s, claim("a", Some("r/t"), "w", t0()))
+        .await
+        .unwrap();
     let f1 = s.job_fail(fail(&j.id, token(&c1), t0())).await.unwrap();
     assert_eq!(f1.state, JobState::Open);
     assert_eq!(f1.run_at, t0() + Duration::seconds(2), "base * 2^0");
     assert_eq!(f1.error.as_deref(), Some("boom"));
-    assert!(claim_one(&s, claim("a", Some("r/t"), "w", t0() + Duration::milliseconds(1999))).await.is_none());
+    assert!(
+        claim_one(
+            &s,
+            claim("a", Some("r/t"), "w", t0() + Duration::milliseconds(1999))
+        )
+        .await
+        .is_none()
+    );
     let t1 = t0() + Duration::seconds(2);
-    let c2 = claim_one(&s, claim("a", Some("r/t"), "w", t1)).await.expect("due again");
+    let c2 = claim_one(&s, claim("a", Some("r/t"), "w", t1))
+        .await
+        .expect("due again");
     let f2 = s.job_fail(fail(&j.id, token(&c2), t1)).await.unwrap();
     assert_eq!(f2.run_at, t1 + Duration::seconds(4), "base * 2^1");
     let t2 = t1 + Duration::seconds(4);
-    let c3 = claim_one(&s, claim("a", Some("r/t"), "w", t2)).await.unwrap();
+    let c3 = claim_one(&s, claim("a", Some("r/t"), "w", t2))
+        .await
+        .unwrap();
     assert_eq!(c3.attempts, 3);
     let f3 = s.job_fail(fail(&j.id, token(&c3), t2)).await.unwrap();
     assert_eq!(f3.state, JobState::Dead, "out of attempts");
     assert_eq!(f3.completed_at, Some(t2));
-    assert!(claim_one(&s, claim("a", Some("r/t"), "w", t2 + Duration::hours(1))).await.is_none());
+    assert!(
+        claim_one(&s, claim("a", Some("r/t"), "w", t2 + Duration::hours(1)))
+            .await
+            .is_none()
+    );
 }
 
 async fn terminal_fail_and_refund(s: Store) {
     let j = insert_at(&s, new_job("a", "f/t"), t0()).await;
-    let c = claim_one(&s, claim("a", Some("f/t"), "w", t0())).await.unwrap();
+    let c = claim_one(&s, claim("a", Some("f/t"), "w", t0()))
+        .await
+        .unwrap();
     let mut refund = fail(&j.id, token(&c), t0());
     refund.refund_attempt = true;
     let r = s.job_fail(refund).await.unwrap();
-    assert_eq!((r.state, r.attempts, r.run_at), (JobState::Open, 0, t0()), "refunded, due now");
-    let c = claim_one(&s, claim("a", Some("f/t"), "w", t0())).await.unwrap();
+    assert_eq!(
+        (r.state, r.attempts, r.run_at),
+        (JobState::Open, 0, t0()),
+        "refunded, due now"
+    );
+    let c = claim_one(&s, claim("a", Some("f/t"), "w", t0()))
+        .await
+        .unwrap();
     let mut term = fail(&j.id, token(&c), t0());
     term.terminal = true;
     let d = s.job_fail(term).await.unwrap();
@@ -283,18 +422,33 @@ async fn terminal_fail_and_refund(s: Store) {
 
 async fn extend_renews_lease(s: Store) {
     let j = insert_at(&s, new_job("a", "x/t"), t0()).await;
-    let c = claim_one(&s, claim("a", Some("x/t"), "w", t0())).await.unwrap();
+    let c = claim_one(&s, claim("a", Some("x/t"), "w", t0()))
+        .await
+        .unwrap();
     let now = t0() + Duration::seconds(20);
     let e = s
-        .job_extend(JobExtendParams { id: j.id.clone(), proof: token(&c), lease_ms: 60_000, now: Some(now) })
+        .job_extend(JobExtendParams {
+            id: j.id.clone(),
+            proof: token(&c),
+            lease_ms: 60_000,
+            now: Some(now),
+        })
         .await
         .unwrap();
     assert_eq!(e.lease.unwrap().expires_at, now + Duration::seconds(60));
     // Past the original 30 s the lease still holds.
     let later = t0() + Duration::seconds(45);
     assert!(s.jobs_expire_leases(later).await.unwrap().is_empty());
-    assert!(claim_one(&s, claim("a", Some("x/t"), "w2", later)).await.is_none());
-    assert!(s.job_complete(complete(&j.id, token(&c), later)).await.is_ok());
+    assert!(
+        claim_one(&s, claim("a", Some("x/t"), "w2", later))
+            .await
+            .is_none()
+    );
+    assert!(
+        s.job_complete(complete(&j.id, token(&c), later))
+            .await
+            .is_ok()
+    );
 }
 
 async fn tenant_and_visibility_filters(s: Store) {
@@ -307,13 +461,26 @@ async fn tenant_and_visibility_filters(s: Store) {
     other_ns.namespace = "ns2".into();
     let other_ns = insert_at(&s, other_ns, t0()).await;
     // Tenant b sees only the public job, from any namespace.
-    let b = claim_one(&s, claim("b", Some("v/t"), "wb", t0())).await.expect("public claimable");
+    let b = claim_one(&s, claim("b", Some("v/t"), "wb", t0()))
+        .await
+        .expect("public claimable");
     assert_eq!(b.id, public.id);
-    assert!(claim_one(&s, claim("b", Some("v/t"), "wb", t0())).await.is_none(), "private hidden");
+    assert!(
+        claim_one(&s, claim("b", Some("v/t"), "wb", t0()))
+            .await
+            .is_none(),
+        "private hidden"
+    );
     // Tenant a in namespace default gets its private job, not the ns2 one.
-    let a = claim_one(&s, claim("a", Some("v/t"), "wa", t0())).await.unwrap();
+    let a = claim_one(&s, claim("a", Some("v/t"), "wa", t0()))
+        .await
+        .unwrap();
     assert_eq!(a.id, private.id);
-    assert!(claim_one(&s, claim("a", Some("v/t"), "wa", t0())).await.is_none());
+    assert!(
+        claim_one(&s, claim("a", Some("v/t"), "wa", t0()))
+            .await
+            .is_none()
+    );
     let mut ns2 = claim("a", Some("v/t"), "wa", t0());
     ns2.namespace = Some("ns2".into());
     assert_eq!(claim_one(&s, ns2).await.unwrap().id, other_ns.id);
@@ -332,14 +499,27 @@ async fn target_worker_and_capability_filters(s: Store) {
     let mut c = new_job("a", "c/t");
     c.required_capability = Some("gpu_a".into());
     let capable = insert_at(&s, c, t0()).await;
-    assert!(claim_one(&s, claim("a", Some("c/t"), "w-other", t0())).await.is_none());
+    assert!(
+        claim_one(&s, claim("a", Some("c/t"), "w-other", t0()))
+            .await
+            .is_none()
+    );
     let mut near_miss = claim("a", Some("c/t"), "w-other", t0());
     near_miss.capabilities = vec!["gpu_ab".into(), "gpuxa".into()];
-    assert!(claim_one(&s, near_miss).await.is_none(), "capabilities match exactly");
+    assert!(
+        claim_one(&s, near_miss).await.is_none(),
+        "capabilities match exactly"
+    );
     let mut gpu = claim("a", Some("c/t"), "w-other", t0());
     gpu.capabilities = vec!["cpu".into(), "gpu_a".into()];
     assert_eq!(claim_one(&s, gpu).await.unwrap().id, capable.id);
-    assert_eq!(claim_one(&s, claim("a", Some("c/t"), "w-special", t0())).await.unwrap().id, targeted.id);
+    assert_eq!(
+        claim_one(&s, claim("a", Some("c/t"), "w-special", t0()))
+            .await
+            .unwrap()
+            .id,
+        targeted.id
+    );
 }
 
 async fn on_behalf_of_filter(s: Store) {
@@ -356,23 +536,50 @@ async fn on_behalf_of_filter(s: Store) {
 
 async fn cancel_rules(s: Store) {
     let j = insert_at(&s, new_job("a", "k/t"), t0()).await;
-    let c = claim_one(&s, claim("a", Some("k/t"), "w", t0())).await.unwrap();
+    let c = claim_one(&s, claim("a", Some("k/t"), "w", t0()))
+        .await
+        .unwrap();
     let foreign = s
-        .job_cancel(JobCancelParams { id: j.id.clone(), scope: Scope::Tenant("b".into()), reason: "x".into(), now: Some(t0()) })
+        .job_cancel(JobCancelParams {
+            id: j.id.clone(),
+            scope: Scope::Tenant("b".into()),
+            reason: "x".into(),
+            now: Some(t0()),
+        })
         .await;
     assert!(matches!(foreign, Err(StoreError::NotFound)));
     let before = s
-        .job_cancel(JobCancelParams { id: j.id.clone(), scope: Scope::Tenant("a".into()), reason: "stop".into(), now: Some(t0()) })
+        .job_cancel(JobCancelParams {
+            id: j.id.clone(),
+            scope: Scope::Tenant("a".into()),
+            reason: "stop".into(),
+            now: Some(t0()),
+        })
         .await
         .unwrap();
-    assert_eq!(before.lease.unwrap().holder, "w", "caller learns the holder");
+    assert_eq!(
+        before.lease.unwrap().holder,
+        "w",
+        "caller learns the holder"
+    );
     let now = s.job_get(&j.id, &Scope::All).await.unwrap().unwrap();
     assert_eq!(now.state, JobState::Cancelled);
-    assert!(matches!(s.job_complete(complete(&j.id, token(&c), t0())).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(
+        s.job_complete(complete(&j.id, token(&c), t0())).await,
+        Err(StoreError::LeaseLost)
+    ));
     let again = s
-        .job_cancel(JobCancelParams { id: j.id.clone(), scope: Scope::All, reason: "x".into(), now: Some(t0()) })
+        .job_cancel(JobCancelParams {
+            id: j.id.clone(),
+            scope: Scope::All,
+            reason: "x".into(),
+            now: Some(t0()),
+        })
         .await;
-    assert!(matches!(again, Err(StoreError::InvalidState(JobState::Cancelled))));
+    assert!(matches!(
+        again,
+        Err(StoreError::InvalidState(JobState::Cancelled))
+    ));
 }
 
 async fn open_cap_per_tenant(s: Store) {
@@ -384,9 +591,15 @@ async fn open_cap_per_tenant(s: Store) {
     };
     s.job_insert(p("a")).await.unwrap();
     s.job_insert(p("a")).await.unwrap();
-    assert!(matches!(s.job_insert(p("a")).await, Err(StoreError::TooManyOpen { limit: 2 })));
+    assert!(matches!(
+        s.job_insert(p("a")).await,
+        Err(StoreError::TooManyOpen { limit: 2 })
+    ));
     s.job_insert(p("b")).await.expect("other tenant unaffected");
-    assert_eq!(s.jobs_count_open(&Scope::Tenant("a".into())).await.unwrap(), 2);
+    assert_eq!(
+        s.jobs_count_open(&Scope::Tenant("a".into())).await.unwrap(),
+        2
+    );
 }
 
 async fn idempotency_records(s: Store) {
@@ -399,56 +612,132 @@ async fn idempotency_records(s: Store) {
     };
     let exp = t0() + Duration::hours(24);
     let first = s
-        .job_insert(JobInsertParams { job: new_job("a", "i/t"), idempotency: Some(idem("h1", "{\"id\":1}", exp)), max_open_per_tenant: None, now: Some(t0()) })
+        .job_insert(JobInsertParams {
+            job: new_job("a", "i/t"),
+            idempotency: Some(idem("h1", "{\"id\":1}", exp)),
+            max_open_per_tenant: None,
+            now: Some(t0()),
+        })
         .await
         .unwrap();
     assert!(matches!(first, JobInsertOutcome::Inserted(_)));
     let replay = s
-        .job_insert(JobInsertParams { job: new_job("a", "i/t"), idempotency: Some(idem("h2", "{\"id\":2}", exp)), max_open_per_tenant: None, now: Some(t0()) })
+        .job_insert(JobInsertParams {
+            job: new_job("a", "i/t"),
+            idempotency: Some(idem("h2", "{\"id\":2}", exp)),
+            max_open_per_tenant: None,
+            now: Some(t0()),
+        })
         .await
         .unwrap();
     assert_eq!(
         replay,
-        JobInsertOutcome::Replayed { request_hash: "h1".into(), response_status: 201, response_body: "{\"id\":1}".into() }
+        JobInsertOutcome::Replayed {
+            request_hash: "h1".into(),
+            response_status: 201,
+            response_body: "{\"id\":1}".into()
+        }
     );
-    assert_eq!(s.jobs_count_open(&Scope::All).await.unwrap(), 1, "replay inserted nothing");
+    assert_eq!(
+        s.jobs_count_open(&Scope::All).await.unwrap(),
+        1,
+        "replay inserted nothing"
+    );
     // Another tenant's same key is independent.
     let other = s
-        .job_insert(JobInsertParams { job: new_job("b", "i/t"), idempotency: Some(idem("h1", "x", exp)), max_open_per_tenant: None, now: Some(t0()) })
+        .job_insert(JobInsertParams {
+            job: new_job("b", "i/t"),
+            idempotency: Some(idem("h1", "x", exp)),
+            max_open_per_tenant: None,
+            now: Some(t0()),
+        })
         .await
         .unwrap();
     assert!(matches!(other, JobInsertOutcome::Inserted(_)));
     // After expiry the key is free again.
     let later = exp + Duration::seconds(1);
     let fresh = s
-        .job_insert(JobInsertParams { job: new_job("a", "i/t"), idempotency: Some(idem("h3", "y", later + Duration::hours(1))), max_open_per_tenant: None, now: Some(later) })
+        .job_insert(JobInsertParams {
+            job: new_job("a", "i/t"),
+            idempotency: Some(idem("h3", "y", later + Duration::hours(1))),
+            max_open_per_tenant: None,
+            now: Some(later),
+        })
         .await
         .unwrap();
     assert!(matches!(fresh, JobInsertOutcome::Inserted(_)));
     // A refused insert (cap) does not keep the key.
     let capped = s
-        .job_insert(JobInsertParams { job: new_job("a", "i/t"), idempotency: Some(IdempotencyKey { key: "k2".into(), ..idem("h", "z", exp) }), max_open_per_tenant: Some(1), now: Some(t0()) })
+        .job_insert(JobInsertParams {
+            job: new_job("a", "i/t"),
+            idempotency: Some(IdempotencyKey {
+                key: "k2".into(),
+                ..idem("h", "z", exp)
+            }),
+            max_open_per_tenant: Some(1),
+            now: Some(t0()),
+        })
         .await;
     assert!(matches!(capped, Err(StoreError::TooManyOpen { .. })));
     let retry = s
-        .job_insert(JobInsertParams { job: new_job("a", "i/t"), idempotency: Some(IdempotencyKey { key: "k2".into(), ..idem("h", "z", exp) }), max_open_per_tenant: None, now: Some(t0()) })
+        .job_insert(JobInsertParams {
+            job: new_job("a", "i/t"),
+            idempotency: Some(IdempotencyKey {
+                key: "k2".into(),
+                ..idem("h", "z", exp)
+            }),
+            max_open_per_tenant: None,
+            now: Some(t0()),
+        })
         .await
         .unwrap();
-    assert!(matches!(retry, JobInsertOutcome::Inserted(_)), "key was rolled back with the refusal");
+    assert!(
+        matches!(retry, JobInsertOutcome::Inserted(_)),
+        "key was rolled back with the refusal"
+    );
 }
 
 async fn kv_with_ttl(s: Store) {
-    let set = |scope: &str, v: serde_json::Value, ttl_ms: i64, now| KvSetParams { scope: scope.into(), key: "k".into(), value: v, ttl_ms, now: Some(now) };
+    let set = |scope: &str, v: serde_json::Value, ttl_ms: i64, now| KvSetParams {
+        scope: scope.into(),
+        key: "k".into(),
+        value: v,
+        ttl_ms,
+        now: Some(now),
+    };
     s.kv_set(set("a", json!("v1"), 10_000, t0())).await.unwrap();
-    assert_eq!(s.kv_get("a", "k", Some(t0())).await.unwrap(), Some(json!("v1")));
-    assert_eq!(s.kv_get("b", "k", Some(t0())).await.unwrap(), None, "scoped");
-    s.kv_set(set("a", json!({"x": [1, 2]}), 10_000, t0())).await.unwrap();
-    assert_eq!(s.kv_get("a", "k", Some(t0())).await.unwrap(), Some(json!({"x": [1, 2]})), "replaced");
-    assert_eq!(s.kv_get("a", "k", Some(t0() + Duration::seconds(10))).await.unwrap(), None, "expired");
+    assert_eq!(
+        s.kv_get("a", "k", Some(t0())).await.unwrap(),
+        Some(json!("v1"))
+    );
+    assert_eq!(
+        s.kv_get("b", "k", Some(t0())).await.unwrap(),
+        None,
+        "scoped"
+    );
+    s.kv_set(set("a", json!({"x": [1, 2]}), 10_000, t0()))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.kv_get("a", "k", Some(t0())).await.unwrap(),
+        Some(json!({"x": [1, 2]})),
+        "replaced"
+    );
+    assert_eq!(
+        s.kv_get("a", "k", Some(t0() + Duration::seconds(10)))
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
 }
 
 async fn nonce_replay_records(s: Store) {
-    let n = |key: &str, nonce: &str| NonceParams { key_id: key.into(), nonce: nonce.into(), expires_at: t0() + Duration::minutes(10) };
+    let n = |key: &str, nonce: &str| NonceParams {
+        key_id: key.into(),
+        nonce: nonce.into(),
+        expires_at: t0() + Duration::minutes(10),
+    };
     assert!(s.nonce_record(n("k1", "abc")).await.unwrap());
     assert!(!s.nonce_record(n("k1", "abc")).await.unwrap(), "replay");
     assert!(s.nonce_record(n("k2", "abc")).await.unwrap(), "per key");
@@ -456,38 +745,87 @@ async fn nonce_replay_records(s: Store) {
 
 async fn retention_purge(s: Store) {
     let done = insert_at(&s, new_job("a", "p/t"), t0()).await;
-    let c = claim_one(&s, claim("a", Some("p/t"), "w", t0())).await.unwrap();
-    s.job_complete(complete(&done.id, token(&c), t0())).await.unwrap();
+    let c = claim_one(&s, claim("a", Some("p/t"), "w", t0()))
+        .await
+        .unwrap();
+    s.job_complete(complete(&done.id, token(&c), t0()))
+        .await
+        .unwrap();
     let open = insert_at(&s, new_job("a", "p/t"), t0()).await;
-    s.kv_set(KvSetParams { scope: "a".into(), key: "k".into(), value: json!(1), ttl_ms: 1000, now: Some(t0()) }).await.unwrap();
-    s.nonce_record(NonceParams { key_id: "k".into(), nonce: "n".into(), expires_at: t0() + Duration::seconds(1) }).await.unwrap();
+    s.kv_set(KvSetParams {
+        scope: "a".into(),
+        key: "k".into(),
+        value: json!(1),
+        ttl_ms: 1000,
+        now: Some(t0()),
+    })
+    .await
+    .unwrap();
+    s.nonce_record(NonceParams {
+        key_id: "k".into(),
+        nonce: "n".into(),
+        expires_at: t0() + Duration::seconds(1),
+    })
+    .await
+    .unwrap();
     let kept = s
-        .jobs_purge(PurgeParams { completed_before: t0(), now: Some(t0()) })
+        .jobs_purge(PurgeParams {
+            completed_before: t0(),
+            now: Some(t0()),
+        })
         .await
         .unwrap();
     assert_eq!(kept, PurgeReport::default(), "nothing past retention yet");
     let r = s
-        .jobs_purge(PurgeParams { completed_before: t0() + Duration::seconds(1), now: Some(t0() + Duration::seconds(5)) })
+        .jobs_purge(PurgeParams {
+            completed_before: t0() + Duration::seconds(1),
+            now: Some(t0() + Duration::seconds(5)),
+        })
         .await
         .unwrap();
     assert_eq!((r.jobs, r.kv, r.nonces), (1, 1, 1));
     assert!(s.job_get(&done.id, &Scope::All).await.unwrap().is_none());
-    assert!(s.job_get(&open.id, &Scope::All).await.unwrap().is_some(), "live jobs are never purged");
+    assert!(
+        s.job_get(&open.id, &Scope::All).await.unwrap().is_some(),
+        "live jobs are never purged"
+    );
 }
 
 async fn api_keys_and_settings(s: Store) {
-    let k = ApiKey { id: "id1".into(), key_hash: sha256_hex(b"secret"), owner: "acme".into(), role: Role::Tenant, created_at: t0() };
+    let k = ApiKey {
+        id: "id1".into(),
+        key_hash: sha256_hex(b"secret"),
+        owner: "acme".into(),
+        role: Role::Tenant,
+        created_at: t0(),
+    };
     s.api_key_insert(k.clone()).await.unwrap();
-    assert_eq!(s.api_key_get_by_hash(&sha256_hex(b"secret")).await.unwrap(), Some(k));
-    assert_eq!(s.api_key_get_by_hash(&sha256_hex(b"other")).await.unwrap(), None);
-    assert_eq!(s.setting_get_or_insert("jwt", "first").await.unwrap(), "first");
-    assert_eq!(s.setting_get_or_insert("jwt", "second").await.unwrap(), "first", "first writer wins");
+    assert_eq!(
+        s.api_key_get_by_hash(&sha256_hex(b"secret")).await.unwrap(),
+        Some(k)
+    );
+    assert_eq!(
+        s.api_key_get_by_hash(&sha256_hex(b"other")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.setting_get_or_insert("jwt", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        s.setting_get_or_insert("jwt", "second").await.unwrap(),
+        "first",
+        "first writer wins"
+    );
 }
 
 async fn wakeups_on_insert(s: Store) {
     let mut rx = s.notifier().subscribe();
     insert_at(&s, new_job("a", "wake/t"), Utc::now()).await;
-    let topic = tokio::time::timeout(StdDuration::from_secs(10), rx.recv()).await.expect("woken").expect("open");
+    let topic = tokio::time::timeout(StdDuration::from_secs(10), rx.recv())
+        .await
+        .expect("woken")
+        .expect("open");
     assert_eq!(&*topic, "wake/t");
 }
 

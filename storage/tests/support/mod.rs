@@ -12,7 +12,8 @@ pub(crate) struct TestStore {
 
 /// The PostgreSQL server the suite creates its databases on.
 fn pg_admin_url() -> String {
-    std::env::var("AGW_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("AGW_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 impl TestStore {
@@ -20,8 +21,14 @@ impl TestStore {
         let dir = std::env::temp_dir().join(format!("agw-conf-{}", agw_storage::new_token()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let url = format!("sqlite://{}", dir.join("t.db").display());
-        let store = Store::connect(&url, &ConnectOptions::default()).await.expect("sqlite store");
-        Self { store, dir: Some(dir), pg: None }
+        let store = Store::connect(&url, &ConnectOptions::default())
+            .await
+            .expect("sqlite store");
+        Self {
+            store,
+            dir: Some(dir),
+            pg: None,
+        }
     }
 
     pub(crate) async fn postgres() -> Self {
@@ -30,12 +37,21 @@ impl TestStore {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set AGW_TEST_PG_URL): {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
         conn.close().await.ok();
         let (base, _) = admin.rsplit_once('/').expect("url has a database");
         let url = format!("{base}/{name}");
-        let store = Store::connect(&url, &ConnectOptions { max_connections: 8 }).await.expect("pg store");
-        Self { store, dir: None, pg: Some((admin, name)) }
+        let store = Store::connect(&url, &ConnectOptions { max_connections: 8 })
+            .await
+            .expect("pg store");
+        Self {
+            store,
+            dir: None,
+            pg: Some((admin, name)),
+        }
     }
 
     pub(crate) async fn cleanup(self) {
@@ -43,10 +59,13 @@ impl TestStore {
         if let Some(dir) = self.dir {
             std::fs::remove_dir_all(dir).ok();
         }
-        if let Some((admin, name)) = self.pg {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.ok();
-            }
+        if let Some((admin, name)) = self.pg
+            && let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await
+        {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .ok();
         }
     }
 }

@@ -1,0 +1,563 @@
+//! Typed agent-gateway configuration.
+//!
+//! Precedence is environment > file > default: every key `section.key` of the
+//! TOML file has one environment variable `AGW_SECTION_KEY` (top-level keys:
+//! `AGW_KEY`). [`Config::load`] reads every key, collects every problem —
+//! unparsable values and unknown file keys alike — and fails once with all of
+//! them, each naming both spellings (`invalid AGW_LISTEN / listen: ...`).
+//! Each protocol receives only its own section.
+//!
+//! Layout: this file holds the types and the loader; `example.toml` beside
+//! the crate documents every key with its default.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where environment variables come from (a map in tests).
+pub trait Env {
+    /// The variable's value, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub source: Option<PathBuf>,
+    /// Listen address (`listen`, `AGW_LISTEN`).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://...` (`database_url`, `AGW_DATABASE_URL`).
+    pub database_url: String,
+    /// Admin API key; generated and printed once when unset (`admin_key`, `AGW_ADMIN_KEY`).
+    pub admin_key: Option<String>,
+    /// HS256 secret for bearer JWTs; generated and stored when unset.
+    pub jwt_secret: Option<String>,
+    /// Longest wait for in-flight requests at shutdown, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Request and tenant limits.
+    pub limits: Limits,
+    /// Intent Bus protocol settings.
+    pub intent_bus: IntentBus,
+    /// Store maintenance.
+    pub store: StoreSettings,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("expected text or json, got {s:?}")),
+        }
+    }
+}
+
+/// Limits on requests and tenants (`[limits]`). Defaults are the reference server's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request body, bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest job payload once serialized, bytes (413 beyond).
+    pub max_payload_bytes: usize,
+    /// Deepest JSON nesting of a payload (400 beyond).
+    pub max_payload_depth: usize,
+    /// Open or leased jobs one tenant may have (429 beyond); 0 = unlimited.
+    pub max_open_jobs_per_tenant: i64,
+    /// Requests per minute per tenant key (429 beyond); 0 = unlimited. Admin is exempt.
+    pub rate_limit_per_minute: u32,
+}
+
+/// Intent Bus settings (`[intent_bus]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentBus {
+    /// Lease length of a claim, seconds.
+    pub claim_timeout_secs: u64,
+    /// `Retry-After` on an idle `204`, seconds (≥ 1: 1.3.2 clients read integers).
+    pub idle_retry_after_secs: u64,
+    /// Cap of the long-poll `wait` parameter, seconds.
+    pub max_wait_secs: u64,
+    /// Accepted clock skew of signed requests, seconds (±).
+    pub signature_window_secs: u64,
+    /// How long an `Idempotency-Key` is remembered, seconds.
+    pub idempotency_ttl_secs: u64,
+    /// Longest retry backoff, seconds.
+    pub max_backoff_secs: u64,
+    /// Longest lease `extend_claim` may grant, seconds.
+    pub max_extend_secs: u64,
+}
+
+/// Store maintenance (`[store]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// Period of the lease-expiry and due-job sweep, milliseconds.
+    pub sweep_interval_ms: u64,
+    /// Terminal jobs are kept this long, hours, then purged.
+    pub retention_hours: u64,
+    /// Largest database connection pool.
+    pub max_connections: u32,
+}
+
+/// Every problem found while loading, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Reads keys from env, then file, then default, remembering every failure.
+struct Loader<'a> {
+    file: toml::Table,
+    env: &'a dyn Env,
+    errors: Vec<String>,
+    known: BTreeSet<String>,
+}
+
+impl Loader<'_> {
+    fn get<T>(&mut self, section: Option<&str>, key: &str, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.opt(section, key).unwrap_or(default)
+    }
+
+    fn opt<T>(&mut self, section: Option<&str>, key: &str) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let dotted = section.map_or_else(|| key.to_owned(), |s| format!("{s}.{key}"));
+        let var = format!("AGW_{}", dotted.replace('.', "_").to_uppercase());
+        self.known.insert(dotted.clone());
+        let raw = match self.env.var(&var) {
+            Some(v) => Some(v),
+            None => {
+                let table = match section {
+                    Some(s) => self.file.get(s).and_then(toml::Value::as_table),
+                    None => Some(&self.file),
+                };
+                match table.and_then(|t| t.get(key)) {
+                    None => None,
+                    Some(toml::Value::String(s)) => Some(s.clone()),
+                    Some(
+                        v @ (toml::Value::Integer(_)
+                        | toml::Value::Float(_)
+                        | toml::Value::Boolean(_)),
+                    ) => Some(v.to_string()),
+                    Some(other) => {
+                        self.errors.push(format!(
+                            "invalid {var} / {dotted}: expected a scalar, got {}",
+                            other.type_str()
+                        ));
+                        None
+                    }
+                }
+            }
+        };
+        match raw?.parse() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(format!("invalid {var} / {dotted}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn check<T: PartialOrd + Display + Copy>(
+        &mut self,
+        section: &str,
+        key: &str,
+        v: T,
+        min: T,
+        max: T,
+    ) {
+        if v < min || v > max {
+            let var = format!("AGW_{}_{}", section.to_uppercase(), key.to_uppercase());
+            self.errors.push(format!(
+                "invalid {var} / {section}.{key}: {v} is outside {min}..={max}"
+            ));
+        }
+    }
+
+    /// Unknown keys in the file are errors: a typo must not silently keep a default.
+    fn unknown_keys(&mut self) {
+        let mut unknown = Vec::new();
+        for (k, v) in &self.file {
+            match v.as_table() {
+                Some(t) if ["limits", "intent_bus", "store"].contains(&k.as_str()) => {
+                    unknown.extend(
+                        t.keys()
+                            .map(|sub| format!("{k}.{sub}"))
+                            .filter(|d| !self.known.contains(d)),
+                    );
+                }
+                _ if !self.known.contains(k) => unknown.push(k.clone()),
+                _ => {}
+            }
+        }
+        self.errors
+            .extend(unknown.into_iter().map(|k| format!("unknown key {k}")));
+    }
+}
+
+impl Config {
+    /// Loads the configuration: `path`, else `AGW_CONFIG`, else
+    /// `agent-gateway.toml` when it exists; then environment overrides.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let source = path
+            .map(Path::to_path_buf)
+            .or_else(|| env.var("AGW_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from("agent-gateway.toml")).filter(|p| p.exists()));
+        let file = match &source {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError(vec![format!(
+                        "cannot read config file {}: {e}",
+                        p.display()
+                    )])
+                })?;
+                Self::parse_file(p, &text)?
+            }
+            None => toml::Table::new(),
+        };
+        Self::from_parts(source, file, env)
+    }
+
+    /// Parses a TOML document (for `load` and validation of a file on its own).
+    pub fn parse_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+        text.parse::<toml::Table>()
+            .map_err(|e| ConfigError(vec![format!("cannot parse {}: {e}", path.display())]))
+    }
+
+    /// Builds the configuration from a parsed file and an environment.
+    pub fn from_parts(
+        source: Option<PathBuf>,
+        file: toml::Table,
+        env: &dyn Env,
+    ) -> Result<Self, ConfigError> {
+        let mut l = Loader {
+            file,
+            env,
+            errors: Vec::new(),
+            known: BTreeSet::new(),
+        };
+        // Selecting the file is not a key of the file itself.
+        l.known.insert("config".into());
+        let default_listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let cfg = Self {
+            source,
+            listen: l.get(None, "listen", default_listen),
+            database_url: l.get(None, "database_url", "sqlite://agent-gateway.db".to_owned()),
+            admin_key: l.opt::<String>(None, "admin_key").filter(|k| !k.is_empty()),
+            jwt_secret: l
+                .opt::<String>(None, "jwt_secret")
+                .filter(|k| !k.is_empty()),
+            shutdown_grace_secs: l.get(None, "shutdown_grace_secs", 10),
+            log_format: l.get(None, "log_format", LogFormat::Text),
+            limits: Limits {
+                max_body_bytes: l.get(Some("limits"), "max_body_bytes", 8 * 1024),
+                max_payload_bytes: l.get(Some("limits"), "max_payload_bytes", 5 * 1024),
+                max_payload_depth: l.get(Some("limits"), "max_payload_depth", 10),
+                max_open_jobs_per_tenant: l.get(Some("limits"), "max_open_jobs_per_tenant", 100),
+                rate_limit_per_minute: l.get(Some("limits"), "rate_limit_per_minute", 60),
+            },
+            intent_bus: IntentBus {
+                claim_timeout_secs: l.get(Some("intent_bus"), "claim_timeout_secs", 60),
+                idle_retry_after_secs: l.get(Some("intent_bus"), "idle_retry_after_secs", 2),
+                max_wait_secs: l.get(Some("intent_bus"), "max_wait_secs", 30),
+                signature_window_secs: l.get(Some("intent_bus"), "signature_window_secs", 300),
+                idempotency_ttl_secs: l.get(Some("intent_bus"), "idempotency_ttl_secs", 24 * 3600),
+                max_backoff_secs: l.get(Some("intent_bus"), "max_backoff_secs", 3600),
+                max_extend_secs: l.get(Some("intent_bus"), "max_extend_secs", 3600),
+            },
+            store: StoreSettings {
+                sweep_interval_ms: l.get(Some("store"), "sweep_interval_ms", 1000),
+                retention_hours: l.get(Some("store"), "retention_hours", 7 * 24),
+                max_connections: l.get(Some("store"), "max_connections", 16),
+            },
+        };
+        l.check(
+            "intent_bus",
+            "claim_timeout_secs",
+            cfg.intent_bus.claim_timeout_secs,
+            1,
+            86_400,
+        );
+        l.check(
+            "intent_bus",
+            "idle_retry_after_secs",
+            cfg.intent_bus.idle_retry_after_secs,
+            1,
+            3600,
+        );
+        l.check(
+            "intent_bus",
+            "signature_window_secs",
+            cfg.intent_bus.signature_window_secs,
+            1,
+            3600,
+        );
+        l.check(
+            "limits",
+            "max_body_bytes",
+            cfg.limits.max_body_bytes,
+            256,
+            64 << 20,
+        );
+        l.check(
+            "limits",
+            "max_payload_depth",
+            cfg.limits.max_payload_depth,
+            1,
+            1000,
+        );
+        l.check(
+            "limits",
+            "max_open_jobs_per_tenant",
+            cfg.limits.max_open_jobs_per_tenant,
+            0,
+            i64::MAX,
+        );
+        l.check(
+            "store",
+            "sweep_interval_ms",
+            cfg.store.sweep_interval_ms,
+            10,
+            600_000,
+        );
+        l.check(
+            "store",
+            "max_connections",
+            cfg.store.max_connections,
+            1,
+            1000,
+        );
+        if !(cfg.database_url.starts_with("sqlite:")
+            || cfg.database_url.starts_with("postgres://")
+            || cfg.database_url.starts_with("postgresql://"))
+        {
+            l.errors.push(format!(
+                "invalid AGW_DATABASE_URL / database_url: expected sqlite://PATH or postgres://..., got {:?}",
+                cfg.database_url.split("://").next().unwrap_or_default()
+            ));
+        }
+        l.unknown_keys();
+        if l.errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError(l.errors))
+        }
+    }
+
+    /// The configuration as TOML with secrets removed (for `GET /api/system/config` and logs).
+    pub fn redacted(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        let mut put = |k: &str, v: toml::Value| {
+            t.insert(k.to_owned(), v);
+        };
+        put("listen", self.listen.to_string().into());
+        put("database_url", redact_url(&self.database_url).into());
+        put(
+            "admin_key",
+            if self.admin_key.is_some() {
+                "<set>"
+            } else {
+                "<generated>"
+            }
+            .into(),
+        );
+        put(
+            "jwt_secret",
+            if self.jwt_secret.is_some() {
+                "<set>"
+            } else {
+                "<generated>"
+            }
+            .into(),
+        );
+        put("shutdown_grace_secs", int(self.shutdown_grace_secs));
+        let mut limits = toml::Table::new();
+        limits.insert(
+            "max_body_bytes".into(),
+            int(self.limits.max_body_bytes as u64),
+        );
+        limits.insert(
+            "max_payload_bytes".into(),
+            int(self.limits.max_payload_bytes as u64),
+        );
+        limits.insert(
+            "max_payload_depth".into(),
+            int(self.limits.max_payload_depth as u64),
+        );
+        limits.insert(
+            "max_open_jobs_per_tenant".into(),
+            self.limits.max_open_jobs_per_tenant.into(),
+        );
+        limits.insert(
+            "rate_limit_per_minute".into(),
+            i64::from(self.limits.rate_limit_per_minute).into(),
+        );
+        t.insert("limits".into(), limits.into());
+        let ib = &self.intent_bus;
+        let mut s = toml::Table::new();
+        for (k, v) in [
+            ("claim_timeout_secs", ib.claim_timeout_secs),
+            ("idle_retry_after_secs", ib.idle_retry_after_secs),
+            ("max_wait_secs", ib.max_wait_secs),
+            ("signature_window_secs", ib.signature_window_secs),
+            ("idempotency_ttl_secs", ib.idempotency_ttl_secs),
+            ("max_backoff_secs", ib.max_backoff_secs),
+            ("max_extend_secs", ib.max_extend_secs),
+        ] {
+            s.insert(k.into(), int(v));
+        }
+        t.insert("intent_bus".into(), s.into());
+        let mut st = toml::Table::new();
+        st.insert(
+            "sweep_interval_ms".into(),
+            int(self.store.sweep_interval_ms),
+        );
+        st.insert("retention_hours".into(), int(self.store.retention_hours));
+        st.insert(
+            "max_connections".into(),
+            i64::from(self.store.max_connections).into(),
+        );
+        t.insert("store".into(), st.into());
+        t
+    }
+}
+
+fn int(v: u64) -> toml::Value {
+    i64::try_from(v).unwrap_or(i64::MAX).into()
+}
+
+/// Removes a password from a URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load(toml_text: &str, e: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let file = Config::parse_file(Path::new("t.toml"), toml_text)?;
+        Config::from_parts(None, file, e)
+    }
+
+    #[test]
+    fn defaults_match_the_reference_server() {
+        let c = load("", &env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.database_url, "sqlite://agent-gateway.db");
+        assert_eq!(c.limits.max_body_bytes, 8192);
+        assert_eq!(c.limits.max_payload_bytes, 5120);
+        assert_eq!(c.limits.max_payload_depth, 10);
+        assert_eq!(c.limits.max_open_jobs_per_tenant, 100);
+        assert_eq!(c.limits.rate_limit_per_minute, 60);
+        assert_eq!(c.intent_bus.claim_timeout_secs, 60);
+        assert_eq!(c.admin_key, None);
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_default() {
+        let text = "listen = \"127.0.0.1:9000\"\n[limits]\nrate_limit_per_minute = 5\nmax_payload_depth = 4\n";
+        let c = load(text, &env(&[("AGW_LIMITS_RATE_LIMIT_PER_MINUTE", "0")])).unwrap();
+        assert_eq!(c.listen.port(), 9000, "file beats default");
+        assert_eq!(c.limits.rate_limit_per_minute, 0, "env beats file");
+        assert_eq!(c.limits.max_payload_depth, 4);
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_with_both_names() {
+        let text = "listen = \"nope\"\nlisten_port = 3\n[limits]\nmax_body_bytes = \"big\"\n[intent_bus]\nclaim_timout_secs = 1\n";
+        let err = load(
+            text,
+            &env(&[
+                ("AGW_STORE_SWEEP_INTERVAL_MS", "-1"),
+                ("AGW_DATABASE_URL", "mysql://x"),
+            ]),
+        )
+        .unwrap_err();
+        let all = err.0.join("\n");
+        assert!(all.contains("invalid AGW_LISTEN / listen"), "{all}");
+        assert!(
+            all.contains("invalid AGW_LIMITS_MAX_BODY_BYTES / limits.max_body_bytes"),
+            "{all}"
+        );
+        assert!(
+            all.contains("invalid AGW_STORE_SWEEP_INTERVAL_MS / store.sweep_interval_ms"),
+            "{all}"
+        );
+        assert!(all.contains("unknown key listen_port"), "{all}");
+        assert!(
+            all.contains("unknown key intent_bus.claim_timout_secs"),
+            "{all}"
+        );
+        assert!(all.contains("AGW_DATABASE_URL"), "{all}");
+        assert_eq!(err.0.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        let err = load("", &env(&[("AGW_INTENT_BUS_IDLE_RETRY_AFTER_SECS", "0")])).unwrap_err();
+        assert!(err.0[0].contains("outside 1..=3600"), "{err}");
+    }
+
+    #[test]
+    fn redacted_config_hides_secrets() {
+        let c = load(
+            "",
+            &env(&[
+                ("AGW_ADMIN_KEY", "s3cret"),
+                ("AGW_DATABASE_URL", "postgres://u:pw@h/db"),
+            ]),
+        )
+        .unwrap();
+        let text = toml::to_string(&c.redacted()).unwrap();
+        assert!(!text.contains("s3cret") && !text.contains("pw@"), "{text}");
+        assert!(text.contains("postgres://u:***@h/db"), "{text}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The axum application: every protocol router over one store, health and
+//! metrics endpoints, and the layer stack.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use agw_config::Config;
+use agw_protocols::http::auth::Authenticator;
+use agw_protocols::http::{ApiError, ErrorDetail, method_not_allowed_fallback, not_found_fallback};
+use agw_protocols::intent_bus::{self, IntentBusState, PROTOCOL_VERSION};
+use agw_storage::{JobStore, Scope, Store};
+
+use crate::metrics::Metrics;
+
+/// What the app needs, built once by `serve` (or by tests).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The job store.
+    pub store: Store,
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Key resolution and signature checks.
+    pub auth: Arc<Authenticator>,
+    /// Fires at shutdown.
+    pub shutdown: CancellationToken,
+    pub(crate) metrics: Metrics,
+}
+
+impl AppState {
+    /// State over `store` with the admin key whose SHA-256 hex is `admin_key_hash`.
+    pub fn new(
+        store: Store,
+        config: Config,
+        admin_key_hash: String,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let auth = Arc::new(Authenticator::new(
+            store.clone(),
+            agw_protocols::http::auth::AuthSettings {
+                admin_key_hash,
+                window_secs: config.intent_bus.signature_window_secs as i64,
+                rate_per_minute: config.limits.rate_limit_per_minute,
+                max_body_bytes: config.limits.max_body_bytes,
+            },
+        ));
+        Self {
+            store,
+            config: Arc::new(config),
+            auth,
+            shutdown,
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// Assembles the app. Layers run outside-in in this order (`Router::layer`
+/// wraps, so the last `.layer` call is the outermost):
+/// 1. catch panics → JSON 500, so a bug never drops the connection;
+/// 2. a trace span per request, so everything inside logs within it;
+/// 3. metrics by route template and final status (a panic, turned into a
+///    500 by layer 1, is outside it and shows only in the logs);
+/// 4. protocol headers on every response, errors and fallbacks included;
+/// 5. logging of the causes that `ApiError` attaches to 5xx responses.
+pub fn build_app(state: AppState) -> Router {
+    let ib = intent_bus::router(IntentBusState {
+        store: state.store.clone(),
+        auth: state.auth.clone(),
+        cfg: Arc::new(state.config.intent_bus.clone()),
+        limits: Arc::new(state.config.limits.clone()),
+        shutdown: state.shutdown.clone(),
+    });
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    Router::new()
+        .merge(ib)
+        .merge(ops)
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .layer(middleware::from_fn(log_server_errors))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-intent-version"),
+            HeaderValue::from_static(PROTOCOL_VERSION),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            ApiError::Internal("panic".into()).into_response()
+        }))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready", "store": s.store.driver_name()})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "store": s.store.driver_name()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let live = s
+        .store
+        .jobs_count_open(&Scope::All)
+        .await
+        .map_or(f64::NAN, |n| n as f64);
+    let body = s
+        .metrics
+        .render(&[("agw_jobs_live", "Open or leased jobs in the store.", live)]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Logs the real cause of a 5xx inside the request's span; clients see only a generic body.
+async fn log_server_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    if let Some(ErrorDetail(detail)) = res.extensions().get::<ErrorDetail>() {
+        tracing::error!(status = res.status().as_u16(), error = %detail, "request failed");
+    }
+    res
+}

@@ -1,0 +1,72 @@
+//! The command tree. Each subcommand lives in its own module.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// agent-gateway: one control plane for agent and worker fleets.
+#[derive(Debug, Parser)]
+#[command(name = "agent-gateway", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (migrates the store on start; SIGTERM/SIGINT stop it gracefully).
+    Serve {
+        /// Config file (default: $AGW_CONFIG, else ./agent-gateway.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage tenant API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a tenant API key and print it (shown once; only its hash is stored).
+    Create {
+        /// The tenant the key belongs to.
+        #[arg(long)]
+        owner: String,
+        /// Config file (for the database URL).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Parses the command line, runs the command, and maps errors to exit code 1.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config } => crate::serve::serve(config).await,
+            Command::Keys {
+                command: KeysCommand::Create { owner, config },
+            } => crate::keys::create(config, &owner).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The agent-gateway daemon: the operator CLI and the server that assembles
+//! every protocol router over one job store.
+//!
+//! Layout:
+//! - `cli`: the clap command tree and [`run`].
+//! - `serve`: `agent-gateway serve` — startup, secrets, listener, graceful shutdown.
+//! - `app`: the axum app: protocol routers, health, metrics, and the layer stack.
+//! - `sweeper`: the background task that expires leases, wakes due jobs, purges.
+//! - `metrics`: Prometheus counters and the `/metrics` text encoder.
+//! - `keys`: `agent-gateway keys create`.
+//! - `telemetry`: tracing subscriber setup.
+
+mod app;
+mod cli;
+mod keys;
+mod metrics;
+mod serve;
+mod sweeper;
+mod telemetry;
+
+pub use app::{AppState, build_app};
+pub use cli::run;

@@ -1,0 +1,128 @@
+//! `agent-gateway serve`: load config, open (and migrate) the store, settle
+//! the admin key and JWT secret, start the sweeper, serve until SIGTERM or
+//! SIGINT, then drain within the grace period and exit 0.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use agw_config::{Config, ProcessEnv};
+use agw_storage::{ConnectOptions, JobStore, Store, new_token, redact_url, sha256_hex};
+
+use crate::app::{AppState, build_app};
+
+/// Runs the daemon until a shutdown signal.
+pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+    crate::telemetry::init(cfg.log_format);
+    let url = redact_url(&cfg.database_url);
+    let store = Store::connect(
+        &cfg.database_url,
+        &ConnectOptions {
+            max_connections: cfg.store.max_connections,
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open the store at {url}"))?;
+    tracing::info!(store = store.driver_name(), url = %url, "store ready (migrations applied)");
+
+    let admin_key_hash = admin_key_hash(&store, &cfg).await?;
+    // Generated once and shared by every replica through the store; `token
+    // mint` reads the same setting.
+    if cfg.jwt_secret.is_none() {
+        store
+            .setting_get_or_insert("jwt_secret", &new_token())
+            .await
+            .context("cannot store the JWT secret")?;
+    }
+
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (AGW_LISTEN / listen)", cfg.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    let sweep_cfg = cfg.store.clone();
+    let state = AppState::new(store.clone(), cfg, admin_key_hash, shutdown.clone());
+    let sweeper = tokio::spawn(crate::sweeper::run(
+        store.clone(),
+        sweep_cfg,
+        state.metrics.clone(),
+        shutdown.clone(),
+    ));
+    let app = build_app(state);
+
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "agent-gateway listening");
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let served = tokio::spawn(async move { server.await });
+    shutdown.cancelled().await;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: draining in-flight requests"
+    );
+    match tokio::time::timeout(grace, served).await {
+        Ok(Ok(Ok(()))) => tracing::info!("drained"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    sweeper.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The admin key's hash: from `AGW_ADMIN_KEY`, else the stored one, else a
+/// new key printed once (only its hash is kept).
+async fn admin_key_hash(store: &Store, cfg: &Config) -> anyhow::Result<String> {
+    if let Some(k) = &cfg.admin_key {
+        return Ok(sha256_hex(k.as_bytes()));
+    }
+    let candidate = format!("agw_admin_{}{}", new_token(), new_token());
+    let hash = sha256_hex(candidate.as_bytes());
+    let stored = store
+        .setting_get_or_insert("admin_key_hash", &hash)
+        .await
+        .context("cannot store the admin key")?;
+    if stored == hash {
+        // Printed on stderr, once, outside the structured log stream.
+        eprintln!(
+            "\n  admin key (shown once, only its hash is stored): {candidate}\n  set AGW_ADMIN_KEY to choose your own.\n"
+        );
+    } else {
+        tracing::info!("using the stored admin key (set AGW_ADMIN_KEY to override)");
+    }
+    Ok(stored)
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+    token.cancel();
+}

@@ -1,0 +1,76 @@
+//! The maintenance task: each tick voids expired leases, wakes waiters of
+//! delayed or retried jobs that just became due, and now and then purges
+//! rows past retention. Every replica runs one; the store's statements are
+//! atomic, so replicas never double-process a row.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use agw_config::StoreSettings;
+use agw_storage::{JobStore, PurgeParams, Store};
+
+use crate::metrics::Metrics;
+
+/// Runs until `shutdown` fires.
+pub(crate) async fn run(
+    store: Store,
+    cfg: StoreSettings,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.sweep_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = Utc::now();
+    let mut last_purge = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        match store.jobs_expire_leases(now).await {
+            Ok(expired) => {
+                for e in &expired {
+                    tracing::info!(job_id = %e.job_id, topic = %e.topic, holder = %e.holder,
+                        new_state = e.new_state.as_str(), "lease expired");
+                }
+                metrics.leases_expired(expired.len() as u64);
+            }
+            Err(e) => tracing::warn!(error = %e, "lease expiry sweep failed"),
+        }
+        match store.jobs_due_topics(since, now).await {
+            Ok(topics) => {
+                for t in topics {
+                    store.notifier().notify(&t);
+                }
+                since = now;
+            }
+            Err(e) => tracing::warn!(error = %e, "due-job scan failed"),
+        }
+        if last_purge.elapsed() >= Duration::from_secs(60) {
+            last_purge = std::time::Instant::now();
+            let cutoff = now - chrono::Duration::hours(cfg.retention_hours as i64);
+            match store
+                .jobs_purge(PurgeParams {
+                    completed_before: cutoff,
+                    now: Some(now),
+                })
+                .await
+            {
+                Ok(r) if r.jobs + r.kv + r.nonces + r.idempotency > 0 => {
+                    tracing::info!(
+                        jobs = r.jobs,
+                        kv = r.kv,
+                        nonces = r.nonces,
+                        idempotency = r.idempotency,
+                        "purged"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    }
+}

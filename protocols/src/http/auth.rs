@@ -1,0 +1,500 @@
+//! API-key authentication with the Intent Bus strict mode: HMAC-SHA256 request
+//! signatures over `METHOD\nCANONICAL_PATH\nTIMESTAMP\nNONCE\nBODY`, a ±window
+//! on the timestamp, per-key nonce replay records in the store, and per-key
+//! rate limits. Runs as a middleware because the signature covers the body.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::{Duration, Utc};
+use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use sha2::Sha256;
+
+use agw_storage::{ApiKey, JobStore, NonceParams, Role, Scope, Store, sha256_hex};
+
+use super::error::ApiError;
+
+/// The tenant name the admin key acts as (not a valid owner name, so no tenant can take it).
+pub const ADMIN_TENANT: &str = "__admin__";
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Stable id of the API key (not secret).
+    pub key_id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl Principal {
+    /// The jobs this caller may read.
+    pub fn scope(&self) -> Scope {
+        match self.role {
+            Role::Admin => Scope::All,
+            Role::Tenant => Scope::Tenant(self.tenant.clone()),
+        }
+    }
+
+    /// Whether this is the admin key.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// SHA-256 hex of the admin key.
+    pub admin_key_hash: String,
+    /// Accepted clock skew, seconds (±).
+    pub window_secs: i64,
+    /// Requests per minute per tenant key; 0 = unlimited.
+    pub rate_per_minute: u32,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Resolves API keys (cached: keys are immutable once created) and checks signatures.
+#[derive(Debug)]
+pub struct Authenticator {
+    store: Store,
+    settings: AuthSettings,
+    cache: RwLock<HashMap<String, ApiKey>>,
+    limiter: RateLimiter,
+}
+
+impl Authenticator {
+    /// A new authenticator over `store`.
+    pub fn new(store: Store, settings: AuthSettings) -> Self {
+        let limiter = RateLimiter::new(settings.rate_per_minute);
+        Self {
+            store,
+            settings,
+            cache: RwLock::default(),
+            limiter,
+        }
+    }
+
+    /// Finds the principal of a raw API key, or `None` for an unknown key.
+    pub async fn resolve_key(&self, raw: &str) -> Result<Option<Principal>, ApiError> {
+        let hash = sha256_hex(raw.as_bytes());
+        if constant_time_eq(hash.as_bytes(), self.settings.admin_key_hash.as_bytes()) {
+            return Ok(Some(Principal {
+                key_id: "admin".into(),
+                tenant: ADMIN_TENANT.into(),
+                role: Role::Admin,
+            }));
+        }
+        let cached = self.cache.read().ok().and_then(|c| c.get(&hash).cloned());
+        let key = match cached {
+            Some(k) => Some(k),
+            None => {
+                let found = self.store.api_key_get_by_hash(&hash).await?;
+                if let (Some(k), Ok(mut c)) = (&found, self.cache.write()) {
+                    c.insert(hash, k.clone());
+                }
+                found
+            }
+        };
+        Ok(key.map(|k| Principal {
+            key_id: k.id,
+            tenant: k.owner,
+            role: k.role,
+        }))
+    }
+
+    /// Authenticates one request: key, rate limit, then (when signature headers
+    /// are present) timestamp window, HMAC and nonce.
+    pub async fn authenticate(
+        &self,
+        method: &str,
+        raw_path: &str,
+        raw_query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Principal, ApiError> {
+        let key = header_str(headers, "x-api-key")
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::Unauthorized("missing X-API-KEY header".into()))?;
+        let principal = self
+            .resolve_key(key)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
+        if !principal.is_admin() {
+            self.limiter.check(&principal.key_id)?;
+        }
+        let (ts, nonce, sig) = (
+            header_str(headers, "x-timestamp"),
+            header_str(headers, "x-nonce"),
+            header_str(headers, "x-signature"),
+        );
+        if ts.is_none() && nonce.is_none() && sig.is_none() {
+            // Standard mode: the key alone.
+            return Ok(principal);
+        }
+        let (Some(ts), Some(nonce), Some(sig)) = (ts, nonce, sig) else {
+            return Err(ApiError::InvalidSignature(
+                "strict mode needs X-Timestamp, X-Nonce and X-Signature together".into(),
+            ));
+        };
+        let sent: i64 = ts.parse().map_err(|_| {
+            ApiError::InvalidSignature("X-Timestamp must be integer Unix seconds".into())
+        })?;
+        let now = Utc::now().timestamp();
+        if (now - sent).abs() > self.settings.window_secs {
+            return Err(ApiError::InvalidSignature(format!(
+                "X-Timestamp is {}s from server time (window ±{}s)",
+                now - sent,
+                self.settings.window_secs
+            )));
+        }
+        if nonce.is_empty() || nonce.len() > 128 {
+            return Err(ApiError::InvalidSignature(
+                "X-Nonce must be 1..=128 characters".into(),
+            ));
+        }
+        let query = raw_query.map(canonical_query);
+        // Clients sign the path as they built it; an HTTP library may then
+        // percent-encode it on the wire. Accept either spelling.
+        let decoded = percent_decode_str(raw_path).decode_utf8_lossy();
+        let ok = [raw_path, decoded.as_ref()].iter().any(|p| {
+            let path = match &query {
+                Some(q) if !q.is_empty() => format!("{p}?{q}"),
+                _ => (*p).to_owned(),
+            };
+            verify_signature(key, method, &path, ts, nonce, body, sig)
+        });
+        if !ok {
+            return Err(ApiError::InvalidSignature(
+                "signature does not match the request".into(),
+            ));
+        }
+        let fresh = self
+            .store
+            .nonce_record(NonceParams {
+                key_id: principal.key_id.clone(),
+                nonce: nonce.to_owned(),
+                expires_at: Utc::now() + Duration::seconds(2 * self.settings.window_secs),
+            })
+            .await?;
+        if !fresh {
+            return Err(ApiError::InvalidSignature(
+                "nonce already used (replayed request)".into(),
+            ));
+        }
+        Ok(principal)
+    }
+}
+
+/// Middleware: buffers the body (bounded), authenticates, and hands the
+/// [`Principal`] to handlers as a request extension.
+pub async fn require_api_key(
+    State(auth): State<Arc<Authenticator>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let limit = auth.settings.max_body_bytes;
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e)
+            .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>)
+        {
+            ApiError::PayloadTooLarge(format!("request body over {limit} bytes"))
+        } else {
+            ApiError::InvalidRequest(format!("cannot read request body: {e}"))
+        }
+    })?;
+    let principal = auth
+        .authenticate(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            &bytes,
+        )
+        .await?;
+    parts.extensions.insert(principal);
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Characters Python's `quote(v, safe='')` leaves literal: `A-Za-z0-9_.-~`.
+const QUOTE_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~');
+
+/// Canonical query: each key and value percent-decoded then re-encoded with
+/// only unreserved characters literal, sorted by key (stable), `&`-joined.
+pub fn canonical_query(raw: &str) -> String {
+    let mut pairs: Vec<(String, String)> = raw
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let enc = |s: &str| {
+                utf8_percent_encode(&percent_decode_str(s).decode_utf8_lossy(), QUOTE_SAFE)
+                    .to_string()
+            };
+            (enc(k), enc(v))
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Lowercase hex HMAC-SHA256 keyed with the API key.
+pub fn sign(key: &str, method: &str, path: &str, ts: &str, nonce: &str, body: &[u8]) -> String {
+    hex::encode(
+        mac(key, method, path, ts, nonce, body)
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+fn mac(key: &str, method: &str, path: &str, ts: &str, nonce: &str, body: &[u8]) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap_or_else(|_| {
+        // HMAC accepts keys of any length; this arm is unreachable.
+        <Hmac<Sha256> as Mac>::new_from_slice(b"").unwrap_or_else(|_| unreachable!())
+    });
+    for (i, part) in [
+        method.to_ascii_uppercase().as_bytes(),
+        path.as_bytes(),
+        ts.as_bytes(),
+        nonce.as_bytes(),
+        body,
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            m.update(b"\n");
+        }
+        m.update(part);
+    }
+    m
+}
+
+/// Constant-time check of a hex signature.
+fn verify_signature(
+    key: &str,
+    method: &str,
+    path: &str,
+    ts: &str,
+    nonce: &str,
+    body: &[u8],
+    sig: &str,
+) -> bool {
+    match hex::decode(sig.trim()) {
+        Ok(raw) => mac(key, method, path, ts, nonce, body)
+            .verify_slice(&raw)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Per-key token buckets: `rate` requests per minute, bursts up to `rate`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter; 0 disables it.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one token for `key`, or says how long to wait.
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        self.check_at(key, Instant::now())
+    }
+
+    fn check_at(&self, key: &str, now: Instant) -> Result<(), ApiError> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let cap = f64::from(self.per_minute);
+        let per_sec = cap / 60.0;
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        if buckets.len() > 100_000 {
+            // Bound memory: full buckets carry no state worth keeping.
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * per_sec < cap
+            });
+        }
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_sec).min(cap);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - *tokens) / per_sec).ceil().max(1.0);
+            Err(ApiError::RateLimited {
+                retry_after: wait as u64,
+            })
+        }
+    }
+}
+
+/// Creates a tenant API key for `owner`; returns the stored record and the
+/// raw secret (shown once, never stored).
+pub async fn create_api_key(store: &Store, owner: &str) -> Result<(ApiKey, String), ApiError> {
+    let raw = format!(
+        "agw_{}{}",
+        agw_storage::new_token(),
+        agw_storage::new_token()
+    );
+    let key = ApiKey {
+        id: format!("key_{}", &agw_storage::new_token()[..16]),
+        key_hash: sha256_hex(raw.as_bytes()),
+        owner: owner.to_owned(),
+        role: Role::Tenant,
+        created_at: Utc::now(),
+    };
+    store.api_key_insert(key.clone()).await?;
+    Ok((key, raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_query_matches_python_quote() {
+        // Python: quote('acme/echo', safe='') == 'acme%2Fecho'; keys sorted.
+        assert_eq!(
+            canonical_query("namespace=default&goal=acme%2Fecho"),
+            "goal=acme%2Fecho&namespace=default"
+        );
+        // A client that left '/' literal still canonicalizes the same way.
+        assert_eq!(canonical_query("goal=acme/echo"), "goal=acme%2Fecho");
+        // Unicode and reserved characters.
+        assert_eq!(
+            canonical_query("g=caf%C3%A9%20x%2B~"),
+            "g=caf%C3%A9%20x%2B~"
+        );
+        assert_eq!(canonical_query(""), "");
+    }
+
+    #[test]
+    fn signature_matches_the_sdk_bytes() {
+        // Computed independently in Python:
+        // hmac.new(b'k', b'POST\n/claim?goal=acme%2Fecho&namespace=default\n1700000000\nn1\n', sha256).hexdigest()
+        let sig = sign(
+            "k",
+            "post",
+            "/claim?goal=acme%2Fecho&namespace=default",
+            "1700000000",
+            "n1",
+            b"",
+        );
+        assert_eq!(
+            sig,
+            "ac7afd4bafe328791d7288c7095aea8584f394c38852906d52ca0041b7409a50"
+        );
+        assert!(verify_signature(
+            "k",
+            "POST",
+            "/claim?goal=acme%2Fecho&namespace=default",
+            "1700000000",
+            "n1",
+            b"",
+            &sig
+        ));
+        assert!(!verify_signature(
+            "k",
+            "POST",
+            "/claim?goal=acme%2Fecho&namespace=other",
+            "1700000000",
+            "n1",
+            b"",
+            &sig
+        ));
+        assert!(!verify_signature(
+            "k2",
+            "POST",
+            "/claim?goal=acme%2Fecho&namespace=default",
+            "1700000000",
+            "n1",
+            b"",
+            &sig
+        ));
+        assert!(!verify_signature(
+            "k",
+            "POST",
+            "/claim",
+            "1700000000",
+            "n1",
+            b"",
+            "zz"
+        ));
+    }
+
+    #[test]
+    fn signature_covers_raw_utf8_body() {
+        // Python: hmac.new(b'key1', 'POST\n/intent\n1700000000\nabc\n{"goal":"café"}'.encode(), sha256)
+        let sig = sign(
+            "key1",
+            "POST",
+            "/intent",
+            "1700000000",
+            "abc",
+            "{\"goal\":\"café\"}".as_bytes(),
+        );
+        assert_eq!(
+            sig,
+            "6d21536546df778c18d186643060dfd79bd5683bcc89913182748bd73e024631"
+        );
+    }
+
+    #[test]
+    fn rate_limiter_refills() {
+        let rl = RateLimiter::new(2);
+        let t = Instant::now();
+        assert!(rl.check_at("a", t).is_ok());
+        assert!(rl.check_at("a", t).is_ok());
+        match rl.check_at("a", t) {
+            Err(ApiError::RateLimited { retry_after }) => assert_eq!(retry_after, 30),
+            other => panic!("{other:?}"),
+        }
+        assert!(rl.check_at("b", t).is_ok(), "per key");
+        assert!(
+            rl.check_at("a", t + std::time::Duration::from_secs(30))
+                .is_ok(),
+            "refilled"
+        );
+        assert!(RateLimiter::new(0).check_at("a", t).is_ok(), "0 disables");
+    }
+}

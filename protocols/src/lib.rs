@@ -1,0 +1,11 @@
+//! agent-gateway's wire protocols: one module per protocol, each with its wire
+//! types (pure serde, unit-tested), its axum router and its handlers, which
+//! turn requests into [`agw_storage`] calls. Protocol code never writes SQL;
+//! the store never sees a wire type. The gateway crate merges the routers.
+//!
+//! Layout:
+//! - `http`: the shared API error type and authentication (API keys, HMAC).
+//! - `intent_bus`: the Intent Bus protocol (signed HTTP polling).
+
+pub mod http;
+pub mod intent_bus;

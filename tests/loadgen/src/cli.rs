@@ -1,0 +1,268 @@
+//! Command-line interface: subcommands, their flags, and the validation that
+//! keeps a run bounded in time and pointed at loopback only.
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hyper::Uri;
+
+/// Load generator for agent-gateway speaking the signed Intent Bus protocol.
+///
+/// Every run stops after --warmup + --duration and only targets a loopback URL.
+#[derive(Debug, Parser)]
+#[command(name = "agw-loadgen", version)]
+pub(crate) struct Cli {
+    /// Print one JSON object instead of human-readable lines.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, global = true, value_name = "N")]
+    pub(crate) threads: Option<NonZeroUsize>,
+
+    /// What to measure.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Publish → claim → fulfill cycles through a fresh tenant key.
+    Cycles(CyclesArgs),
+    /// Plain GETs of one path: the HTTP ceiling of the server.
+    Http(HttpArgs),
+}
+
+/// Flags of `agw-loadgen cycles`.
+#[derive(Debug, Args)]
+pub(crate) struct CyclesArgs {
+    /// Gateway origin; loopback hosts only (localhost, 127.0.0.0/8, [::1]).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = parse_origin)]
+    pub(crate) url: Origin,
+
+    /// Admin key, used once to create the benchmark tenant's key.
+    #[arg(long, env = "AGW_ADMIN_KEY", hide_env_values = true)]
+    pub(crate) admin_key: String,
+
+    /// Concurrent claim → fulfill workers (one keep-alive connection each).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) workers: u32,
+
+    /// Length of the measured window, after the warmup (e.g. 20s, 1m, 500ms).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+
+    /// Unmeasured run-in before the window starts.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+
+    /// Goal of the published intents.
+    #[arg(long, default_value = "bench/echo")]
+    pub(crate) goal: String,
+
+    /// Publisher tasks keeping at most 2×workers intents open; 0 makes each
+    /// worker publish its own intent before every claim instead
+    /// [default: half the workers, rounded up].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub(crate) publishers: Option<u32>,
+
+    /// Ask the gateway to long-poll empty claims for up to this many seconds
+    /// (the `wait=` query parameter); by default an empty claim is retried
+    /// after --idle-backoff. Keep it below --timeout.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) claim_wait: Option<u32>,
+
+    /// Pause after an empty (204) claim or a failed request.
+    #[arg(long, default_value = "2ms", value_parser = parse_duration)]
+    pub(crate) idle_backoff: Duration,
+
+    /// Per-request timeout; a timed-out request counts as an error.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
+/// Flags of `agw-loadgen http`.
+#[derive(Debug, Args)]
+pub(crate) struct HttpArgs {
+    /// Server origin; loopback hosts only (localhost, 127.0.0.0/8, [::1]).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = parse_origin)]
+    pub(crate) url: Origin,
+
+    /// Path (and optional query) to GET, unauthenticated.
+    #[arg(long, default_value = "/healthz", value_parser = parse_path)]
+    pub(crate) path: String,
+
+    /// Concurrent keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) connections: u32,
+
+    /// Length of the measured window, after the warmup.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+
+    /// Unmeasured run-in before the window starts.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+
+    /// Per-request timeout; a timed-out request counts as an error.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
+/// A validated `http://<loopback host>[:port]` origin, kept without a
+/// trailing slash so paths can be appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin(String);
+
+impl Origin {
+    /// The origin as text, e.g. `http://127.0.0.1:8080`.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Accepts `http://` URLs whose host is loopback and whose path is empty or
+/// `/`; anything else is refused so a benchmark can never hit another host.
+fn parse_origin(raw: &str) -> Result<Origin, String> {
+    let uri: Uri = raw
+        .parse()
+        .map_err(|err| format!("invalid URL {raw:?}: {err}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme {other:?} in {raw:?}: only http:// to a loopback host is supported"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "URL {raw:?} needs a scheme, e.g. http://127.0.0.1:8080"
+            ));
+        }
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("URL {raw:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("URL {raw:?} must not carry credentials"));
+    }
+    let host = authority.host();
+    if !is_loopback_host(host) {
+        return Err(format!(
+            "refusing non-loopback host {host:?}: agw-loadgen only targets localhost, 127.0.0.0/8 or [::1]"
+        ));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "URL {raw:?} must be an origin without path or query, e.g. http://127.0.0.1:8080"
+        ));
+    }
+    Ok(Origin(format!("http://{authority}")))
+}
+
+/// `localhost` or a loopback IP literal (IPv6 in URL brackets).
+fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A request target must start with `/` and be a valid path-and-query.
+fn parse_path(raw: &str) -> Result<String, String> {
+    if !raw.starts_with('/') {
+        return Err(format!("path {raw:?} must start with '/'"));
+    }
+    raw.parse::<hyper::http::uri::PathAndQuery>()
+        .map_err(|err| format!("invalid path {raw:?}: {err}"))?;
+    Ok(raw.to_owned())
+}
+
+/// Parses `250ms`, `20s`, `2m` or a bare number of seconds (fractions allowed).
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, scale) = if let Some(n) = raw.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = raw.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = raw.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (raw, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {raw:?}: use e.g. 500ms, 20s or 2m"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("invalid duration {raw:?}: must be finite and not negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn loopback_origins_are_accepted() {
+        for (raw, want) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            ("http://127.1.2.3", "http://127.1.2.3"),
+            ("http://localhost:9000", "http://localhost:9000"),
+            ("http://LOCALHOST:9000", "http://LOCALHOST:9000"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+        ] {
+            assert_eq!(parse_origin(raw), Ok(Origin(want.to_owned())), "{raw}");
+        }
+    }
+
+    #[test]
+    fn other_targets_are_refused() {
+        for raw in [
+            "http://10.0.0.1:8080",
+            "http://example.com",
+            "http://0.0.0.0:8080",
+            "http://[::]:8080",
+            "http://localhost.example.com",
+            "https://127.0.0.1:8443",
+            "127.0.0.1:8080",
+            "http://user@127.0.0.1:8080",
+            "http://127.0.0.1:8080/api",
+            "http://127.0.0.1:8080/?x=1",
+        ] {
+            assert!(parse_origin(raw).is_err(), "{raw} should be refused");
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(parse_path("/healthz"), Ok("/healthz".to_owned()));
+        assert_eq!(parse_path("/a?b=c"), Ok("/a?b=c".to_owned()));
+        assert!(parse_path("healthz").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,285 @@
+//! Rendering of a finished run: aligned human-readable lines, or one JSON
+//! object (`--json`) with the same figures for BENCHMARKS.md.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::stats::{Errors, Summary};
+
+/// The result of one subcommand.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// `agw-loadgen cycles`.
+    Cycles(CyclesReport),
+    /// `agw-loadgen http`.
+    Http(HttpReport),
+}
+
+impl Outcome {
+    /// Whether at least one operation completed in the measured window.
+    pub(crate) fn succeeded(&self) -> bool {
+        match self {
+            Self::Cycles(r) => r.cycles > 0,
+            Self::Http(r) => r.latency.count > 0,
+        }
+    }
+}
+
+/// Figures of a `cycles` run. Latencies cover requests started in the
+/// measured window; errors cover the whole run, warmup included.
+#[derive(Debug)]
+pub(crate) struct CyclesReport {
+    /// Target origin.
+    pub(crate) url: String,
+    /// Owner of the tenant key created for the run.
+    pub(crate) owner: String,
+    /// Goal of the published intents.
+    pub(crate) goal: String,
+    /// Claim → fulfill tasks.
+    pub(crate) workers: u32,
+    /// Publisher tasks (0 = each worker publishes inline).
+    pub(crate) publishers: u32,
+    /// Unmeasured run-in.
+    pub(crate) warmup: Duration,
+    /// Measured window.
+    pub(crate) window: Duration,
+    /// Fulfills answered 200 in the window.
+    pub(crate) cycles: u64,
+    /// Claims answered 204 in the window.
+    pub(crate) idle_claims: u64,
+    /// Successful `POST /intent` latencies.
+    pub(crate) publish: Summary,
+    /// `POST /claim` latencies of claims answered 200.
+    pub(crate) claim: Summary,
+    /// Successful `POST /fulfill/<id>` latencies.
+    pub(crate) fulfill: Summary,
+    /// Failures by operation and status.
+    pub(crate) errors: Errors,
+}
+
+/// Figures of an `http` run.
+#[derive(Debug)]
+pub(crate) struct HttpReport {
+    /// Target origin.
+    pub(crate) url: String,
+    /// Path requested.
+    pub(crate) path: String,
+    /// Concurrent connections.
+    pub(crate) connections: u32,
+    /// Unmeasured run-in.
+    pub(crate) warmup: Duration,
+    /// Measured window.
+    pub(crate) window: Duration,
+    /// Latencies of 2xx responses started in the window.
+    pub(crate) latency: Summary,
+    /// Non-2xx responses and transport failures, whole run.
+    pub(crate) errors: Errors,
+}
+
+/// Prints `outcome` to stdout as text or as one JSON line.
+pub(crate) fn print(outcome: &Outcome, json: bool) {
+    if json {
+        println!("{}", to_json(outcome));
+    } else {
+        print!("{}", to_text(outcome));
+    }
+}
+
+fn per_sec(count: u64, window: Duration) -> f64 {
+    let secs = window.as_secs_f64();
+    // Counts stay far below 2^52, so the conversion is exact.
+    let rate = if secs > 0.0 { count as f64 / secs } else { 0.0 };
+    (rate * 10.0).round() / 10.0
+}
+
+fn ms(micros: u32) -> f64 {
+    f64::from(micros) / 1000.0
+}
+
+fn latency_json(s: &Summary) -> Value {
+    json!({
+        "count": s.count,
+        "p50_ms": ms(s.p50_us),
+        "p90_ms": ms(s.p90_us),
+        "p99_ms": ms(s.p99_us),
+        "max_ms": ms(s.max_us),
+        "mean_ms": s.mean_us as f64 / 1000.0,
+    })
+}
+
+fn errors_json(errors: &Errors) -> Value {
+    let by_kind: serde_json::Map<String, Value> = errors
+        .iter()
+        .map(|(kind, n, detail)| (kind.to_owned(), json!({"count": n, "first": detail})))
+        .collect();
+    json!({"total": errors.total(), "by_kind": by_kind})
+}
+
+/// The `--json` object.
+pub(crate) fn to_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Cycles(r) => json!({
+            "mode": "cycles",
+            "url": r.url,
+            "owner": r.owner,
+            "goal": r.goal,
+            "workers": r.workers,
+            "publishers": r.publishers,
+            "warmup_s": r.warmup.as_secs_f64(),
+            "window_s": r.window.as_secs_f64(),
+            "cycles": r.cycles,
+            "cycles_per_sec": per_sec(r.cycles, r.window),
+            "idle_claims": r.idle_claims,
+            "claim": latency_json(&r.claim),
+            "publish": latency_json(&r.publish),
+            "fulfill": latency_json(&r.fulfill),
+            "errors": errors_json(&r.errors),
+        }),
+        Outcome::Http(r) => json!({
+            "mode": "http",
+            "url": r.url,
+            "path": r.path,
+            "connections": r.connections,
+            "warmup_s": r.warmup.as_secs_f64(),
+            "window_s": r.window.as_secs_f64(),
+            "requests": r.latency.count,
+            "requests_per_sec": per_sec(r.latency.count, r.window),
+            "latency": latency_json(&r.latency),
+            "errors": errors_json(&r.errors),
+        }),
+    }
+}
+
+fn latency_line(label: &str, s: &Summary) -> String {
+    format!(
+        "{label:<10} ms  p50 {:>8.3}  p90 {:>8.3}  p99 {:>8.3}  max {:>8.3}  (n={})\n",
+        ms(s.p50_us),
+        ms(s.p90_us),
+        ms(s.p99_us),
+        ms(s.max_us),
+        s.count
+    )
+}
+
+fn errors_text(errors: &Errors) -> String {
+    let mut out = format!(
+        "errors        {} (whole run, warmup included)\n",
+        errors.total()
+    );
+    for (kind, n, detail) in errors.iter() {
+        out.push_str(&format!("  {kind:<22} {n:>8}  first: {detail}\n"));
+    }
+    out
+}
+
+/// The human-readable report.
+pub(crate) fn to_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Cycles(r) => {
+            let mut out = format!(
+                "agw-loadgen cycles  {}  goal={}  tenant={}  workers={}  publishers={}{}\n\
+                 window        {:.1}s after {:.1}s warmup\n\
+                 cycles/s      {:.1}  ({} cycles)\n",
+                r.url,
+                r.goal,
+                r.owner,
+                r.workers,
+                r.publishers,
+                if r.publishers == 0 { " (inline)" } else { "" },
+                r.window.as_secs_f64(),
+                r.warmup.as_secs_f64(),
+                per_sec(r.cycles, r.window),
+                r.cycles,
+            );
+            out.push_str(&latency_line("claim", &r.claim));
+            out.push_str(&latency_line("publish", &r.publish));
+            out.push_str(&latency_line("fulfill", &r.fulfill));
+            out.push_str(&format!(
+                "idle claims   {} (204 in window)\n",
+                r.idle_claims
+            ));
+            out.push_str(&errors_text(&r.errors));
+            out
+        }
+        Outcome::Http(r) => {
+            let mut out = format!(
+                "agw-loadgen http  {}{}  connections={}\n\
+                 window        {:.1}s after {:.1}s warmup\n\
+                 requests/s    {:.1}  ({} requests)\n",
+                r.url,
+                r.path,
+                r.connections,
+                r.window.as_secs_f64(),
+                r.warmup.as_secs_f64(),
+                per_sec(r.latency.count, r.window),
+                r.latency.count,
+            );
+            out.push_str(&latency_line("GET", &r.latency));
+            out.push_str(&errors_text(&r.errors));
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> Summary {
+        Summary {
+            count: 200,
+            mean_us: 1500,
+            p50_us: 1234,
+            p90_us: 2000,
+            p99_us: 5000,
+            max_us: 9001,
+        }
+    }
+
+    #[test]
+    fn cycles_json_carries_the_figures() {
+        let mut errors = Errors::default();
+        errors.add("claim 500".to_owned(), || "boom".to_owned());
+        let outcome = Outcome::Cycles(CyclesReport {
+            url: "http://127.0.0.1:8080".to_owned(),
+            owner: "bench-00".to_owned(),
+            goal: "bench/echo".to_owned(),
+            workers: 8,
+            publishers: 4,
+            warmup: Duration::from_secs(3),
+            window: Duration::from_secs(20),
+            cycles: 200,
+            idle_claims: 1,
+            publish: summary(),
+            claim: summary(),
+            fulfill: summary(),
+            errors,
+        });
+        assert!(outcome.succeeded());
+        let v = to_json(&outcome);
+        assert_eq!(v["cycles_per_sec"], 10.0);
+        assert_eq!(v["claim"]["p50_ms"], 1.234);
+        assert_eq!(v["claim"]["max_ms"], 9.001);
+        assert_eq!(v["errors"]["total"], 1);
+        assert_eq!(v["errors"]["by_kind"]["claim 500"]["first"], "boom");
+        let text = to_text(&outcome);
+        assert!(text.contains("cycles/s      10.0  (200 cycles)"), "{text}");
+        assert!(text.contains("claim 500"), "{text}");
+    }
+
+    #[test]
+    fn http_without_samples_is_a_failure() {
+        let outcome = Outcome::Http(HttpReport {
+            url: "http://127.0.0.1:8080".to_owned(),
+            path: "/healthz".to_owned(),
+            connections: 1,
+            warmup: Duration::ZERO,
+            window: Duration::ZERO,
+            latency: Summary::default(),
+            errors: Errors::default(),
+        });
+        assert!(!outcome.succeeded());
+        assert_eq!(to_json(&outcome)["requests_per_sec"], 0.0);
+    }
+}
