@@ -561,3 +561,19 @@ mod tests {
         assert!(text.contains("postgres://u:***@h/db"), "{text}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The shipped example must load cleanly and equal the defaults.
+    #[test]
+    fn example_toml_is_valid_and_matches_defaults() {
+        let text = include_str!("../example.toml");
+        let file = Config::parse_file(Path::new("example.toml"), text).unwrap();
+        let env: HashMap<String, String> = HashMap::new();
+        let from_example = Config::from_parts(None, file, &env).unwrap();
+        let defaults = Config::from_parts(None, toml::Table::new(), &env).unwrap();
+        assert_eq!(from_example, defaults);
+    }
+}

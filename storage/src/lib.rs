@@ -5,19 +5,19 @@
 //! letters, retention) and knows nothing of wire formats. Protocol crates call
 //! [`JobStore`] methods on a [`Store`], whose driver — SQLite (embedded
 //! default) or PostgreSQL (replicas) — is picked by the database URL. Both
-//! drivers run the same SQL and pass one conformance suite (`tests/`).
+//! drivers run the same SQL text (`sql`) and pass one conformance suite (`tests/`).
 //!
 //! Layout:
 //! - `model`: domain types and the `XxxParams` structs of each method.
 //! - `store`: the [`JobStore`] trait (atomicity stated per method) and [`Store`].
 //! - `sql`: every statement, with the few dialect differences.
-//! - `common`: the method bodies, stamped out per driver.
-//! - `sqlite`, `postgres`: connection setup, locking and wake-up hooks.
+//! - `sqlite`: the embedded driver — a writer thread with group commit and a
+//!   reader thread, each owning one connection.
+//! - `postgres`: the replica driver — a sqlx pool, `SKIP LOCKED`, `LISTEN/NOTIFY`.
 //! - `notify`: wake-up fan-out to waiting claimers.
 //! - `row`: row decoding.
 //! - `error`: [`StoreError`].
 
-mod common;
 mod error;
 mod model;
 mod notify;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::common::impl_job_store;
 use crate::notify::PG_CHANNEL;
 use crate::sql::{POSTGRES_SQL, Sql};
 use crate::{ConnectOptions, Notifier, StoreResult};
@@ -91,10 +90,355 @@ impl PgStore {
             .await?;
         Ok(())
     }
-
-    /// Nothing to do: the `LISTEN` task relays the commit-time notification.
-    #[allow(clippy::unused_self)]
-    fn wake_after_commit(&self, _topic: &str) {}
 }
 
-impl_job_store!(PgStore);
+// === impl JobStore ===
+
+impl crate::JobStore for PgStore {
+    async fn ping(&self) -> crate::StoreResult<()> {
+        sqlx::query(crate::sql::PING).execute(self.reader()).await?;
+        Ok(())
+    }
+
+    async fn job_insert(
+        &self,
+        p: crate::JobInsertParams,
+    ) -> crate::StoreResult<crate::JobInsertOutcome> {
+        use crate::model::to_ms;
+        let now = p.now.unwrap_or_else(chrono::Utc::now);
+        let now_ms = to_ms(now);
+        let job = p.job;
+        let mut tx = self.writer().begin().await?;
+        if let Some(idem) = &p.idempotency {
+            let claimed = sqlx::query(crate::sql::IDEMPOTENCY_CLAIM)
+                .bind(&job.tenant)
+                .bind(&idem.key)
+                .bind(&idem.request_hash)
+                .bind(i64::from(idem.response_status))
+                .bind(&idem.response_body)
+                .bind(to_ms(idem.expires_at))
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if claimed == 0 {
+                let row: crate::row::IdempotencyRow = sqlx::query_as(crate::sql::IDEMPOTENCY_GET)
+                    .bind(&job.tenant)
+                    .bind(&idem.key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                return Ok(crate::JobInsertOutcome::Replayed {
+                    request_hash: row.request_hash,
+                    response_status: u16::try_from(row.response_status).unwrap_or(200),
+                    response_body: row.response_body,
+                });
+            }
+        }
+        if let Some(limit) = p.max_open_per_tenant {
+            Self::lock_tenant(&mut tx, &job.tenant).await?;
+            let (live,): (i64,) = sqlx::query_as(crate::sql::COUNT_LIVE)
+                .bind(Some(&job.tenant))
+                .fetch_one(&mut *tx)
+                .await?;
+            if live >= limit {
+                return Err(crate::StoreError::TooManyOpen { limit });
+            }
+        }
+        let run_at = now_ms.saturating_add(job.delay_ms.max(0));
+        let row: crate::row::JobRow = sqlx::query_as(crate::sql::INSERT_JOB)
+            .bind(&job.id)
+            .bind(&job.tenant)
+            .bind(job.protocol.as_str())
+            .bind(&job.topic)
+            .bind(&job.namespace)
+            .bind(job.visibility.as_str())
+            .bind(i64::from(job.priority))
+            .bind(run_at)
+            .bind(i64::from(job.max_attempts))
+            .bind(job.backoff_base_ms)
+            .bind(&job.target_worker)
+            .bind(&job.required_capability)
+            .bind(&job.on_behalf_of)
+            .bind(job.input.to_string())
+            .bind(job.metadata.as_ref().map(ToString::to_string))
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+        let due = run_at <= now_ms;
+        if due {
+            Self::wake_in_tx(&mut tx, &job.topic).await?;
+        }
+        tx.commit().await?;
+        Ok(crate::JobInsertOutcome::Inserted(Box::new(row.try_into()?)))
+    }
+
+    async fn job_claim(&self, p: crate::JobClaimParams) -> crate::StoreResult<Option<crate::Job>> {
+        use crate::model::to_ms;
+        let now_ms = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let sql = if p.topic.is_some() {
+            &self.sql().claim_topic
+        } else {
+            &self.sql().claim_any
+        };
+        let tenant = match &p.scope {
+            crate::Scope::All => None,
+            crate::Scope::Tenant(t) => Some(t.as_str()),
+        };
+        let caps = format!(",{},", p.capabilities.join(","));
+        let row: Option<crate::row::JobRow> = sqlx::query_as(sql)
+            .bind(&p.worker_id)
+            .bind(&p.holder_key)
+            .bind(crate::new_token())
+            .bind(now_ms.saturating_add(p.lease_ms))
+            .bind(now_ms)
+            .bind(&p.topic)
+            .bind(tenant)
+            .bind(&p.namespace)
+            .bind(&p.publisher)
+            .bind(&p.worker_id)
+            .bind(caps)
+            .bind(&p.on_behalf_of)
+            .fetch_optional(self.writer())
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn job_complete(&self, p: crate::JobCompleteParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::COMPLETE)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(p.result.to_string())
+            .bind(p.result_type.as_str())
+            .bind(now_ms)
+            .fetch_optional(self.writer())
+            .await?;
+        row.ok_or(crate::StoreError::LeaseLost)?.try_into()
+    }
+
+    async fn job_fail(&self, p: crate::JobFailParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let row: Option<crate::row::JobRow> = sqlx::query_as(&self.sql().fail)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(&p.error)
+            .bind(now_ms)
+            .bind(i64::from(p.terminal))
+            .bind(i64::from(p.refund_attempt))
+            .bind(p.max_backoff_ms)
+            .fetch_optional(self.writer())
+            .await?;
+        let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
+        // A retry that is due at once (refunded attempt) wakes waiters now;
+        // a delayed one is picked up by the due-topics scan.
+        if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(PG_CHANNEL)
+                .bind(&job.topic)
+                .execute(self.writer())
+                .await?;
+        }
+        Ok(job)
+    }
+
+    async fn job_extend(&self, p: crate::JobExtendParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::EXTEND)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(now_ms.saturating_add(p.lease_ms))
+            .bind(now_ms)
+            .fetch_optional(self.writer())
+            .await?;
+        row.ok_or(crate::StoreError::LeaseLost)?.try_into()
+    }
+
+    async fn job_cancel(&self, p: crate::JobCancelParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let tenant = p.scope.tenant();
+        let mut tx = self.writer().begin().await?;
+        let before: Option<crate::row::JobRow> = sqlx::query_as(&self.sql().get_for_update)
+            .bind(&p.id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before: crate::Job = before.ok_or(crate::StoreError::NotFound)?.try_into()?;
+        if before.state.is_terminal() {
+            return Err(crate::StoreError::InvalidState(before.state));
+        }
+        sqlx::query(crate::sql::CANCEL)
+            .bind(&p.id)
+            .bind(&p.reason)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(before)
+    }
+
+    async fn job_get(
+        &self,
+        id: &str,
+        scope: &crate::Scope,
+    ) -> crate::StoreResult<Option<crate::Job>> {
+        let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::GET)
+            .bind(id)
+            .bind(scope.tenant())
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn jobs_expire_leases(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<Vec<crate::ExpiredLease>> {
+        let mut tx = self.writer().begin().await?;
+        let rows: Vec<crate::row::ExpiredRow> = sqlx::query_as(crate::sql::EXPIRE_LEASES)
+            .bind(crate::model::to_ms(now))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let new_state = crate::JobState::parse(&r.state)
+                .ok_or_else(|| crate::StoreError::Corrupt(format!("jobs.state: {}", r.state)))?;
+            if new_state == crate::JobState::Open {
+                Self::wake_in_tx(&mut tx, &r.topic).await?;
+            }
+            out.push(crate::ExpiredLease {
+                job_id: r.id,
+                topic: r.topic,
+                holder: r.lease_holder.unwrap_or_default(),
+                token: r.lease_token.unwrap_or_default(),
+                new_state,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn jobs_due_topics(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(crate::sql::DUE_TOPICS)
+            .bind(crate::model::to_ms(since))
+            .bind(crate::model::to_ms(now))
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.into_iter().map(|(t,)| t).collect())
+    }
+
+    async fn jobs_purge(&self, p: crate::PurgeParams) -> crate::StoreResult<crate::PurgeReport> {
+        use crate::model::to_ms;
+        let now_ms = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let run = |sql: &'static str, at: i64| async move {
+            sqlx::query(sql)
+                .bind(at)
+                .execute(self.writer())
+                .await
+                .map(|r| r.rows_affected())
+        };
+        Ok(crate::PurgeReport {
+            jobs: run(crate::sql::PURGE_JOBS, to_ms(p.completed_before)).await?,
+            kv: run(crate::sql::PURGE_KV, now_ms).await?,
+            nonces: run(crate::sql::PURGE_NONCES, now_ms).await?,
+            idempotency: run(crate::sql::PURGE_IDEMPOTENCY, now_ms).await?,
+        })
+    }
+
+    async fn jobs_count_open(&self, scope: &crate::Scope) -> crate::StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as(crate::sql::COUNT_LIVE)
+            .bind(scope.tenant())
+            .fetch_one(self.reader())
+            .await?;
+        Ok(n)
+    }
+
+    async fn kv_set(&self, p: crate::KvSetParams) -> crate::StoreResult<()> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        sqlx::query(crate::sql::KV_SET)
+            .bind(&p.scope)
+            .bind(&p.key)
+            .bind(p.value.to_string())
+            .bind(now_ms.saturating_add(p.ttl_ms))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn kv_get(
+        &self,
+        scope: &str,
+        key: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> crate::StoreResult<Option<serde_json::Value>> {
+        let now_ms = crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now));
+        let row: Option<(String,)> = sqlx::query_as(crate::sql::KV_GET)
+            .bind(scope)
+            .bind(key)
+            .bind(now_ms)
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(|(v,)| {
+            serde_json::from_str(&v)
+                .map_err(|e| crate::StoreError::Corrupt(format!("kv.value: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn nonce_record(&self, p: crate::NonceParams) -> crate::StoreResult<bool> {
+        let n = sqlx::query(crate::sql::NONCE_INSERT)
+            .bind(&p.key_id)
+            .bind(&p.nonce)
+            .bind(crate::model::to_ms(p.expires_at))
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn api_key_insert(&self, k: crate::ApiKey) -> crate::StoreResult<()> {
+        sqlx::query(crate::sql::API_KEY_INSERT)
+            .bind(&k.id)
+            .bind(&k.key_hash)
+            .bind(&k.owner)
+            .bind(k.role.as_str())
+            .bind(crate::model::to_ms(k.created_at))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn api_key_get_by_hash(
+        &self,
+        key_hash: &str,
+    ) -> crate::StoreResult<Option<crate::ApiKey>> {
+        let row: Option<crate::row::ApiKeyRow> = sqlx::query_as(crate::sql::API_KEY_BY_HASH)
+            .bind(key_hash)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn setting_get_or_insert(&self, name: &str, value: &str) -> crate::StoreResult<String> {
+        sqlx::query(crate::sql::SETTING_INSERT)
+            .bind(name)
+            .bind(value)
+            .execute(self.writer())
+            .await?;
+        let (v,): (String,) = sqlx::query_as(crate::sql::SETTING_GET)
+            .bind(name)
+            .fetch_one(self.writer())
+            .await?;
+        Ok(v)
+    }
+}

@@ -1,4 +1,5 @@
 //! Row decoding shared by both drivers: every column is TEXT or a 64-bit integer.
+//! PostgreSQL rows decode with `sqlx::FromRow`; SQLite rows by column name in `sqlite`.
 
 use crate::model::from_ms;
 use crate::{ApiKey, Job, JobState, Lease, Protocol, ResultType, Role, StoreError, Visibility};
@@ -6,33 +7,33 @@ use crate::{ApiKey, Job, JobState, Lease, Protocol, ResultType, Role, StoreError
 /// One `jobs` row as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct JobRow {
-    id: String,
-    tenant: String,
-    protocol: String,
-    topic: String,
-    namespace: String,
-    visibility: String,
-    priority: i64,
-    run_at: i64,
-    state: String,
-    attempts: i64,
-    max_attempts: i64,
-    backoff_base_ms: i64,
-    target_worker: Option<String>,
-    required_capability: Option<String>,
-    on_behalf_of: Option<String>,
-    input: String,
-    metadata: Option<String>,
-    result: Option<String>,
-    result_type: String,
-    error: Option<String>,
-    lease_holder: Option<String>,
-    lease_key: Option<String>,
-    lease_token: Option<String>,
-    lease_expires_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-    completed_at: Option<i64>,
+    pub(crate) id: String,
+    pub(crate) tenant: String,
+    pub(crate) protocol: String,
+    pub(crate) topic: String,
+    pub(crate) namespace: String,
+    pub(crate) visibility: String,
+    pub(crate) priority: i64,
+    pub(crate) run_at: i64,
+    pub(crate) state: String,
+    pub(crate) attempts: i64,
+    pub(crate) max_attempts: i64,
+    pub(crate) backoff_base_ms: i64,
+    pub(crate) target_worker: Option<String>,
+    pub(crate) required_capability: Option<String>,
+    pub(crate) on_behalf_of: Option<String>,
+    pub(crate) input: String,
+    pub(crate) metadata: Option<String>,
+    pub(crate) result: Option<String>,
+    pub(crate) result_type: String,
+    pub(crate) error: Option<String>,
+    pub(crate) lease_holder: Option<String>,
+    pub(crate) lease_key: Option<String>,
+    pub(crate) lease_token: Option<String>,
+    pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) completed_at: Option<i64>,
 }
 
 fn json(column: &str, text: &str) -> Result<serde_json::Value, StoreError> {
@@ -92,11 +93,11 @@ impl TryFrom<JobRow> for Job {
 /// One `api_keys` row.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ApiKeyRow {
-    id: String,
-    key_hash: String,
-    owner: String,
-    role: String,
-    created_at: i64,
+    pub(crate) id: String,
+    pub(crate) key_hash: String,
+    pub(crate) owner: String,
+    pub(crate) role: String,
+    pub(crate) created_at: i64,
 }
 
 impl From<ApiKeyRow> for ApiKey {

@@ -105,6 +105,7 @@ fn fail(id: &str, proof: LeaseProof, now: DateTime<Utc>) -> JobFailParams {
 // === cases ===
 
 async fn insert_and_get(s: Store) {
+    s.ping().await.expect("ping");
     let j = insert_at(&s, new_job("a", "acme/echo"), t0()).await;
     assert_eq!(j.state, JobState::Open);
     assert_eq!(j.attempts, 0);
@@ -829,6 +830,46 @@ async fn wakeups_on_insert(s: Store) {
     assert_eq!(&*topic, "wake/t");
 }
 
+async fn failing_operation_spares_concurrent_ones(s: Store) {
+    // Inserts racing a refused one (cap reached) all land; the refused one
+    // leaves nothing behind — also when the driver commits them as a group.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let tenant = if i % 2 == 0 { "capped" } else { "free" };
+            s.job_insert(JobInsertParams {
+                job: new_job(tenant, "g/t"),
+                idempotency: None,
+                max_open_per_tenant: Some(if tenant == "capped" { 3 } else { 1000 }),
+                now: Some(t0()),
+            })
+            .await
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => {}
+            Err(StoreError::TooManyOpen { limit: 3 }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(refused, 7);
+    assert_eq!(
+        s.jobs_count_open(&Scope::Tenant("capped".into()))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        s.jobs_count_open(&Scope::Tenant("free".into()))
+            .await
+            .unwrap(),
+        10
+    );
+}
+
 // === stamping ===
 
 macro_rules! conformance {
@@ -843,7 +884,8 @@ macro_rules! conformance {
                 extend_renews_lease, tenant_and_visibility_filters,
                 target_worker_and_capability_filters, on_behalf_of_filter, cancel_rules,
                 open_cap_per_tenant, idempotency_records, kv_with_ttl, nonce_replay_records,
-                retention_purge, api_keys_and_settings, wakeups_on_insert);
+                retention_purge, api_keys_and_settings, wakeups_on_insert,
+                failing_operation_spares_concurrent_ones);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {

@@ -130,6 +130,7 @@ impl From<StoreError> for ApiError {
             e if e.is_unavailable() => Self::Unavailable(e.to_string()),
             other @ (StoreError::InvalidUrl(_)
             | StoreError::Corrupt(_)
+            | StoreError::Sqlite(_)
             | StoreError::Database(_)
             | StoreError::Migrate(_)) => Self::Internal(other.to_string()),
         }

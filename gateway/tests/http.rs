@@ -1,0 +1,500 @@
+//! Handler tests: the assembled app driven in-process with `oneshot` on a
+//! temporary SQLite store. Each client-mistake class gets a 4xx JSON error
+//! and leaves the store unchanged.
+
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use agw_config::Config;
+use agw_gateway::{AppState, build_app};
+use agw_protocols::http::auth::sign;
+use agw_storage::{ConnectOptions, JobStore, Scope, Store, sha256_hex};
+
+const ADMIN: &str = "admin-secret";
+
+struct Harness {
+    app: Router,
+    store: Store,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+async fn harness(env: &[(&str, &str)]) -> Harness {
+    let dir = std::env::temp_dir().join(format!("agw-http-{}", agw_storage::new_token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    let cfg = Config::from_parts(None, toml::Table::new(), &env).unwrap();
+    let url = format!("sqlite://{}", dir.join("t.db").display());
+    let store = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let state = AppState::new(
+        store.clone(),
+        cfg,
+        sha256_hex(ADMIN.as_bytes()),
+        CancellationToken::new(),
+    );
+    Harness {
+        app: build_app(state),
+        store,
+        _dir: TempDir(dir),
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+impl Harness {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    /// A request signed the way the SDKs sign.
+    fn signed(
+        key: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        ts: i64,
+        nonce: &str,
+    ) -> Request<Body> {
+        let sig = sign(key, method, path, &ts.to_string(), nonce, body);
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-api-key", key)
+            .header("x-timestamp", ts.to_string())
+            .header("x-nonce", nonce)
+            .header("x-signature", sig)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_vec()))
+            .unwrap()
+    }
+
+    fn plain(key: &str, method: &str, path: &str, body: &[u8]) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-api-key", key)
+            .body(Body::from(body.to_vec()))
+            .unwrap()
+    }
+
+    async fn tenant_key(&self, owner: &str) -> String {
+        let r = self
+            .send(Self::plain(
+                ADMIN,
+                "POST",
+                "/admin/generate_key",
+                json!({"owner": owner}).to_string().as_bytes(),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+        r.json["api_key"].as_str().unwrap().to_owned()
+    }
+
+    async fn live_jobs(&self) -> i64 {
+        self.store.jobs_count_open(&Scope::All).await.unwrap()
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn assert_error(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{:?}", r.json);
+    assert_eq!(r.json["error"]["code"], code, "{:?}", r.json);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn health_and_protocol_headers() {
+    let h = harness(&[]).await;
+    let r = h
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let r = h
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.json["status"], "ready");
+    assert_eq!(r.headers["x-intent-version"], "7.61");
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let r = h
+        .send(Request::get("/nope").body(Body::empty()).unwrap())
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        r.headers["x-intent-version"], "7.61",
+        "errors carry the headers too"
+    );
+    let r = h
+        .send(Request::get("/intent").body(Body::empty()).unwrap())
+        .await;
+    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn signed_roundtrip_and_replay_rejected() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let body = br#"{"goal":"acme/echo","payload":{"a":1}}"#;
+    let req = || Harness::signed(&key, "POST", "/intent", body, now(), "nonce-1");
+    let r = h.send(req()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    assert_eq!(r.json["status"], "open");
+    let replay = h.send(req()).await;
+    assert_error(&replay, StatusCode::FORBIDDEN, "invalid_signature");
+    assert_eq!(h.live_jobs().await, 1, "the replay created nothing");
+    // Query canonicalization: the SDK signs goal=acme%2Fecho, sorted.
+    let path = "/claim?goal=acme%2Fecho&namespace=default";
+    let r = h
+        .send(Harness::signed(&key, "POST", path, b"", now(), "nonce-2"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    assert_eq!(r.json["payload"], json!({"a": 1}));
+}
+
+#[tokio::test]
+async fn bad_signatures_change_nothing() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let body = br#"{"goal":"g","payload":{}}"#;
+    let stale = Harness::signed(&key, "POST", "/intent", body, now() - 301, "n1");
+    assert_error(
+        &h.send(stale).await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    );
+    let future = Harness::signed(&key, "POST", "/intent", body, now() + 301, "n2");
+    assert_error(
+        &h.send(future).await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    );
+    let mut tampered = Harness::signed(&key, "POST", "/intent", body, now(), "n3");
+    *tampered.body_mut() = Body::from(&br#"{"goal":"h","payload":{}}"#[..]);
+    assert_error(
+        &h.send(tampered).await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    );
+    let mut partial = Harness::signed(&key, "POST", "/intent", body, now(), "n4");
+    partial.headers_mut().remove("x-signature");
+    assert_error(
+        &h.send(partial).await,
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+    );
+    assert_error(
+        &h.send(Harness::plain("nope", "POST", "/intent", body))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    let anon = Request::post("/intent")
+        .body(Body::from(&body[..]))
+        .unwrap();
+    assert_error(
+        &h.send(anon).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_eq!(h.live_jobs().await, 0);
+}
+
+#[tokio::test]
+async fn malformed_and_mistyped_bodies() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    for (body, status, code) in [
+        (&b"{\"goal\": "[..], StatusCode::BAD_REQUEST, "invalid_json"),
+        (b"", StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            br#"{"payload":{}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            br#"{"goal":"g","payload":{},"priority":"high"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            br#"{"goal":"g","payload":{},"max_attempts":0}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            br#"{"goal":5,"payload":{}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (br#"[1,2]"#, StatusCode::BAD_REQUEST, "invalid_request"),
+    ] {
+        let r = h.send(Harness::plain(&key, "POST", "/intent", body)).await;
+        assert_error(&r, status, code);
+    }
+    let deep = format!(
+        r#"{{"goal":"g","payload":{}1{}}}"#,
+        "[".repeat(11),
+        "]".repeat(11)
+    );
+    assert_error(
+        &h.send(Harness::plain(&key, "POST", "/intent", deep.as_bytes()))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "payload_too_deep",
+    );
+    let big = json!({"goal": "g", "payload": {"s": "x".repeat(6000)}}).to_string();
+    assert_error(
+        &h.send(Harness::plain(&key, "POST", "/intent", big.as_bytes()))
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    let huge = json!({"goal": "g", "payload": {"s": "x".repeat(9000)}}).to_string();
+    assert_error(
+        &h.send(Harness::plain(&key, "POST", "/intent", huge.as_bytes()))
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    let r = h
+        .send(Harness::plain(&key, "POST", "/claim?wait=-1", b""))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(h.live_jobs().await, 0, "no bad request created a job");
+}
+
+#[tokio::test]
+async fn unknown_foreign_and_non_utf8_ids() {
+    let h = harness(&[]).await;
+    let a = h.tenant_key("a").await;
+    let b = h.tenant_key("b").await;
+    let r = h
+        .send(Harness::plain(
+            &a,
+            "POST",
+            "/intent",
+            br#"{"goal":"g","payload":{}}"#,
+        ))
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    assert_error(
+        &h.send(Harness::plain(&a, "GET", "/status/unknown", b""))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &h.send(Harness::plain(&b, "GET", &format!("/status/{id}"), b""))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &h.send(Harness::plain(&b, "GET", &format!("/result/{id}"), b""))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let r = h
+        .send(Harness::plain(&a, "GET", "/status/%FF%FE", b""))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    // b cannot settle a's job, with or without a token.
+    let r = h
+        .send(Harness::plain(
+            &b,
+            "POST",
+            &format!("/fulfill/{id}"),
+            br#"{"claim_token":"x"}"#,
+        ))
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "lease_lost");
+    let r = h
+        .send(Harness::plain(
+            &b,
+            "POST",
+            &format!("/fail/{id}"),
+            br#"{"error":"x"}"#,
+        ))
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "lease_lost");
+    let job = h.store.job_get(&id, &Scope::All).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.attempts), ("open", 0), "untouched");
+}
+
+#[tokio::test]
+async fn idempotent_publish() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let publish = |body: &'static [u8]| {
+        let mut r = Harness::plain(&key, "POST", "/intent", body);
+        r.headers_mut()
+            .insert("idempotency-key", "k-1".parse().unwrap());
+        r
+    };
+    let first = h.send(publish(br#"{"goal":"g","payload":{"n":1}}"#)).await;
+    let again = h.send(publish(br#"{"goal":"g","payload":{"n":1}}"#)).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(first.json, again.json, "the stored first response");
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = h.send(publish(br#"{"goal":"g","payload":{"n":2}}"#)).await;
+    assert_error(&other, StatusCode::CONFLICT, "conflict");
+    assert_eq!(h.live_jobs().await, 1);
+}
+
+#[tokio::test]
+async fn rate_limit_and_open_cap() {
+    let h = harness(&[
+        ("AGW_LIMITS_RATE_LIMIT_PER_MINUTE", "3"),
+        ("AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT", "2"),
+    ])
+    .await;
+    let key = h.tenant_key("acme").await;
+    let body = br#"{"goal":"g","payload":{}}"#;
+    assert_eq!(
+        h.send(Harness::plain(&key, "POST", "/intent", body))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        h.send(Harness::plain(&key, "POST", "/intent", body))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let capped = h.send(Harness::plain(&key, "POST", "/intent", body)).await;
+    assert_error(
+        &capped,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_open_intents",
+    );
+    assert!(capped.headers.contains_key("retry-after"));
+    let limited = h.send(Harness::plain(&key, "GET", "/get/x", b"")).await;
+    assert_error(&limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(
+        limited.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    // The admin key is never rate limited.
+    for _ in 0..5 {
+        assert_ne!(
+            h.send(Harness::plain(ADMIN, "GET", "/get/x", b""))
+                .await
+                .status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(h.live_jobs().await, 2);
+}
+
+#[tokio::test]
+async fn only_admin_creates_keys() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let r = h
+        .send(Harness::plain(
+            &key,
+            "POST",
+            "/admin/generate_key",
+            br#"{"owner":"evil"}"#,
+        ))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = h
+        .send(Harness::plain(
+            ADMIN,
+            "POST",
+            "/admin/generate_key",
+            br#"{"owner":"__admin__"}"#,
+        ))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn kv_validation_and_isolation() {
+    let h = harness(&[]).await;
+    let a = h.tenant_key("a").await;
+    let b = h.tenant_key("b").await;
+    for body in [
+        &br#"{"ttl":5}"#[..],
+        br#"{"value":1,"ttl":0}"#,
+        br#"{"value":1,"ttl":86401}"#,
+        br#"{"value":1,"ttl":"x"}"#,
+    ] {
+        assert_error(
+            &h.send(Harness::plain(&a, "POST", "/set/k", body)).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        );
+    }
+    assert_eq!(
+        h.send(Harness::plain(
+            &a,
+            "POST",
+            "/set/k",
+            br#"{"value":{"x":1},"ttl":60}"#
+        ))
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.send(Harness::plain(&a, "GET", "/get/k", b"")).await.json,
+        json!({"value": {"x": 1}})
+    );
+    assert_error(
+        &h.send(Harness::plain(&b, "GET", "/get/k", b"")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}

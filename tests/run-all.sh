@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The whole agent-gateway test suite, from a bare machine:
+#   1. makes sure PostgreSQL is up on 127.0.0.1:5432 (starts it, or installs
+#      it from Debian's packages, when it is not);
+#   2. builds the workspace;
+#   3. runs the Rust tests (unit tests, handler tests, and the store
+#      conformance suite on SQLite and on PostgreSQL — a fresh database per case);
+#   4. runs the pytest end-to-end suites with the pinned real SDKs (own venvs)
+#      against the built binary, on SQLite and on PostgreSQL.
+#
+#   tests/run-all.sh            setup + everything
+#   tests/run-all.sh --setup    setup only (PostgreSQL, build, venvs)
+#
+# Environment: CARGO_TARGET_DIR (reuse a build), AGW_TEST_PG_URL (admin URL of
+# the PostgreSQL server to create test databases on; default
+# postgres://postgres@127.0.0.1:5432/postgres), AGW_VENV_DIR (venv prefix).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+export AGW_TEST_PG_URL="${AGW_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+SETUP_ONLY=0
+[ "${1:-}" = "--setup" ] && SETUP_ONLY=1
+
+say() { printf '\n=== %s ===\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+ensure_postgres() {
+  say "PostgreSQL"
+  if ! command -v pg_isready >/dev/null 2>&1 || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "PostgreSQL not installed: installing it from Debian's packages"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
+  fi
+  if ! pg_up; then
+    echo "PostgreSQL is not running: starting it"
+    for v in $(ls /etc/postgresql); do
+      as_root pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+    done
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  fi
+  pg_up || { echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
+  # Trust auth for local test connections is the machine's default; make sure
+  # the URL works before spending time on the build.
+  if ! psql "$AGW_TEST_PG_URL" -qAtc 'select 1' >/dev/null 2>&1; then
+    echo "cannot connect with AGW_TEST_PG_URL=$AGW_TEST_PG_URL (does it allow password-less local access?)" >&2
+    exit 1
+  fi
+  echo "PostgreSQL ready: $AGW_TEST_PG_URL"
+}
+
+build() {
+  say "cargo build"
+  cargo build --workspace --all-targets --locked
+  TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+  export AGW_BIN="$TARGET_DIR/debug/agent-gateway"
+}
+
+ensure_postgres
+build
+if [ "$SETUP_ONLY" = 1 ]; then
+  AGW_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh
+  say "setup done"
+  exit 0
+fi
+
+say "Rust tests (unit, handlers, store conformance on SQLite and PostgreSQL)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+say "End-to-end suites with the real SDKs (SQLite and PostgreSQL)"
+bash tests/e2e/run.sh
+say "all tests passed"
