@@ -342,27 +342,42 @@ async fn unknown_foreign_and_non_utf8_ids() {
         .send(Harness::plain(&a, "GET", "/status/%FF%FE", b""))
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
-    // b cannot settle a's job, with or without a token.
-    let r = h
-        .send(Harness::plain(
-            &b,
-            "POST",
-            &format!("/fulfill/{id}"),
-            br#"{"claim_token":"x"}"#,
-        ))
+    // b cannot settle a's job: not by key, and not even with a's real token.
+    let claimed = h
+        .send(Harness::plain(&a, "POST", "/claim?goal=g", b""))
         .await;
-    assert_error(&r, StatusCode::NOT_FOUND, "lease_lost");
-    let r = h
-        .send(Harness::plain(
-            &b,
-            "POST",
-            &format!("/fail/{id}"),
-            br#"{"error":"x"}"#,
-        ))
-        .await;
-    assert_error(&r, StatusCode::NOT_FOUND, "lease_lost");
+    let token = claimed.json["claim_token"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        (
+            format!("/fulfill/{id}"),
+            json!({"claim_token": token, "result": "evil"}),
+        ),
+        (
+            format!("/fail/{id}"),
+            json!({"claim_token": token, "error": "evil"}),
+        ),
+        (
+            format!("/extend_claim/{id}"),
+            json!({"claim_token": token, "seconds": 5}),
+        ),
+        (format!("/fulfill/{id}"), json!({"status": "evil"})),
+    ] {
+        let r = h
+            .send(Harness::plain(
+                &b,
+                "POST",
+                &path,
+                body.to_string().as_bytes(),
+            ))
+            .await;
+        assert_error(&r, StatusCode::NOT_FOUND, "lease_lost");
+    }
     let job = h.store.job_get(&id, &Scope::All).await.unwrap().unwrap();
-    assert_eq!((job.state.as_str(), job.attempts), ("open", 0), "untouched");
+    assert_eq!(
+        (job.state.as_str(), job.attempts, job.result),
+        ("leased", 1, None),
+        "untouched"
+    );
 }
 
 #[tokio::test]

@@ -51,11 +51,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl LeaseProof {
-    /// (token, holder key) binds: exactly one is `Some`.
+    /// (token, holder key) binds: at least one is `Some`; each given must match.
     pub(crate) fn split(&self) -> (Option<&str>, Option<&str>) {
         match self {
             Self::Token(t) => (Some(t), None),
             Self::HolderKey(k) => (None, Some(k)),
+            Self::TokenAndKey { token, holder_key } => (Some(token), Some(holder_key)),
         }
     }
 }

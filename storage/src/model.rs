@@ -325,13 +325,21 @@ pub struct JobClaimParams {
     pub now: Option<DateTime<Utc>>,
 }
 
-/// How a settlement proves it holds the lease.
+/// How a settlement proves it holds the lease. Every part given must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseProof {
-    /// The claim token issued with the lease (Intent Bus 2.1, neuron lease id).
+    /// The claim token alone (the token is the only credential, e.g. a neuron lease id).
     Token(String),
     /// The API key id that claimed (Intent Bus 2.0 clients send no token).
     HolderKey(String),
+    /// Token and claiming key both (Intent Bus 2.1 "claim ownership
+    /// isolation": a leaked token is useless to another key).
+    TokenAndKey {
+        /// The claim token.
+        token: String,
+        /// The API key id that claimed.
+        holder_key: String,
+    },
 }
 
 /// Parameters of [`crate::JobStore::job_complete`].

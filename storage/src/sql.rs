@@ -93,7 +93,8 @@ fn build(d: &Dialect) -> Sql {
                 completed_at = CASE WHEN $6 = 0 AND attempts - $7 < max_attempts THEN NULL ELSE $5 END,
                 error = $4, updated_at = $5
             WHERE id = $1 AND state = 'leased' AND lease_expires_at > $5
-              AND (($2 IS NOT NULL AND lease_token = $2) OR ($3 IS NOT NULL AND lease_key = $3))
+              AND ($2 IS NOT NULL OR $3 IS NOT NULL)
+      AND ($2 IS NULL OR lease_token = $2) AND ($3 IS NULL OR lease_key = $3)
             RETURNING *",
             cast = d.shift_cast,
         ),
@@ -136,13 +137,15 @@ pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs (id, tenant, protocol, top
 pub(crate) const COMPLETE: &str = "UPDATE jobs SET state = 'fulfilled', result = $4,
         result_type = $5, updated_at = $6, completed_at = $6
     WHERE id = $1 AND state = 'leased' AND lease_expires_at > $6
-      AND (($2 IS NOT NULL AND lease_token = $2) OR ($3 IS NOT NULL AND lease_key = $3))
+      AND ($2 IS NOT NULL OR $3 IS NOT NULL)
+      AND ($2 IS NULL OR lease_token = $2) AND ($3 IS NULL OR lease_key = $3)
     RETURNING *";
 
 /// Binds: id, token, key, expires, now.
 pub(crate) const EXTEND: &str = "UPDATE jobs SET lease_expires_at = $4, updated_at = $5
     WHERE id = $1 AND state = 'leased' AND lease_expires_at > $5
-      AND (($2 IS NOT NULL AND lease_token = $2) OR ($3 IS NOT NULL AND lease_key = $3))
+      AND ($2 IS NOT NULL OR $3 IS NOT NULL)
+      AND ($2 IS NULL OR lease_token = $2) AND ($3 IS NULL OR lease_key = $3)
     RETURNING *";
 
 /// Binds: id, reason, now.

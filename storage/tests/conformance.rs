@@ -76,6 +76,10 @@ async fn claim_one(s: &Store, p: JobClaimParams) -> Option<Job> {
     s.job_claim(p).await.expect("claim")
 }
 
+fn claim_token_of(j: &Job) -> String {
+    j.lease.as_ref().expect("leased").token.clone()
+}
+
 fn token(j: &Job) -> LeaseProof {
     LeaseProof::Token(j.lease.as_ref().expect("leased").token.clone())
 }

@@ -296,7 +296,14 @@ async fn fulfill(
             claim_token,
             result,
             result_type,
-        } => (LeaseProof::Token(claim_token), result, result_type),
+        } => (
+            LeaseProof::TokenAndKey {
+                token: claim_token,
+                holder_key: p.key_id.clone(),
+            },
+            result,
+            result_type,
+        ),
         FulfillRequest::Legacy { result } => (
             LeaseProof::HolderKey(p.key_id.clone()),
             result,
@@ -332,7 +339,10 @@ async fn fail(
         parse_body(&body)?
     };
     let proof = match req.claim_token {
-        Some(t) => LeaseProof::Token(t),
+        Some(token) => LeaseProof::TokenAndKey {
+            token,
+            holder_key: p.key_id.clone(),
+        },
         None => LeaseProof::HolderKey(p.key_id.clone()),
     };
     let error: String = req
@@ -362,6 +372,7 @@ async fn fail(
 
 async fn extend_claim(
     State(s): State<IntentBusState>,
+    Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -378,7 +389,10 @@ async fn extend_claim(
         .store
         .job_extend(JobExtendParams {
             id,
-            proof: LeaseProof::Token(req.claim_token),
+            proof: LeaseProof::TokenAndKey {
+                token: req.claim_token,
+                holder_key: p.key_id,
+            },
             lease_ms: seconds * 1000,
             now: None,
         })

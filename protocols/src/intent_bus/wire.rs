@@ -22,10 +22,20 @@ pub const MAX_DELAY_SECS: f64 = 30.0 * 86_400.0;
 
 /// Parses a JSON body, telling malformed JSON from a wrong shape.
 pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidJson(
-            "request body is empty; expected a JSON object".into(),
-        ));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::InvalidJson(
+                "request body is empty; expected a JSON object".into(),
+            ));
+        }
+        // serde would also accept a struct written as an array of its fields.
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(match serde_json::from_slice::<Value>(bytes) {
+                Ok(_) => ApiError::InvalidRequest("request body must be a JSON object".into()),
+                Err(e) => ApiError::InvalidJson(format!("malformed JSON: {e}")),
+            });
+        }
     }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
@@ -542,6 +552,20 @@ mod tests {
         }
         let err = parse_body::<PublishRequest>(b"{\"goal\": ").unwrap_err();
         assert_eq!(err.status_and_code().1, "invalid_json");
+        // A full-length array would fill every field by position.
+        let array = br#"["g",{},null,null,null,null,null,null,null,null]"#;
+        let err = parse_body::<PublishRequest>(array).unwrap_err();
+        assert_eq!(
+            err.status_and_code().1,
+            "invalid_request",
+            "arrays are not objects"
+        );
+        let err = parse_body::<KvSetRequest>(b"[1,2]").unwrap_err();
+        assert_eq!(
+            err.status_and_code().1,
+            "invalid_request",
+            "arrays are not objects"
+        );
     }
 
     #[test]

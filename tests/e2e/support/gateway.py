@@ -1,0 +1,257 @@
+"""Start / stop a real `agent-gateway serve` process for the e2e suite.
+
+Environment read here:
+  AGW_BIN           path of the gateway binary (required)
+  AGW_E2E_STORE     sqlite (default) | postgres
+  AGW_TEST_PG_URL   admin database URL, required for the postgres store; a fresh
+                    database is created per gateway instance and dropped after
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from .raw import RawClient
+
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0
+
+# Settings every gateway of the suite gets unless a test overrides them.
+BASE_SETTINGS: Dict[str, str] = {
+    "AGW_LIMITS_RATE_LIMIT_PER_MINUTE": "0",
+    "AGW_INTENT_BUS_IDLE_RETRY_AFTER_SECS": "1",
+    "AGW_STORE_SWEEP_INTERVAL_MS": "200",
+}
+
+
+class GatewayError(RuntimeError):
+    pass
+
+
+def gateway_binary() -> str:
+    path = os.environ.get("AGW_BIN")
+    if not path:
+        raise GatewayError("AGW_BIN is not set: point it at the agent-gateway binary")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise GatewayError(f"AGW_BIN={path!r} is not an executable file")
+    return path
+
+
+def store_kind() -> str:
+    kind = os.environ.get("AGW_E2E_STORE", "sqlite").strip().lower()
+    if kind not in ("sqlite", "postgres"):
+        raise GatewayError(f"AGW_E2E_STORE must be sqlite or postgres, got {kind!r}")
+    return kind
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pdeathsig():  # pragma: no cover - runs in the child before exec
+    """Ask the kernel to SIGTERM the gateway if the test process dies."""
+    os.setsid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+class PgDatabase:
+    """A throw-away PostgreSQL database created through psql."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self.name = f"agw_e2e_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        parts = urlsplit(admin_url)
+        self.url = urlunsplit((parts.scheme, parts.netloc, "/" + self.name, parts.query, ""))
+
+    def _psql(self, sql: str) -> None:
+        res = subprocess.run(
+            ["psql", self.admin_url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
+            capture_output=True, text=True, timeout=60,
+        )
+        if res.returncode != 0:
+            raise GatewayError(f"psql failed ({sql}): {res.stderr.strip()}")
+
+    def create(self) -> None:
+        self._psql(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        self._psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class Gateway:
+    """Handle on one running gateway process."""
+
+    def __init__(self, settings: Optional[Dict[str, str]] = None, name: str = "gw"):
+        self.name = name
+        self.admin_key = "adm_" + secrets.token_hex(16)
+        self.jwt_secret = "jwt_" + secrets.token_hex(24)
+        self.settings = dict(BASE_SETTINGS)
+        if settings:
+            self.settings.update({k: str(v) for k, v in settings.items()})
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"agw-e2e-{name}-"))
+        self.stderr_path = self.workdir / "gateway.stderr"
+        self.stdout_path = self.workdir / "gateway.stdout"
+        self.proc: Optional[subprocess.Popen] = None
+        self.pg: Optional[PgDatabase] = None
+        self.port: Optional[int] = None
+        self.base_url = ""
+        self._owner_seq = 0
+
+    # -- lifecycle -----------------------------------------------------------
+    def _database_url(self) -> str:
+        if store_kind() == "postgres":
+            admin = os.environ.get("AGW_TEST_PG_URL")
+            if not admin:
+                raise GatewayError("AGW_E2E_STORE=postgres needs AGW_TEST_PG_URL")
+            self.pg = PgDatabase(admin)
+            self.pg.create()
+            return self.pg.url
+        return "sqlite://" + str(self.workdir / "gw.db")
+
+    def start(self) -> "Gateway":
+        binary = gateway_binary()
+        db_url = self._database_url()
+        try:
+            last_err = ""
+            for _attempt in range(3):  # a stolen free port is retried
+                self.port = _free_port()
+                self.base_url = f"http://127.0.0.1:{self.port}"
+                env = {k: v for k, v in os.environ.items() if not k.startswith("AGW_")}
+                env.update(self.settings)
+                env.update({
+                    "AGW_LISTEN": f"127.0.0.1:{self.port}",
+                    "AGW_DATABASE_URL": db_url,
+                    "AGW_ADMIN_KEY": self.admin_key,
+                    "AGW_JWT_SECRET": self.jwt_secret,
+                })
+                env.setdefault("RUST_BACKTRACE", "1")
+                with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+                    self.proc = subprocess.Popen(
+                        [binary, "serve"], env=env, stdin=subprocess.DEVNULL,
+                        stdout=out, stderr=err, cwd=self.workdir, preexec_fn=_pdeathsig,
+                    )
+                ok, last_err = self._wait_ready()
+                if ok:
+                    return self
+                self._kill()
+                if "in use" not in last_err.lower():
+                    break
+            raise GatewayError(
+                f"gateway {self.name} did not become ready (limit {READY_TIMEOUT_S:.0f}s): {last_err}\n"
+                f"--- stderr ---\n{self.stderr_tail()}\n--- stdout ---\n{self._tail(self.stdout_path)}"
+            )
+        except BaseException:
+            self._drop_db()
+            raise
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False, f"process exited with code {self.proc.returncode}: {self.stderr_tail(2000)}"
+            try:
+                res = requests.get(self.base_url + "/readyz", timeout=1.0)
+                if res.status_code == 200:
+                    return True, ""
+                last = f"/readyz answered {res.status_code} {res.text[:200]!r}"
+            except requests.RequestException as e:
+                last = f"/readyz: {type(e).__name__}"
+            time.sleep(0.1)
+        return False, last
+
+    def _kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def _drop_db(self) -> None:
+        if self.pg is not None:
+            try:
+                self.pg.drop()
+            except Exception as e:  # reported but never masks the test outcome
+                print(f"warning: could not drop {self.pg.name}: {e}", file=sys.stderr)
+            self.pg = None
+
+    def stop(self) -> Optional[int]:
+        """SIGTERM the gateway, wait, return its exit code (None if it had to be killed)."""
+        code: Optional[int] = None
+        try:
+            if self.proc is None:
+                return None
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    code = self.proc.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    self._kill()
+                    code = None
+            else:
+                code = self.proc.returncode
+        finally:
+            self._drop_db()
+        return code
+
+    # -- diagnostics -----------------------------------------------------------
+    @staticmethod
+    def _tail(path: Path, limit: int = 6000) -> str:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return ""
+        return data[-limit:].decode("utf-8", "replace")
+
+    def stderr_tail(self, limit: int = 6000) -> str:
+        return self._tail(self.stderr_path, limit)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- tenants ---------------------------------------------------------------
+    def generate_key(self, owner: str) -> str:
+        res = requests.post(
+            self.base_url + "/admin/generate_key",
+            headers={"X-API-KEY": self.admin_key, "Content-Type": "application/json"},
+            json={"owner": owner}, timeout=10,
+        )
+        if res.status_code not in (200, 201):
+            raise GatewayError(f"generate_key({owner!r}) -> {res.status_code} {res.text[:300]!r}")
+        data = res.json()
+        assert data.get("owner") == owner, data
+        key = data.get("api_key")
+        assert isinstance(key, str) and key, data
+        return key
+
+    def new_tenant(self, prefix: str = "tenant") -> str:
+        """A fresh tenant (unique owner) and its first key."""
+        self._owner_seq += 1
+        return self.generate_key(f"{prefix}-{self._owner_seq}-{uuid.uuid4().hex[:8]}")
+
+    def raw(self, api_key: Optional[str]) -> RawClient:
+        return RawClient(self.base_url, api_key)
+
+    @property
+    def admin(self) -> RawClient:
+        return RawClient(self.base_url, self.admin_key)
