@@ -3,7 +3,7 @@
 //! the Prometheus text exposition format by hand (a handful of series do not
 //! need a metrics framework).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +18,12 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Everything recorded for one route template.
 #[derive(Debug, Default)]
-struct Histogram {
+struct RouteStats {
+    /// (method, status) → count; a handful of entries, searched linearly.
+    requests: Vec<(String, u16, u64)>,
+    /// Latency histogram: per-bucket (non-cumulative) counts.
     counts: [u64; BUCKETS.len()],
     sum: f64,
     total: u64,
@@ -33,10 +37,9 @@ pub(crate) struct Metrics {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// (method, route, status) → count.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// route → latency histogram.
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// route template → stats. Looked up by `&str`, so the hot path allocates
+    /// only the first time a route is seen.
+    routes: Mutex<HashMap<String, RouteStats>>,
     leases_expired: AtomicU64,
 }
 
@@ -47,65 +50,78 @@ impl Metrics {
     }
 
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
-        if let Ok(mut r) = self.inner.requests.lock() {
-            *r.entry((method.to_owned(), route.to_owned(), status))
-                .or_default() += 1;
+        let Ok(mut routes) = self.inner.routes.lock() else {
+            return;
+        };
+        let stats = match routes.get_mut(route) {
+            Some(st) => st,
+            None => routes.entry(route.to_owned()).or_default(),
+        };
+        match stats
+            .requests
+            .iter_mut()
+            .find(|(m, s, _)| m == method && *s == status)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => stats.requests.push((method.to_owned(), status, 1)),
         }
-        if let Ok(mut l) = self.inner.latency.lock() {
-            let h = l.entry(route.to_owned()).or_default();
-            for (i, le) in BUCKETS.iter().enumerate() {
-                if secs <= *le {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += secs;
-            h.total += 1;
+        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
+            stats.counts[i] += 1;
         }
+        stats.sum += secs;
+        stats.total += 1;
     }
 
     /// Renders every series; `gauges` are (name, help, value) read at scrape time.
     pub(crate) fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
+        let routes = self.inner.routes.lock().ok();
+        // Sorted output keeps scrapes diffable.
+        let mut sorted: Vec<(&String, &RouteStats)> =
+            routes.iter().flat_map(|r| r.iter()).collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
         out.push_str("# HELP agw_http_requests_total HTTP requests by method, route and status.\n");
         out.push_str("# TYPE agw_http_requests_total counter\n");
-        if let Ok(r) = self.inner.requests.lock() {
-            for ((m, route, status), n) in r.iter() {
+        for (route, st) in &sorted {
+            let route = escape(route);
+            let mut reqs: Vec<_> = st.requests.iter().collect();
+            reqs.sort();
+            for (m, status, n) in reqs {
                 let _ = writeln!(
                     out,
-                    "agw_http_requests_total{{method=\"{m}\",route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
+                    "agw_http_requests_total{{method=\"{m}\",route=\"{route}\",status=\"{status}\"}} {n}"
                 );
             }
         }
         out.push_str("# HELP agw_http_request_duration_seconds HTTP request latency by route.\n");
         out.push_str("# TYPE agw_http_request_duration_seconds histogram\n");
-        if let Ok(l) = self.inner.latency.lock() {
-            for (route, h) in l.iter() {
-                let route = escape(route);
-                for (i, le) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "agw_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {}",
-                        h.counts[i]
-                    );
-                }
+        for (route, st) in &sorted {
+            let route = escape(route);
+            let mut cumulative = 0;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                cumulative += st.counts[i];
                 let _ = writeln!(
                     out,
-                    "agw_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                    h.total
-                );
-                let _ = writeln!(
-                    out,
-                    "agw_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "agw_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                    h.total
+                    "agw_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
                 );
             }
+            let _ = writeln!(
+                out,
+                "agw_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                st.total
+            );
+            let _ = writeln!(
+                out,
+                "agw_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                st.sum
+            );
+            let _ = writeln!(
+                out,
+                "agw_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                st.total
+            );
         }
+        drop(routes);
         out.push_str("# HELP agw_leases_expired_total Leases voided by the expiry sweep.\n");
         out.push_str("# TYPE agw_leases_expired_total counter\n");
         let _ = writeln!(

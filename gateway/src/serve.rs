@@ -56,6 +56,12 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "agent-gateway listening");
+    // Small request/response exchanges must not wait on Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let served = tokio::spawn(async move { server.await });

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Reproduces the figures in BENCHMARKS.md: builds release binaries, starts a
+# gateway per store on a fresh database, and drives it with agw-loadgen
+# (signed Intent Bus protocol) on loopback.
+#
+#   tests/bench.sh [sqlite|postgres|all]   (default all)
+#
+# Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
+#      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+WHICH="${1:-all}"
+DURATION="${BENCH_DURATION:-20s}"
+WORKERS="${BENCH_WORKERS:-8 64}"
+PG_ADMIN="${AGW_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+ADMIN_KEY="bench-admin-$RANDOM$RANDOM"
+
+cargo build --release --locked -p agw-gateway -p agw-loadgen >&2
+cargo build --release --locked -p agw-storage --example store_bench >&2
+TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
+WORK="$(mktemp -d)"
+GW_PID=""
+cleanup() { [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_gateway() { # $1 = database url
+  PORT="$(free_port)"
+  AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" \
+    AGW_LIMITS_RATE_LIMIT_PER_MINUTE=0 AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT=1000000 RUST_LOG=warn \
+    "$TARGET/agent-gateway" serve 2>"$WORK/gateway.log" &
+  GW_PID=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return 0; sleep 0.1; done
+  cat "$WORK/gateway.log" >&2; exit 1
+}
+
+stop_gateway() { kill "$GW_PID"; wait "$GW_PID" || true; GW_PID=""; }
+
+run_store() { # $1 = name, $2 = url
+  echo "## $1"
+  start_gateway "$2"
+  echo "### HTTP ceiling: GET /healthz, 64 connections"
+  "$TARGET/agw-loadgen" http --url "http://127.0.0.1:$PORT" --path /healthz --connections 64 --duration 10s
+  for w in $WORKERS; do
+    echo "### publish -> claim -> fulfill, $w workers"
+    "$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers "$w" --duration "$DURATION"
+  done
+  stop_gateway
+  echo "### store only (no HTTP): insert + nonce + claim + complete, 8 tasks"
+  if [ "$1" = sqlite ]; then "$TARGET/examples/store_bench" sqlite 8 5; else AGW_BENCH_PG_URL="$2" "$TARGET/examples/store_bench" postgres 8 5; fi
+}
+
+echo "# agent-gateway benchmarks — $(date -u +%F), $(nproc) cores, commit $(git rev-parse --short HEAD)"
+if [ "$WHICH" = sqlite ] || [ "$WHICH" = all ]; then
+  run_store sqlite "sqlite://$WORK/bench.db"
+fi
+if [ "$WHICH" = postgres ] || [ "$WHICH" = all ]; then
+  DB="agw_bench_$RANDOM$RANDOM"
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $DB"
+  run_store postgres "${PG_ADMIN%/*}/$DB"
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+fi
