@@ -188,6 +188,19 @@ async fn claim_any_topic_and_holder_key_proof(s: Store) {
         ))
         .await;
     assert!(matches!(wrong, Err(StoreError::LeaseLost)));
+    // Token and key together: both must match (a leaked token is not enough).
+    let leaked = LeaseProof::TokenAndKey {
+        token: claim_token_of(&c),
+        holder_key: "key-w2".into(),
+    };
+    let r = s.job_complete(complete(&j.id, leaked, t0())).await;
+    assert!(matches!(r, Err(StoreError::LeaseLost)), "{r:?}");
+    let guessed = LeaseProof::TokenAndKey {
+        token: "0".repeat(32),
+        holder_key: "key-w1".into(),
+    };
+    let r = s.job_complete(complete(&j.id, guessed, t0())).await;
+    assert!(matches!(r, Err(StoreError::LeaseLost)), "{r:?}");
     let ok = s
         .job_complete(complete(
             &j.id,
