@@ -577,3 +577,17 @@ mod example_file {
         assert_eq!(from_example, defaults);
     }
 }
+
+#[cfg(test)]
+mod deploy_file {
+    use super::*;
+
+    /// The deploy example must load cleanly.
+    #[test]
+    fn deploy_toml_is_valid() {
+        let text = include_str!("../../deploy/agent-gateway.toml");
+        let file = Config::parse_file(Path::new("agent-gateway.toml"), text).unwrap();
+        let cfg = Config::from_parts(None, file, &HashMap::<String, String>::new()).unwrap();
+        assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+}
