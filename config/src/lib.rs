@@ -61,6 +61,23 @@ pub struct Config {
     pub intent_bus: IntentBus,
     /// Store maintenance.
     pub store: StoreSettings,
+    /// Required `aud` of bearer JWTs (`jwt_audience`, `AGW_JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Neuron lease channel settings.
+    pub neuron: Neuron,
+}
+
+/// Neuron lease channel settings (`[neuron]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neuron {
+    /// Lease TTL when a capability sets no `leaseTtlMs`, milliseconds.
+    pub lease_ttl_ms: u64,
+    /// Period of SSE keep-alive comments, seconds.
+    pub keepalive_secs: u64,
+    /// Most concurrent SSE sessions (503 beyond).
+    pub max_sessions: usize,
+    /// Largest `maxAttempts` a task may ask for.
+    pub max_attempts_cap: i64,
 }
 
 /// Log line format.
@@ -213,7 +230,7 @@ impl Loader<'_> {
         let mut unknown = Vec::new();
         for (k, v) in &self.file {
             match v.as_table() {
-                Some(t) if ["limits", "intent_bus", "store"].contains(&k.as_str()) => {
+                Some(t) if ["limits", "intent_bus", "store", "neuron"].contains(&k.as_str()) => {
                     unknown.extend(
                         t.keys()
                             .map(|sub| format!("{k}.{sub}"))
@@ -304,7 +321,28 @@ impl Config {
                 retention_hours: l.get(Some("store"), "retention_hours", 7 * 24),
                 max_connections: l.get(Some("store"), "max_connections", 16),
             },
+            jwt_audience: l.get(None, "jwt_audience", "bigbrain".to_owned()),
+            neuron: Neuron {
+                lease_ttl_ms: l.get(Some("neuron"), "lease_ttl_ms", 30_000),
+                keepalive_secs: l.get(Some("neuron"), "keepalive_secs", 15),
+                max_sessions: l.get(Some("neuron"), "max_sessions", 10_000),
+                max_attempts_cap: l.get(Some("neuron"), "max_attempts_cap", 100),
+            },
         };
+        l.check(
+            "neuron",
+            "lease_ttl_ms",
+            cfg.neuron.lease_ttl_ms,
+            100,
+            3_600_000,
+        );
+        l.check(
+            "neuron",
+            "keepalive_secs",
+            cfg.neuron.keepalive_secs,
+            1,
+            3600,
+        );
         l.check(
             "intent_bus",
             "claim_timeout_secs",
@@ -452,6 +490,16 @@ impl Config {
             i64::from(self.store.max_connections).into(),
         );
         t.insert("store".into(), st.into());
+        t.insert("jwt_audience".into(), self.jwt_audience.clone().into());
+        let mut n = toml::Table::new();
+        n.insert("lease_ttl_ms".into(), int(self.neuron.lease_ttl_ms));
+        n.insert("keepalive_secs".into(), int(self.neuron.keepalive_secs));
+        n.insert("max_sessions".into(), int(self.neuron.max_sessions as u64));
+        n.insert(
+            "max_attempts_cap".into(),
+            self.neuron.max_attempts_cap.into(),
+        );
+        t.insert("neuron".into(), n.into());
         t
     }
 }

@@ -43,6 +43,7 @@ impl AppState {
         store: Store,
         config: Config,
         admin_key_hash: String,
+        jwt_secret: Vec<u8>,
         shutdown: CancellationToken,
     ) -> Self {
         let auth = Arc::new(Authenticator::new(
@@ -52,6 +53,8 @@ impl AppState {
                 window_secs: config.intent_bus.signature_window_secs as i64,
                 rate_per_minute: config.limits.rate_limit_per_minute,
                 max_body_bytes: config.limits.max_body_bytes,
+                jwt_secret,
+                jwt_audience: config.jwt_audience.clone(),
             },
         ));
         Self {

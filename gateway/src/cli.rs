@@ -26,6 +26,30 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Bearer JWTs for neuron and governance clients.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a bearer JWT the gateway accepts (HS256 with the gateway's secret).
+    Mint {
+        /// Subject: the neuron, user or client id.
+        #[arg(long)]
+        sub: String,
+        /// Tenant the token acts for (an API key owner name).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Lifetime: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Config file (for the secret or the database that stores it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +84,15 @@ pub fn run() -> ExitCode {
             Command::Keys {
                 command: KeysCommand::Create { owner, config },
             } => crate::keys::create(config, &owner).await,
+            Command::Token {
+                command:
+                    TokenCommand::Mint {
+                        sub,
+                        tenant,
+                        ttl,
+                        config,
+                    },
+            } => crate::token::mint(config, &sub, &tenant, &ttl).await,
         }
     });
     match result {

@@ -9,6 +9,7 @@
 //! - `metrics`: Prometheus counters and the `/metrics` text encoder.
 //! - `keys`: `agent-gateway keys create`.
 //! - `telemetry`: tracing subscriber setup.
+//! - `token`: the JWT secret and `agent-gateway token mint`.
 
 mod app;
 mod cli;
@@ -17,6 +18,7 @@ mod metrics;
 mod serve;
 mod sweeper;
 mod telemetry;
+mod token;
 
 pub use app::{AppState, build_app};
 pub use cli::run;

@@ -29,14 +29,7 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!(store = store.driver_name(), url = %url, "store ready (migrations applied)");
 
     let admin_key_hash = admin_key_hash(&store, &cfg).await?;
-    // Generated once and shared by every replica through the store; `token
-    // mint` reads the same setting.
-    if cfg.jwt_secret.is_none() {
-        store
-            .setting_get_or_insert("jwt_secret", &new_token())
-            .await
-            .context("cannot store the JWT secret")?;
-    }
+    let jwt_secret = crate::token::jwt_secret(&store, &cfg).await?;
 
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -45,7 +38,13 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("listener address")?;
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let sweep_cfg = cfg.store.clone();
-    let state = AppState::new(store.clone(), cfg, admin_key_hash, shutdown.clone());
+    let state = AppState::new(
+        store.clone(),
+        cfg,
+        admin_key_hash,
+        jwt_secret,
+        shutdown.clone(),
+    );
     let sweeper = tokio::spawn(crate::sweeper::run(
         store.clone(),
         sweep_cfg,

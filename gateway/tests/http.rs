@@ -20,6 +20,7 @@ use agw_protocols::http::auth::sign;
 use agw_storage::{ConnectOptions, JobStore, Scope, Store, sha256_hex};
 
 const ADMIN: &str = "admin-secret";
+const JWT_SECRET: &[u8] = b"jwt-secret";
 
 struct Harness {
     app: Router,
@@ -50,6 +51,7 @@ async fn harness(env: &[(&str, &str)]) -> Harness {
         store.clone(),
         cfg,
         sha256_hex(ADMIN.as_bytes()),
+        JWT_SECRET.to_vec(),
         CancellationToken::new(),
     );
     Harness {

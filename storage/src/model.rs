@@ -197,6 +197,8 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// When it reached a terminal state.
     pub completed_at: Option<DateTime<Utc>>,
+    /// Latest progress report (`{percent?, message?, data?, at}`), if any.
+    pub progress: Option<serde_json::Value>,
 }
 
 /// The one live lease on a job.
@@ -385,6 +387,19 @@ pub struct JobExtendParams {
     pub proof: LeaseProof,
     /// New lease length from now, in milliseconds.
     pub lease_ms: i64,
+    /// The clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Parameters of [`crate::JobStore::job_progress`].
+#[derive(Debug, Clone)]
+pub struct JobProgressParams {
+    /// The job.
+    pub id: String,
+    /// Proof of the live lease.
+    pub proof: LeaseProof,
+    /// The report, stored as given (replaces the previous one).
+    pub progress: serde_json::Value,
     /// The clock.
     pub now: Option<DateTime<Utc>>,
 }

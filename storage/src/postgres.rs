@@ -246,6 +246,20 @@ impl crate::JobStore for PgStore {
         Ok(job)
     }
 
+    async fn job_progress(&self, p: crate::JobProgressParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::PROGRESS)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(p.progress.to_string())
+            .bind(now_ms)
+            .fetch_optional(self.writer())
+            .await?;
+        row.ok_or(crate::StoreError::LeaseLost)?.try_into()
+    }
+
     async fn job_extend(&self, p: crate::JobExtendParams) -> crate::StoreResult<crate::Job> {
         let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
         let (token, key) = p.proof.split();

@@ -34,6 +34,7 @@ pub(crate) struct JobRow {
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
     pub(crate) completed_at: Option<i64>,
+    pub(crate) progress: Option<String>,
 }
 
 fn json(column: &str, text: &str) -> Result<serde_json::Value, StoreError> {
@@ -86,6 +87,11 @@ impl TryFrom<JobRow> for Job {
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
             completed_at: r.completed_at.map(from_ms),
+            progress: r
+                .progress
+                .as_deref()
+                .map(|m| json("progress", m))
+                .transpose()?,
         })
     }
 }

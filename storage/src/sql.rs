@@ -148,6 +148,13 @@ pub(crate) const EXTEND: &str = "UPDATE jobs SET lease_expires_at = $4, updated_
       AND ($2 IS NULL OR lease_token = $2) AND ($3 IS NULL OR lease_key = $3)
     RETURNING *";
 
+/// Binds: id, token, key, progress, now.
+pub(crate) const PROGRESS: &str = "UPDATE jobs SET progress = $4, updated_at = $5
+    WHERE id = $1 AND state = 'leased' AND lease_expires_at > $5
+      AND ($2 IS NOT NULL OR $3 IS NOT NULL)
+      AND ($2 IS NULL OR lease_token = $2) AND ($3 IS NULL OR lease_key = $3)
+    RETURNING *";
+
 /// Binds: id, reason, now.
 pub(crate) const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', error = $2,
         updated_at = $3, completed_at = $3

@@ -27,12 +27,16 @@ use crate::row::{ApiKeyRow, JobRow};
 use crate::sql::{self, SQLITE_SQL};
 use crate::{
     ApiKey, ConnectOptions, ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams,
-    JobExtendParams, JobFailParams, JobInsertOutcome, JobInsertParams, JobState, JobStore,
-    KvSetParams, NonceParams, Notifier, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
+    JobExtendParams, JobFailParams, JobInsertOutcome, JobInsertParams, JobProgressParams, JobState,
+    JobStore, KvSetParams, NonceParams, Notifier, PurgeParams, PurgeReport, Scope, StoreError,
+    StoreResult,
 };
 
 /// Schema migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_progress.sql")),
+];
 
 /// Most operations one group commit takes.
 const MAX_BATCH: usize = 256;
@@ -238,6 +242,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         created_at: r.get(24)?,
         updated_at: r.get(25)?,
         completed_at: r.get(26)?,
+        progress: r.get(27)?,
     })
 }
 
@@ -568,6 +573,21 @@ impl JobStore for SqliteStore {
         Ok(job)
     }
 
+    async fn job_progress(&self, p: JobProgressParams) -> StoreResult<Job> {
+        self.writer
+            .run_one(move |c| {
+                let (token, key) = p.proof.split();
+                let progress = p.progress.to_string();
+                query_job(
+                    c,
+                    sql::PROGRESS,
+                    &[&p.id, &token, &key, &progress, &now_ms(p.now)],
+                )?
+                .ok_or(StoreError::LeaseLost)
+            })
+            .await
+    }
+
     async fn job_extend(&self, p: JobExtendParams) -> StoreResult<Job> {
         self.writer
             .run_one(move |c| {
@@ -808,6 +828,7 @@ mod tests {
             "created_at",
             "updated_at",
             "completed_at",
+            "progress",
         ];
         assert_eq!(cols, expected);
     }

@@ -8,8 +8,8 @@ use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::{
     ApiKey, ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams, JobExtendParams,
-    JobFailParams, JobInsertOutcome, JobInsertParams, KvSetParams, NonceParams, Notifier,
-    PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
+    JobFailParams, JobInsertOutcome, JobInsertParams, JobProgressParams, KvSetParams, NonceParams,
+    Notifier, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
 };
 
 /// The job store. Every method is one atomic unit: it commits entirely or not
@@ -54,6 +54,13 @@ pub trait JobStore: Send + Sync {
 
     /// Renews a live lease for `lease_ms` from now, under the same lease check.
     fn job_extend(&self, params: JobExtendParams) -> impl Future<Output = StoreResult<Job>> + Send;
+
+    /// Records the latest progress report of a leased job, under the same
+    /// lease check as [`JobStore::job_complete`]. One statement.
+    fn job_progress(
+        &self,
+        params: JobProgressParams,
+    ) -> impl Future<Output = StoreResult<Job>> + Send;
 
     /// Cancels a job that is not yet terminal. Returns the job as it was before
     /// (so the caller can tell a lease holder). Foreign tenants get
@@ -234,6 +241,7 @@ delegate! {
     fn job_complete(&self, params: JobCompleteParams) -> StoreResult<Job>;
     fn job_fail(&self, params: JobFailParams) -> StoreResult<Job>;
     fn job_extend(&self, params: JobExtendParams) -> StoreResult<Job>;
+    fn job_progress(&self, params: JobProgressParams) -> StoreResult<Job>;
     fn job_cancel(&self, params: JobCancelParams) -> StoreResult<Job>;
     fn job_get(&self, id: &str, scope: &Scope) -> StoreResult<Option<Job>>;
     fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>>;

@@ -887,6 +887,53 @@ async fn failing_operation_spares_concurrent_ones(s: Store) {
     );
 }
 
+async fn progress_needs_the_live_lease(s: Store) {
+    let j = insert_at(&s, new_job("a", "pr/t"), t0()).await;
+    let report = json!({"percent": 50, "message": "half"});
+    let early = s
+        .job_progress(JobProgressParams {
+            id: j.id.clone(),
+            proof: LeaseProof::Token("x".into()),
+            progress: report.clone(),
+            now: Some(t0()),
+        })
+        .await;
+    assert!(
+        matches!(early, Err(StoreError::LeaseLost)),
+        "not leased yet"
+    );
+    let c = claim_one(&s, claim("a", Some("pr/t"), "w", t0()))
+        .await
+        .unwrap();
+    let p = s
+        .job_progress(JobProgressParams {
+            id: j.id.clone(),
+            proof: token(&c),
+            progress: report.clone(),
+            now: Some(t0()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(p.progress, Some(report.clone()));
+    assert_eq!(
+        s.job_get(&j.id, &Scope::All)
+            .await
+            .unwrap()
+            .unwrap()
+            .progress,
+        Some(report)
+    );
+    let late = s
+        .job_progress(JobProgressParams {
+            id: j.id.clone(),
+            proof: token(&c),
+            progress: json!({}),
+            now: Some(t0() + Duration::seconds(31)),
+        })
+        .await;
+    assert!(matches!(late, Err(StoreError::LeaseLost)), "expired lease");
+}
+
 // === stamping ===
 
 macro_rules! conformance {
@@ -902,7 +949,7 @@ macro_rules! conformance {
                 target_worker_and_capability_filters, on_behalf_of_filter, cancel_rules,
                 open_cap_per_tenant, idempotency_records, kv_with_ttl, nonce_replay_records,
                 retention_purge, api_keys_and_settings, wakeups_on_insert,
-                failing_operation_spares_concurrent_ones);
+                failing_operation_spares_concurrent_ones, progress_needs_the_live_lease);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {

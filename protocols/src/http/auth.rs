@@ -61,6 +61,10 @@ pub struct AuthSettings {
     pub rate_per_minute: u32,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// HS256 secret of bearer JWTs.
+    pub jwt_secret: Vec<u8>,
+    /// Required `aud` of bearer JWTs.
+    pub jwt_audience: String,
 }
 
 /// Resolves API keys (cached: keys are immutable once created) and checks signatures.
@@ -192,6 +196,95 @@ impl Authenticator {
             ));
         }
         Ok(principal)
+    }
+}
+
+impl Authenticator {
+    /// Authenticates `Authorization: Bearer <JWT | API key>` or `X-API-KEY`
+    /// (no signatures: bearer callers are the neuron and governance SDKs).
+    /// A JWT names its tenant; it sees what that tenant's API keys see.
+    pub async fn authenticate_bearer(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let bearer = header_str(headers, "authorization").and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .map(str::trim)
+        });
+        let principal = match (bearer, header_str(headers, "x-api-key")) {
+            (Some(token), _) if token.matches('.').count() == 2 => {
+                let claims = super::jwt::decode(
+                    &self.settings.jwt_secret,
+                    token,
+                    &self.settings.jwt_audience,
+                    Utc::now().timestamp(),
+                )
+                .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+                Principal {
+                    key_id: format!("jwt:{}", claims.sub),
+                    tenant: claims.tenant,
+                    role: Role::Tenant,
+                }
+            }
+            (Some(key), _) | (None, Some(key)) if !key.is_empty() => {
+                self.resolve_key(key)
+                    .await?
+                    .ok_or_else(|| ApiError::Unauthorized("unknown API key or token".into()))?
+            }
+            _ => {
+                return Err(ApiError::Unauthorized(
+                    "missing Authorization: Bearer token".into(),
+                ));
+            }
+        };
+        if !principal.is_admin() {
+            self.limiter.check(&principal.key_id)?;
+        }
+        Ok(principal)
+    }
+
+    /// Issues a token for `sub` acting as `tenant`, valid `ttl_secs`.
+    pub fn mint(&self, sub: &str, tenant: &str, ttl_secs: i64) -> String {
+        mint_token(
+            &self.settings.jwt_secret,
+            &self.settings.jwt_audience,
+            sub,
+            tenant,
+            ttl_secs,
+        )
+    }
+}
+
+/// Issues an HS256 token (shared by the gateway and `agent-gateway token mint`).
+pub fn mint_token(secret: &[u8], audience: &str, sub: &str, tenant: &str, ttl_secs: i64) -> String {
+    let now = Utc::now().timestamp();
+    super::jwt::encode(
+        secret,
+        &super::jwt::Claims {
+            sub: sub.to_owned(),
+            tenant: tenant.to_owned(),
+            aud: super::jwt::Audience::One(audience.to_owned()),
+            iat: now,
+            exp: now + ttl_secs,
+        },
+    )
+}
+
+/// Extractor: the caller of a bearer-authenticated route.
+#[derive(Debug, Clone)]
+pub struct Bearer(pub Principal);
+
+impl<S> axum::extract::FromRequestParts<S> for Bearer
+where
+    S: Send + Sync,
+    Arc<Authenticator>: axum::extract::FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let auth = <Arc<Authenticator> as axum::extract::FromRef<S>>::from_ref(state);
+        auth.authenticate_bearer(&parts.headers).await.map(Bearer)
     }
 }
 

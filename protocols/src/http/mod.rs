@@ -1,6 +1,8 @@
-//! HTTP pieces shared by every protocol: the API error type and authentication.
+//! HTTP pieces shared by every protocol: the API error type, API-key and
+//! HMAC authentication, and bearer JWTs.
 
 pub mod auth;
 pub mod error;
+pub mod jwt;
 
 pub use error::{ApiError, ErrorDetail, method_not_allowed_fallback, not_found_fallback};
