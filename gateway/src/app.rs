@@ -19,6 +19,7 @@ use agw_config::Config;
 use agw_protocols::http::auth::Authenticator;
 use agw_protocols::http::{ApiError, ErrorDetail, method_not_allowed_fallback, not_found_fallback};
 use agw_protocols::intent_bus::{self, IntentBusState, PROTOCOL_VERSION};
+use agw_protocols::neuron::{self, NeuronState, hub::Hub};
 use agw_storage::{JobStore, Scope, Store};
 
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Fires at shutdown.
     pub shutdown: CancellationToken,
+    /// Live neuron sessions of this replica.
+    pub hub: Arc<Hub>,
     pub(crate) metrics: Metrics,
 }
 
@@ -62,6 +65,7 @@ impl AppState {
             config: Arc::new(config),
             auth,
             shutdown,
+            hub: Arc::default(),
             metrics: Metrics::default(),
         }
     }
@@ -83,6 +87,14 @@ pub fn build_app(state: AppState) -> Router {
         limits: Arc::new(state.config.limits.clone()),
         shutdown: state.shutdown.clone(),
     });
+    let neurons = neuron::router(NeuronState {
+        store: state.store.clone(),
+        auth: state.auth.clone(),
+        cfg: Arc::new(state.config.neuron.clone()),
+        limits: Arc::new(state.config.limits.clone()),
+        hub: state.hub.clone(),
+        shutdown: state.shutdown.clone(),
+    });
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -90,6 +102,7 @@ pub fn build_app(state: AppState) -> Router {
         .with_state(state.clone());
     Router::new()
         .merge(ib)
+        .merge(neurons)
         .merge(ops)
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)

@@ -49,6 +49,7 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         store.clone(),
         sweep_cfg,
         state.metrics.clone(),
+        state.hub.clone(),
         shutdown.clone(),
     ));
     let app = build_app(state);

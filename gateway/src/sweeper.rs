@@ -9,6 +9,9 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use agw_config::StoreSettings;
+use std::sync::Arc;
+
+use agw_protocols::neuron::hub::Hub;
 use agw_storage::{JobStore, PurgeParams, Store};
 
 use crate::metrics::Metrics;
@@ -18,6 +21,7 @@ pub(crate) async fn run(
     store: Store,
     cfg: StoreSettings,
     metrics: Metrics,
+    hub: Arc<Hub>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.sweep_interval_ms));
@@ -37,6 +41,8 @@ pub(crate) async fn run(
                         new_state = e.new_state.as_str(), "lease expired");
                 }
                 metrics.leases_expired(expired.len() as u64);
+                // Tell connected neurons to stop work they no longer hold.
+                hub.leases_expired(&expired);
             }
             Err(e) => tracing::warn!(error = %e, "lease expiry sweep failed"),
         }

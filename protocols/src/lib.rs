@@ -6,6 +6,8 @@
 //! Layout:
 //! - `http`: the shared API error type and authentication (API keys, HMAC).
 //! - `intent_bus`: the Intent Bus protocol (signed HTTP polling).
+//! - `neuron`: the neuron lease channel (SSE push) and the Task API.
 
 pub mod http;
 pub mod intent_bus;
+pub mod neuron;

@@ -1,0 +1,351 @@
+//! Live neuron sessions: one per (tenant, neuronId), each with its SSE sender,
+//! its registered capabilities and its in-flight leases, and one dispatcher
+//! task that leases jobs to it whenever a slot is free and the store says
+//! work may be waiting.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use agw_storage::{ExpiredLease, Job, JobClaimParams, JobStore, Scope, Store};
+
+use super::wire::{Capability, LeasePayload, ServerFrame, TaskPayload, iso, lease_id};
+
+/// One connected neuron.
+#[derive(Debug)]
+pub struct Session {
+    /// Random id of this stream.
+    pub id: String,
+    /// The token's tenant.
+    pub tenant: String,
+    /// The neuron's own id.
+    pub neuron_id: String,
+    tx: mpsc::Sender<ServerFrame>,
+    /// Registered capabilities by type.
+    caps: Mutex<HashMap<String, Capability>>,
+    /// job id → (capability type, lease id): what counts against concurrency.
+    in_flight: Mutex<HashMap<String, (String, String)>>,
+    wake: Notify,
+    /// Fires when the stream ends or a newer session replaces this one.
+    pub closed: CancellationToken,
+}
+
+/// The lease-holder key of a neuron: stable across its reconnects, distinct per tenant.
+pub fn holder_key(tenant: &str, neuron_id: &str) -> String {
+    format!("neuron:{tenant}:{neuron_id}")
+}
+
+impl Session {
+    /// This neuron's lease-holder key.
+    pub fn holder_key(&self) -> String {
+        holder_key(&self.tenant, &self.neuron_id)
+    }
+
+    /// Queues a frame; `false` when the stream is gone.
+    pub fn send(&self, frame: ServerFrame) -> bool {
+        self.tx.try_send(frame).is_ok()
+    }
+
+    /// Replaces the capability set and wakes the dispatcher.
+    pub fn set_capabilities(&self, caps: &[Capability]) {
+        if let Ok(mut c) = self.caps.lock() {
+            *c = caps.iter().map(|c| (c.kind.clone(), c.clone())).collect();
+        }
+        self.wake.notify_one();
+    }
+
+    /// The registered definition of `kind`, if any.
+    pub fn capability(&self, kind: &str) -> Option<Capability> {
+        self.caps.lock().ok().and_then(|c| c.get(kind).cloned())
+    }
+
+    /// Replaces one registered capability; `false` when it was not registered.
+    pub fn update_capability(&self, cap: Capability) -> bool {
+        let updated = self
+            .caps
+            .lock()
+            .ok()
+            .is_some_and(|mut c| c.get_mut(&cap.kind).map(|slot| *slot = cap).is_some());
+        self.wake.notify_one();
+        updated
+    }
+
+    /// Records a lease as in flight (also for leases adopted after a restart).
+    pub fn track(&self, job_id: &str, kind: &str, lease: &str) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.insert(job_id.to_owned(), (kind.to_owned(), lease.to_owned()));
+        }
+    }
+
+    /// Frees a lease's slot; returns its lease id when it was in flight here.
+    pub fn release(&self, job_id: &str) -> Option<String> {
+        let gone = self
+            .in_flight
+            .lock()
+            .ok()
+            .and_then(|mut f| f.remove(job_id))
+            .map(|(_, l)| l);
+        self.wake.notify_one();
+        gone
+    }
+
+    fn in_flight_for(&self, kind: &str) -> usize {
+        self.in_flight.lock().map_or(usize::MAX, |f| {
+            f.values().filter(|(k, _)| k == kind).count()
+        })
+    }
+
+    /// The registered capability of an in-flight lease.
+    pub fn capability_of(&self, job_id: &str) -> Option<Capability> {
+        let kind = self.in_flight.lock().ok()?.get(job_id)?.0.clone();
+        self.capability(&kind)
+    }
+
+    /// Whether `job_id` is in flight here.
+    pub fn holds(&self, job_id: &str) -> bool {
+        self.in_flight.lock().is_ok_and(|f| f.contains_key(job_id))
+    }
+}
+
+/// Every live session of this replica, plus revoked capability types.
+#[derive(Debug, Default)]
+pub struct Hub {
+    sessions: Mutex<HashMap<(String, String), Arc<Session>>>,
+    revoked: Mutex<HashSet<String>>,
+}
+
+impl Hub {
+    /// Opens a session for (tenant, neuron). A previous session of the same
+    /// neuron is closed; its in-flight leases carry over (they are still the
+    /// neuron's until they settle or expire).
+    pub fn open(
+        &self,
+        tenant: &str,
+        neuron_id: &str,
+        tx: mpsc::Sender<ServerFrame>,
+    ) -> Arc<Session> {
+        let session = Arc::new(Session {
+            id: agw_storage::new_job_id(),
+            tenant: tenant.to_owned(),
+            neuron_id: neuron_id.to_owned(),
+            tx,
+            caps: Mutex::default(),
+            in_flight: Mutex::default(),
+            wake: Notify::new(),
+            closed: CancellationToken::new(),
+        });
+        let old =
+            self.sessions.lock().ok().and_then(|mut s| {
+                s.insert((tenant.to_owned(), neuron_id.to_owned()), session.clone())
+            });
+        if let Some(old) = old {
+            if let (Ok(from), Ok(mut to)) = (old.in_flight.lock(), session.in_flight.lock()) {
+                to.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            old.closed.cancel();
+        }
+        session
+    }
+
+    /// Forgets `session` if it is still the current one of its neuron.
+    pub fn close(&self, session: &Session) {
+        session.closed.cancel();
+        if let Ok(mut s) = self.sessions.lock() {
+            let key = (session.tenant.clone(), session.neuron_id.clone());
+            if s.get(&key).is_some_and(|cur| cur.id == session.id) {
+                s.remove(&key);
+            }
+        }
+    }
+
+    /// The current session of (tenant, neuron).
+    pub fn get(&self, tenant: &str, neuron_id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .ok()?
+            .get(&(tenant.to_owned(), neuron_id.to_owned()))
+            .cloned()
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.lock().map_or(0, |s| s.len())
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The session holding `job_id`, if any.
+    pub fn holder_of(&self, job_id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .ok()?
+            .values()
+            .find(|s| s.holds(job_id))
+            .cloned()
+    }
+
+    /// Tells the holder of `job_id` to stop (task cancelled, lease expired).
+    pub fn revoke_lease(&self, job_id: &str, reason: &str) {
+        if let Some(s) = self.holder_of(job_id)
+            && let Some(lease) = s.release(job_id)
+        {
+            s.send(ServerFrame::Cancel {
+                lease_id: lease,
+                reason: reason.to_owned(),
+                cancelled_at: iso(Utc::now()),
+            });
+        }
+    }
+
+    /// Pushes `cancel` for every lease the expiry sweep voided.
+    pub fn leases_expired(&self, expired: &[ExpiredLease]) {
+        for e in expired {
+            if let Some(s) = self.holder_of(&e.job_id) {
+                s.release(&e.job_id);
+                s.send(ServerFrame::Cancel {
+                    lease_id: lease_id(&e.job_id, &e.token),
+                    reason: "lease expired".into(),
+                    cancelled_at: iso(Utc::now()),
+                });
+            }
+        }
+    }
+
+    /// Disables a capability type: connected neurons drop it and are told so;
+    /// later registrations of it are refused. Returns how many sessions had it.
+    pub fn revoke_capability(&self, kind: &str, reason: &str) -> usize {
+        if let Ok(mut r) = self.revoked.lock() {
+            r.insert(kind.to_owned());
+        }
+        let sessions: Vec<_> = self
+            .sessions
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        let mut n = 0;
+        for s in sessions {
+            let had = s.caps.lock().is_ok_and(|mut c| c.remove(kind).is_some());
+            if had {
+                n += 1;
+                s.send(ServerFrame::CapabilityRevoked {
+                    capability: kind.to_owned(),
+                    reason: reason.to_owned(),
+                    revoked_at: iso(Utc::now()),
+                });
+            }
+        }
+        n
+    }
+
+    /// Whether an operator revoked `kind`.
+    pub fn is_revoked(&self, kind: &str) -> bool {
+        self.revoked.lock().is_ok_and(|r| r.contains(kind))
+    }
+}
+
+/// The lease frame for a freshly claimed job.
+pub fn lease_frame(job: &Job) -> Option<ServerFrame> {
+    let lease = job.lease.as_ref()?;
+    let workflow_id = job
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("workflowId"))
+        .and_then(|w| w.as_str())
+        .map_or_else(|| job.id.clone(), str::to_owned);
+    Some(ServerFrame::Lease {
+        lease: LeasePayload {
+            lease_id: lease_id(&job.id, &lease.token),
+            expires_at: iso(lease.expires_at),
+            task: TaskPayload {
+                task_id: job.id.clone(),
+                workflow_id,
+                capability: job.topic.clone(),
+                on_behalf_of: job.on_behalf_of.clone(),
+                input: job.input.clone(),
+                attempt: (job.attempts - 1).max(0),
+                metadata: job.metadata.clone().filter(serde_json::Value::is_object),
+            },
+        },
+        sent_at: iso(Utc::now()),
+    })
+}
+
+/// Leases work to `session` until it closes: fills every capability's free
+/// slots, then sleeps until a store wake-up for one of its topics or a freed
+/// slot. Never more leases in flight per capability than its concurrency.
+pub async fn dispatch(store: Store, session: Arc<Session>, default_ttl_ms: i64) {
+    let mut wakeups = store.notifier().subscribe();
+    loop {
+        let caps: Vec<Capability> = session
+            .caps
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
+        let all_types: Vec<String> = caps.iter().map(|c| c.kind.clone()).collect();
+        for cap in &caps {
+            while session.in_flight_for(&cap.kind) < usize::try_from(cap.concurrency).unwrap_or(0) {
+                if session.closed.is_cancelled() {
+                    return;
+                }
+                let claimed = store
+                    .job_claim(JobClaimParams {
+                        scope: Scope::Tenant(session.tenant.clone()),
+                        topic: Some(cap.kind.clone()),
+                        namespace: None,
+                        publisher: None,
+                        worker_id: session.neuron_id.clone(),
+                        holder_key: Some(session.holder_key()),
+                        capabilities: all_types.clone(),
+                        on_behalf_of: cap.on_behalf_of(),
+                        lease_ms: cap.lease_ttl_ms.unwrap_or(default_ttl_ms),
+                        now: None,
+                    })
+                    .await;
+                match claimed {
+                    Ok(Some(job)) => {
+                        let Some(frame) = lease_frame(&job) else {
+                            break;
+                        };
+                        if let ServerFrame::Lease { lease, .. } = &frame {
+                            session.track(&job.id, &cap.kind, &lease.lease_id);
+                        }
+                        if !session.send(frame) {
+                            // The stream is gone; the lease lapses after its TTL.
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, neuron = %session.neuron_id, "lease claim failed");
+                        tokio::select! {
+                            () = session.closed.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        // Sleep until something relevant happens.
+        loop {
+            tokio::select! {
+                () = session.closed.cancelled() => return,
+                () = session.wake.notified() => break,
+                r = wakeups.recv() => match r {
+                    Ok(topic) if all_types.iter().any(|t| **t == *topic) => break,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}
