@@ -6,7 +6,8 @@
 #   3. runs the Rust tests (unit tests, handler tests, and the store
 #      conformance suite on SQLite and on PostgreSQL — a fresh database per case);
 #   4. runs the pytest end-to-end suites with the pinned real SDKs (own venvs)
-#      against the built binary, on SQLite and on PostgreSQL.
+#      against the built binary, on SQLite and on PostgreSQL: Intent Bus
+#      (intent-bus 1.3.2 and 2.1.2) and neurons (holokai-neuron-sdk 0.1.1 and 0.2.0).
 #
 #   tests/run-all.sh            setup + everything
 #   tests/run-all.sh --setup    setup only (PostgreSQL, build, venvs)
@@ -63,6 +64,7 @@ ensure_postgres
 build
 if [ "$SETUP_ONLY" = 1 ]; then
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh
+  AGW_E2E_SETUP_ONLY=1 bash tests/e2e_neuron/run.sh
   say "setup done"
   exit 0
 fi
@@ -75,5 +77,8 @@ else
 fi
 
 say "End-to-end suites with the real SDKs (SQLite and PostgreSQL)"
-bash tests/e2e/run.sh
+status=0
+bash tests/e2e/run.sh || status=1
+bash tests/e2e_neuron/run.sh || status=1
+[ "$status" = 0 ] || { echo "end-to-end suites failed" >&2; exit 1; }
 say "all tests passed"

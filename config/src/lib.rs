@@ -65,6 +65,19 @@ pub struct Config {
     pub jwt_audience: String,
     /// Neuron lease channel settings.
     pub neuron: Neuron,
+    /// OAuth (device enrollment) settings.
+    pub oauth: OAuth,
+}
+
+/// OAuth settings (`[oauth]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth {
+    /// Lifetime of a device code, seconds.
+    pub device_ttl_secs: u64,
+    /// Minimum device polling interval, seconds.
+    pub device_interval_secs: u64,
+    /// Lifetime of issued access tokens, seconds.
+    pub token_ttl_secs: u64,
 }
 
 /// Neuron lease channel settings (`[neuron]`).
@@ -230,7 +243,10 @@ impl Loader<'_> {
         let mut unknown = Vec::new();
         for (k, v) in &self.file {
             match v.as_table() {
-                Some(t) if ["limits", "intent_bus", "store", "neuron"].contains(&k.as_str()) => {
+                Some(t)
+                    if ["limits", "intent_bus", "store", "neuron", "oauth"]
+                        .contains(&k.as_str()) =>
+                {
                     unknown.extend(
                         t.keys()
                             .map(|sub| format!("{k}.{sub}"))
@@ -322,6 +338,11 @@ impl Config {
                 max_connections: l.get(Some("store"), "max_connections", 16),
             },
             jwt_audience: l.get(None, "jwt_audience", "bigbrain".to_owned()),
+            oauth: OAuth {
+                device_ttl_secs: l.get(Some("oauth"), "device_ttl_secs", 600),
+                device_interval_secs: l.get(Some("oauth"), "device_interval_secs", 5),
+                token_ttl_secs: l.get(Some("oauth"), "token_ttl_secs", 900),
+            },
             neuron: Neuron {
                 lease_ttl_ms: l.get(Some("neuron"), "lease_ttl_ms", 30_000),
                 keepalive_secs: l.get(Some("neuron"), "keepalive_secs", 15),
@@ -342,6 +363,27 @@ impl Config {
             cfg.neuron.keepalive_secs,
             1,
             3600,
+        );
+        l.check(
+            "oauth",
+            "device_interval_secs",
+            cfg.oauth.device_interval_secs,
+            1,
+            60,
+        );
+        l.check(
+            "oauth",
+            "device_ttl_secs",
+            cfg.oauth.device_ttl_secs,
+            60,
+            86_400,
+        );
+        l.check(
+            "oauth",
+            "token_ttl_secs",
+            cfg.oauth.token_ttl_secs,
+            60,
+            86_400,
         );
         l.check(
             "intent_bus",
@@ -500,6 +542,14 @@ impl Config {
             self.neuron.max_attempts_cap.into(),
         );
         t.insert("neuron".into(), n.into());
+        let mut o = toml::Table::new();
+        o.insert("device_ttl_secs".into(), int(self.oauth.device_ttl_secs));
+        o.insert(
+            "device_interval_secs".into(),
+            int(self.oauth.device_interval_secs),
+        );
+        o.insert("token_ttl_secs".into(), int(self.oauth.token_ttl_secs));
+        t.insert("oauth".into(), o.into());
         t
     }
 }

@@ -20,6 +20,7 @@ use agw_protocols::http::auth::Authenticator;
 use agw_protocols::http::{ApiError, ErrorDetail, method_not_allowed_fallback, not_found_fallback};
 use agw_protocols::intent_bus::{self, IntentBusState, PROTOCOL_VERSION};
 use agw_protocols::neuron::{self, NeuronState, hub::Hub};
+use agw_protocols::oauth::{self, OAuthSettings, OAuthState};
 use agw_storage::{JobStore, Scope, Store};
 
 use crate::metrics::Metrics;
@@ -95,6 +96,15 @@ pub fn build_app(state: AppState) -> Router {
         hub: state.hub.clone(),
         shutdown: state.shutdown.clone(),
     });
+    let oauth = oauth::router(OAuthState {
+        store: state.store.clone(),
+        auth: state.auth.clone(),
+        settings: Arc::new(OAuthSettings {
+            device_ttl_secs: state.config.oauth.device_ttl_secs as i64,
+            device_interval_secs: state.config.oauth.device_interval_secs as i64,
+            token_ttl_secs: state.config.oauth.token_ttl_secs as i64,
+        }),
+    });
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -103,6 +113,7 @@ pub fn build_app(state: AppState) -> Router {
     Router::new()
         .merge(ib)
         .merge(neurons)
+        .merge(oauth)
         .merge(ops)
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)

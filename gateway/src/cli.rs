@@ -31,6 +31,29 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Neuron host enrollment (OAuth device grant).
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Approve (or deny) a pending enrollment by the user code it printed.
+    Approve {
+        /// The user code, e.g. BCDF-GHJK.
+        user_code: String,
+        /// The tenant the enrolled host acts for.
+        #[arg(long)]
+        tenant: String,
+        /// Deny instead of approving.
+        #[arg(long)]
+        deny: bool,
+        /// Config file (for the database URL).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +116,15 @@ pub fn run() -> ExitCode {
                         config,
                     },
             } => crate::token::mint(config, &sub, &tenant, &ttl).await,
+            Command::Device {
+                command:
+                    DeviceCommand::Approve {
+                        user_code,
+                        tenant,
+                        deny,
+                        config,
+                    },
+            } => crate::device::approve(config, &user_code, &tenant, deny).await,
         }
     });
     match result {

@@ -8,11 +8,13 @@
 //! - `sweeper`: the background task that expires leases, wakes due jobs, purges.
 //! - `metrics`: Prometheus counters and the `/metrics` text encoder.
 //! - `keys`: `agent-gateway keys create`.
+//! - `device`: `agent-gateway device approve` (neuron host enrollment).
 //! - `telemetry`: tracing subscriber setup.
 //! - `token`: the JWT secret and `agent-gateway token mint`.
 
 mod app;
 mod cli;
+mod device;
 mod keys;
 mod metrics;
 mod serve;

@@ -7,7 +7,9 @@
 //! - `http`: the shared API error type and authentication (API keys, HMAC).
 //! - `intent_bus`: the Intent Bus protocol (signed HTTP polling).
 //! - `neuron`: the neuron lease channel (SSE push) and the Task API.
+//! - `oauth`: discovery, device and client-credentials grants for neuron hosts.
 
 pub mod http;
 pub mod intent_bus;
 pub mod neuron;
+pub mod oauth;

@@ -11,6 +11,9 @@ pub enum StoreError {
     /// The lease is not held: unknown or stale token, wrong holder, expired or reclaimed.
     #[error("lease lost")]
     LeaseLost,
+    /// The record was already decided or used.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The job's state does not allow the operation.
     #[error("job is {}", .0.as_str())]
     InvalidState(JobState),

@@ -452,6 +452,8 @@ pub struct PurgeReport {
     pub nonces: u64,
     /// Expired idempotency records.
     pub idempotency: u64,
+    /// Expired device authorizations.
+    pub devices: u64,
 }
 
 /// Parameters of [`crate::JobStore::kv_set`].
@@ -522,4 +524,157 @@ pub struct ApiKey {
     pub role: Role,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+}
+
+/// An OAuth client (a neuron host's durable credential).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    /// Public id.
+    pub client_id: String,
+    /// SHA-256 hex of the secret (the secret itself is shown once).
+    pub secret_hash: String,
+    /// The tenant its tokens act for.
+    pub tenant: String,
+    /// Human name given at enrollment.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A pending RFC 8628 device authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCode {
+    /// SHA-256 hex of the device code (the code itself is the poller's secret).
+    pub device_code_hash: String,
+    /// What the operator types to approve.
+    pub user_code: String,
+    /// Who asked.
+    pub client_name: String,
+    /// Void after this instant.
+    pub expires_at: DateTime<Utc>,
+    /// Minimum polling interval, milliseconds.
+    pub interval_ms: i64,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Parameters of [`crate::JobStore::device_decide`].
+#[derive(Debug, Clone)]
+pub struct DeviceDecideParams {
+    /// The code the operator read.
+    pub user_code: String,
+    /// `Some(tenant)`: approve for that tenant; `None`: deny.
+    pub tenant: Option<String>,
+    /// The clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Parameters of [`crate::JobStore::device_poll`].
+#[derive(Debug, Clone)]
+pub struct DevicePollParams {
+    /// SHA-256 hex of the presented device code.
+    pub device_code_hash: String,
+    /// The client to create if the code was approved (its tenant is filled in
+    /// from the approval).
+    pub new_client: OAuthClient,
+    /// The clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// What polling a device code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// No such code, or already redeemed.
+    Unknown,
+    /// Past its lifetime.
+    Expired,
+    /// Not yet decided.
+    Pending,
+    /// Polled faster than its interval.
+    SlowDown,
+    /// The operator denied it.
+    Denied,
+    /// Approved: this client now exists (redeemed, single use).
+    Issued(OAuthClient),
+}
+
+/// What a device poll does, decided from the stored row (pure, shared by both drivers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PollStep {
+    /// Answer without writing.
+    Answer(DevicePoll),
+    /// Record the poll time, then answer.
+    Record(DevicePoll),
+    /// Create the client for this tenant and mark the code redeemed.
+    Redeem(String),
+}
+
+/// The stored state of a device code: (state, tenant, expires_at, interval_ms, last_poll_at).
+pub(crate) type DeviceRow = (String, Option<String>, i64, i64, Option<i64>);
+
+pub(crate) fn poll_step(row: Option<DeviceRow>, now_ms: i64) -> PollStep {
+    let Some((state, tenant, expires_at, interval_ms, last_poll)) = row else {
+        return PollStep::Answer(DevicePoll::Unknown);
+    };
+    if state == "redeemed" {
+        return PollStep::Answer(DevicePoll::Unknown);
+    }
+    if expires_at <= now_ms {
+        return PollStep::Answer(DevicePoll::Expired);
+    }
+    match (state.as_str(), tenant) {
+        ("denied", _) => PollStep::Answer(DevicePoll::Denied),
+        ("approved", Some(t)) => PollStep::Redeem(t),
+        _ if last_poll.is_some_and(|at| now_ms - at < interval_ms) => {
+            PollStep::Record(DevicePoll::SlowDown)
+        }
+        _ => PollStep::Record(DevicePoll::Pending),
+    }
+}
+
+#[cfg(test)]
+mod poll_tests {
+    use super::*;
+
+    #[test]
+    fn poll_steps() {
+        let row = |state: &str, tenant: Option<&str>, last: Option<i64>| {
+            Some((
+                state.to_owned(),
+                tenant.map(str::to_owned),
+                10_000,
+                1_000,
+                last,
+            ))
+        };
+        assert_eq!(poll_step(None, 0), PollStep::Answer(DevicePoll::Unknown));
+        assert_eq!(
+            poll_step(row("pending", None, None), 10_000),
+            PollStep::Answer(DevicePoll::Expired)
+        );
+        assert_eq!(
+            poll_step(row("pending", None, None), 5_000),
+            PollStep::Record(DevicePoll::Pending)
+        );
+        assert_eq!(
+            poll_step(row("pending", None, Some(4_500)), 5_000),
+            PollStep::Record(DevicePoll::SlowDown)
+        );
+        assert_eq!(
+            poll_step(row("pending", None, Some(4_000)), 5_000),
+            PollStep::Record(DevicePoll::Pending)
+        );
+        assert_eq!(
+            poll_step(row("denied", None, None), 5_000),
+            PollStep::Answer(DevicePoll::Denied)
+        );
+        assert_eq!(
+            poll_step(row("approved", Some("t"), None), 5_000),
+            PollStep::Redeem("t".into())
+        );
+        assert_eq!(
+            poll_step(row("redeemed", Some("t"), None), 5_000),
+            PollStep::Answer(DevicePoll::Unknown)
+        );
+    }
 }

@@ -366,6 +366,7 @@ impl crate::JobStore for PgStore {
             kv: run(crate::sql::PURGE_KV, now_ms).await?,
             nonces: run(crate::sql::PURGE_NONCES, now_ms).await?,
             idempotency: run(crate::sql::PURGE_IDEMPOTENCY, now_ms).await?,
+            devices: run(crate::sql::PURGE_DEVICES, now_ms).await?,
         })
     }
 
@@ -454,5 +455,119 @@ impl crate::JobStore for PgStore {
             .fetch_one(self.writer())
             .await?;
         Ok(v)
+    }
+
+    async fn device_insert(&self, d: crate::DeviceCode) -> crate::StoreResult<()> {
+        use crate::model::to_ms;
+        sqlx::query(crate::sql::DEVICE_INSERT)
+            .bind(&d.device_code_hash)
+            .bind(&d.user_code)
+            .bind(&d.client_name)
+            .bind(to_ms(d.expires_at))
+            .bind(d.interval_ms)
+            .bind(to_ms(d.created_at))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn device_decide(&self, p: crate::DeviceDecideParams) -> crate::StoreResult<()> {
+        let now = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let state = if p.tenant.is_some() {
+            "approved"
+        } else {
+            "denied"
+        };
+        let n = sqlx::query(crate::sql::DEVICE_DECIDE)
+            .bind(&p.user_code)
+            .bind(state)
+            .bind(&p.tenant)
+            .bind(now)
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        if n == 1 {
+            return Ok(());
+        }
+        let row: Option<(String, i64)> = sqlx::query_as(crate::sql::DEVICE_BY_USER_CODE)
+            .bind(&p.user_code)
+            .fetch_optional(self.reader())
+            .await?;
+        match row {
+            Some((st, exp)) if st != "pending" || exp <= now => {
+                Err(crate::StoreError::Conflict(format!(
+                    "device code is {}",
+                    if exp <= now { "expired" } else { &st }
+                )))
+            }
+            _ => Err(crate::StoreError::NotFound),
+        }
+    }
+
+    async fn device_poll(
+        &self,
+        p: crate::DevicePollParams,
+    ) -> crate::StoreResult<crate::DevicePoll> {
+        use crate::model::{PollStep, poll_step, to_ms};
+        let now = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let mut tx = self.writer().begin().await?;
+        let row: Option<crate::model::DeviceRow> =
+            sqlx::query_as(&format!("{} FOR UPDATE", crate::sql::DEVICE_GET))
+                .bind(&p.device_code_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let out = match poll_step(row, now) {
+            PollStep::Answer(a) => a,
+            PollStep::Record(a) => {
+                sqlx::query(crate::sql::DEVICE_POLLED)
+                    .bind(&p.device_code_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                a
+            }
+            PollStep::Redeem(tenant) => {
+                let client = crate::OAuthClient {
+                    tenant,
+                    ..p.new_client
+                };
+                sqlx::query(crate::sql::CLIENT_INSERT)
+                    .bind(&client.client_id)
+                    .bind(&client.secret_hash)
+                    .bind(&client.tenant)
+                    .bind(&client.name)
+                    .bind(to_ms(client.created_at))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(crate::sql::DEVICE_REDEEMED)
+                    .bind(&p.device_code_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                crate::DevicePoll::Issued(client)
+            }
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn oauth_client_get(
+        &self,
+        client_id: &str,
+    ) -> crate::StoreResult<Option<crate::OAuthClient>> {
+        let row: Option<(String, String, String, String, i64)> =
+            sqlx::query_as(crate::sql::CLIENT_GET)
+                .bind(client_id)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(row.map(
+            |(client_id, secret_hash, tenant, name, created_at)| crate::OAuthClient {
+                client_id,
+                secret_hash,
+                tenant,
+                name,
+                created_at: crate::model::from_ms(created_at),
+            },
+        ))
     }
 }

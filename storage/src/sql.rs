@@ -194,3 +194,22 @@ pub(crate) const API_KEY_BY_HASH: &str =
 pub(crate) const SETTING_INSERT: &str =
     "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE name = $1";
+
+pub(crate) const DEVICE_INSERT: &str = "INSERT INTO device_codes (device_code_hash, user_code,
+    client_name, state, expires_at, interval_ms, created_at) VALUES ($1, $2, $3, 'pending', $4, $5, $6)";
+/// Binds: user_code, new state, tenant, now.
+pub(crate) const DEVICE_DECIDE: &str = "UPDATE device_codes SET state = $2, tenant = $3
+    WHERE user_code = $1 AND state = 'pending' AND expires_at > $4";
+pub(crate) const DEVICE_BY_USER_CODE: &str =
+    "SELECT state, expires_at FROM device_codes WHERE user_code = $1";
+pub(crate) const DEVICE_GET: &str = "SELECT state, tenant, expires_at, interval_ms, last_poll_at
+    FROM device_codes WHERE device_code_hash = $1";
+pub(crate) const DEVICE_POLLED: &str =
+    "UPDATE device_codes SET last_poll_at = $2 WHERE device_code_hash = $1";
+pub(crate) const DEVICE_REDEEMED: &str =
+    "UPDATE device_codes SET state = 'redeemed', last_poll_at = $2 WHERE device_code_hash = $1";
+pub(crate) const CLIENT_INSERT: &str =
+    "INSERT INTO oauth_clients (client_id, secret_hash, tenant, name, created_at)
+    VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const CLIENT_GET: &str = "SELECT client_id, secret_hash, tenant, name, created_at FROM oauth_clients WHERE client_id = $1";
+pub(crate) const PURGE_DEVICES: &str = "DELETE FROM device_codes WHERE expires_at <= $1";

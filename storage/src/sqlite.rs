@@ -22,13 +22,14 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::to_ms;
+use crate::model::{PollStep, poll_step, to_ms};
 use crate::row::{ApiKeyRow, JobRow};
 use crate::sql::{self, SQLITE_SQL};
 use crate::{
-    ApiKey, ConnectOptions, ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams,
-    JobExtendParams, JobFailParams, JobInsertOutcome, JobInsertParams, JobProgressParams, JobState,
-    JobStore, KvSetParams, NonceParams, Notifier, PurgeParams, PurgeReport, Scope, StoreError,
+    ApiKey, ConnectOptions, DeviceCode, DeviceDecideParams, DevicePoll, DevicePollParams,
+    ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams, JobExtendParams,
+    JobFailParams, JobInsertOutcome, JobInsertParams, JobProgressParams, JobState, JobStore,
+    KvSetParams, NonceParams, Notifier, OAuthClient, PurgeParams, PurgeReport, Scope, StoreError,
     StoreResult,
 };
 
@@ -36,6 +37,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_progress.sql")),
+    (3, include_str!("../migrations/sqlite/0003_oauth.sql")),
 ];
 
 /// Most operations one group commit takes.
@@ -677,6 +679,7 @@ impl JobStore for SqliteStore {
             .run(move |c| {
                 let now = now_ms(p.now);
                 Ok(PurgeReport {
+                    devices: exec(c, sql::PURGE_DEVICES, &[&now])? as u64,
                     jobs: exec(c, sql::PURGE_JOBS, &[&to_ms(p.completed_before)])? as u64,
                     kv: exec(c, sql::PURGE_KV, &[&now])? as u64,
                     nonces: exec(c, sql::PURGE_NONCES, &[&now])? as u64,
@@ -779,6 +782,112 @@ impl JobStore for SqliteStore {
             .run(move |c| {
                 exec(c, sql::SETTING_INSERT, &[&name, &value])?;
                 query_one(c, sql::SETTING_GET, &[&name], |r| r.get(0))?.ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    async fn device_insert(&self, d: DeviceCode) -> StoreResult<()> {
+        self.writer
+            .run_one(move |c| {
+                exec(
+                    c,
+                    sql::DEVICE_INSERT,
+                    &[
+                        &d.device_code_hash,
+                        &d.user_code,
+                        &d.client_name,
+                        &to_ms(d.expires_at),
+                        &d.interval_ms,
+                        &to_ms(d.created_at),
+                    ],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn device_decide(&self, p: DeviceDecideParams) -> StoreResult<()> {
+        self.writer
+            .run(move |c| {
+                let now = now_ms(p.now);
+                let state = if p.tenant.is_some() {
+                    "approved"
+                } else {
+                    "denied"
+                };
+                if exec(
+                    c,
+                    sql::DEVICE_DECIDE,
+                    &[&p.user_code, &state, &p.tenant, &now],
+                )? == 1
+                {
+                    return Ok(());
+                }
+                match query_one(c, sql::DEVICE_BY_USER_CODE, &[&p.user_code], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })? {
+                    Some((st, exp)) if st != "pending" || exp <= now => {
+                        Err(StoreError::Conflict(format!(
+                            "device code is {}",
+                            if exp <= now { "expired" } else { &st }
+                        )))
+                    }
+                    _ => Err(StoreError::NotFound),
+                }
+            })
+            .await
+    }
+
+    async fn device_poll(&self, p: DevicePollParams) -> StoreResult<DevicePoll> {
+        self.writer
+            .run(move |c| {
+                let now = now_ms(p.now);
+                let row = query_one(c, sql::DEVICE_GET, &[&p.device_code_hash], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
+                match poll_step(row, now) {
+                    PollStep::Answer(a) => Ok(a),
+                    PollStep::Record(a) => {
+                        exec(c, sql::DEVICE_POLLED, &[&p.device_code_hash, &now])?;
+                        Ok(a)
+                    }
+                    PollStep::Redeem(tenant) => {
+                        let client = OAuthClient {
+                            tenant,
+                            ..p.new_client
+                        };
+                        exec(
+                            c,
+                            sql::CLIENT_INSERT,
+                            &[
+                                &client.client_id,
+                                &client.secret_hash,
+                                &client.tenant,
+                                &client.name,
+                                &to_ms(client.created_at),
+                            ],
+                        )?;
+                        exec(c, sql::DEVICE_REDEEMED, &[&p.device_code_hash, &now])?;
+                        Ok(DevicePoll::Issued(client))
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn oauth_client_get(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
+        let id = client_id.to_owned();
+        self.reader
+            .run(move |c| {
+                query_one(c, sql::CLIENT_GET, &[&id], |r| {
+                    Ok(OAuthClient {
+                        client_id: r.get(0)?,
+                        secret_hash: r.get(1)?,
+                        tenant: r.get(2)?,
+                        name: r.get(3)?,
+                        created_at: crate::model::from_ms(r.get(4)?),
+                    })
+                })
             })
             .await
     }

@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::{
-    ApiKey, ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams, JobExtendParams,
-    JobFailParams, JobInsertOutcome, JobInsertParams, JobProgressParams, KvSetParams, NonceParams,
-    Notifier, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
+    ApiKey, DeviceCode, DeviceDecideParams, DevicePoll, DevicePollParams, ExpiredLease, Job,
+    JobCancelParams, JobClaimParams, JobCompleteParams, JobExtendParams, JobFailParams,
+    JobInsertOutcome, JobInsertParams, JobProgressParams, KvSetParams, NonceParams, Notifier,
+    OAuthClient, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
 };
 
 /// The job store. Every method is one atomic unit: it commits entirely or not
@@ -123,6 +124,31 @@ pub trait JobStore: Send + Sync {
         &self,
         key_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
+
+    /// Records a new device authorization (pending).
+    fn device_insert(&self, code: DeviceCode) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Approves (for a tenant) or denies a pending, unexpired device code by
+    /// its user code. [`StoreError::NotFound`] when there is none,
+    /// [`StoreError::Conflict`] when it was already decided. One statement.
+    fn device_decide(
+        &self,
+        params: DeviceDecideParams,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Polls a device code (RFC 8628 §3.4/3.5). Atomically: records the poll,
+    /// and on the first poll after approval creates the client and marks the
+    /// code redeemed, so a code yields a client at most once.
+    fn device_poll(
+        &self,
+        params: DevicePollParams,
+    ) -> impl Future<Output = StoreResult<DevicePoll>> + Send;
+
+    /// Finds an OAuth client.
+    fn oauth_client_get(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<OAuthClient>>> + Send;
 
     /// Stores `value` under `name` unless a value exists; returns the stored value
     /// either way (first writer wins across replicas).
@@ -254,6 +280,10 @@ delegate! {
     fn api_key_insert(&self, key: ApiKey) -> StoreResult<()>;
     fn api_key_get_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
     fn setting_get_or_insert(&self, name: &str, value: &str) -> StoreResult<String>;
+    fn device_insert(&self, code: DeviceCode) -> StoreResult<()>;
+    fn device_decide(&self, params: DeviceDecideParams) -> StoreResult<()>;
+    fn device_poll(&self, params: DevicePollParams) -> StoreResult<DevicePoll>;
+    fn oauth_client_get(&self, client_id: &str) -> StoreResult<Option<OAuthClient>>;
 }
 
 #[cfg(test)]

@@ -934,6 +934,122 @@ async fn progress_needs_the_live_lease(s: Store) {
     assert!(matches!(late, Err(StoreError::LeaseLost)), "expired lease");
 }
 
+async fn device_flow(s: Store) {
+    let code = |hash: &str, user: &str| DeviceCode {
+        device_code_hash: hash.into(),
+        user_code: user.into(),
+        client_name: "host-1".into(),
+        expires_at: t0() + Duration::minutes(10),
+        interval_ms: 5000,
+        created_at: t0(),
+    };
+    let client = |id: &str| OAuthClient {
+        client_id: id.into(),
+        secret_hash: sha256_hex(b"s"),
+        tenant: String::new(),
+        name: "host-1".into(),
+        created_at: t0(),
+    };
+    let poll = |hash: &str, id: &str, at| DevicePollParams {
+        device_code_hash: hash.into(),
+        new_client: client(id),
+        now: Some(at),
+    };
+    s.device_insert(code("h1", "ABCD-EFGH")).await.unwrap();
+    assert_eq!(
+        s.device_poll(poll("h1", "c1", t0())).await.unwrap(),
+        DevicePoll::Pending
+    );
+    assert_eq!(
+        s.device_poll(poll("h1", "c1", t0() + Duration::seconds(1)))
+            .await
+            .unwrap(),
+        DevicePoll::SlowDown
+    );
+    assert_eq!(
+        s.device_poll(poll("nope", "c1", t0())).await.unwrap(),
+        DevicePoll::Unknown
+    );
+    let unknown = s
+        .device_decide(DeviceDecideParams {
+            user_code: "ZZZZ-ZZZZ".into(),
+            tenant: Some("acme".into()),
+            now: Some(t0()),
+        })
+        .await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)));
+    s.device_decide(DeviceDecideParams {
+        user_code: "ABCD-EFGH".into(),
+        tenant: Some("acme".into()),
+        now: Some(t0()),
+    })
+    .await
+    .unwrap();
+    let twice = s
+        .device_decide(DeviceDecideParams {
+            user_code: "ABCD-EFGH".into(),
+            tenant: None,
+            now: Some(t0()),
+        })
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::Conflict(_))),
+        "decided once"
+    );
+    match s
+        .device_poll(poll("h1", "c1", t0() + Duration::seconds(10)))
+        .await
+        .unwrap()
+    {
+        DevicePoll::Issued(c) => {
+            assert_eq!((c.client_id.as_str(), c.tenant.as_str()), ("c1", "acme"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.device_poll(poll("h1", "c2", t0() + Duration::seconds(20)))
+            .await
+            .unwrap(),
+        DevicePoll::Unknown,
+        "single use"
+    );
+    let stored = s
+        .oauth_client_get("c1")
+        .await
+        .unwrap()
+        .expect("client stored");
+    assert_eq!(stored.tenant, "acme");
+    assert!(s.oauth_client_get("c2").await.unwrap().is_none());
+    // Denied and expired codes.
+    s.device_insert(code("h2", "DENY-DENY")).await.unwrap();
+    s.device_decide(DeviceDecideParams {
+        user_code: "DENY-DENY".into(),
+        tenant: None,
+        now: Some(t0()),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.device_poll(poll("h2", "c3", t0())).await.unwrap(),
+        DevicePoll::Denied
+    );
+    s.device_insert(code("h3", "LATE-LATE")).await.unwrap();
+    assert_eq!(
+        s.device_poll(poll("h3", "c4", t0() + Duration::minutes(11)))
+            .await
+            .unwrap(),
+        DevicePoll::Expired
+    );
+    let late = s
+        .device_decide(DeviceDecideParams {
+            user_code: "LATE-LATE".into(),
+            tenant: Some("acme".into()),
+            now: Some(t0() + Duration::minutes(11)),
+        })
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))));
+}
+
 // === stamping ===
 
 macro_rules! conformance {
@@ -949,7 +1065,7 @@ macro_rules! conformance {
                 target_worker_and_capability_filters, on_behalf_of_filter, cancel_rules,
                 open_cap_per_tenant, idempotency_records, kv_with_ttl, nonce_replay_records,
                 retention_purge, api_keys_and_settings, wakeups_on_insert,
-                failing_operation_spares_concurrent_ones, progress_needs_the_live_lease);
+                failing_operation_spares_concurrent_ones, progress_needs_the_live_lease, device_flow);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {

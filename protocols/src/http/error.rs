@@ -126,6 +126,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::NotFound("no such job".into()),
             StoreError::LeaseLost => Self::LeaseLost,
             StoreError::InvalidState(s) => Self::Conflict(format!("job is {}", s.as_str())),
+            StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::TooManyOpen { limit } => Self::TooManyOpen { limit },
             e if e.is_unavailable() => Self::Unavailable(e.to_string()),
             other @ (StoreError::InvalidUrl(_)

@@ -117,6 +117,8 @@ class Gateway:
         self.pg: Optional[PgDatabase] = None
         self.port: Optional[int] = None
         self.base_url = ""
+        self.database_url: Optional[str] = None
+        self.env: Dict[str, str] = {}  # the daemon's exact environment (for cli() / restart())
         self._owner_seq = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -133,6 +135,7 @@ class Gateway:
     def start(self) -> "Gateway":
         binary = gateway_binary()
         db_url = self._database_url()
+        self.database_url = db_url
         try:
             last_err = ""
             for _attempt in range(3):  # a stolen free port is retried
@@ -147,6 +150,7 @@ class Gateway:
                     "AGW_JWT_SECRET": self.jwt_secret,
                 })
                 env.setdefault("RUST_BACKTRACE", "1")
+                self.env = env
                 with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
                     self.proc = subprocess.Popen(
                         [binary, "serve"], env=env, stdin=subprocess.DEVNULL,
@@ -213,6 +217,39 @@ class Gateway:
         finally:
             self._drop_db()
         return code
+
+    def restart(self) -> Optional[int]:
+        """SIGTERM the daemon and start it again on the same port, database and
+        secrets; returns the old process's exit code (None if it had to be killed)."""
+        assert self.proc is not None and self.env, "restart() needs a started gateway"
+        code: Optional[int] = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        else:
+            code = self.proc.returncode
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [gateway_binary(), "serve"], env=self.env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, cwd=self.workdir, preexec_fn=_pdeathsig,
+            )
+        ok, last_err = self._wait_ready()
+        if not ok:
+            self._kill()
+            raise GatewayError(f"gateway {self.name} did not come back after restart: {last_err}\n"
+                               f"--- stderr ---\n{self.stderr_tail()}")
+        return code
+
+    def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """Run `$AGW_BIN <args>` with this gateway's environment (same store and secrets)."""
+        assert self.env, "cli() needs a started gateway"
+        return subprocess.run(
+            [gateway_binary(), *args], env=self.env, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout, cwd=self.workdir,
+        )
 
     # -- diagnostics -----------------------------------------------------------
     @staticmethod

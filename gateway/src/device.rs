@@ -1,0 +1,36 @@
+//! `agent-gateway device approve CODE --tenant OWNER [--deny]`: the operator's
+//! side of the RFC 8628 device enrollment of a neuron host.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use agw_config::{Config, ProcessEnv};
+use agw_storage::{ConnectOptions, Store};
+
+/// Approves (or denies) a pending user code for `tenant`.
+pub(crate) async fn approve(
+    config: Option<PathBuf>,
+    user_code: &str,
+    tenant: &str,
+    deny: bool,
+) -> anyhow::Result<()> {
+    let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+    let store = Store::connect(&cfg.database_url, &ConnectOptions { max_connections: 2 })
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the store at {}",
+                agw_storage::redact_url(&cfg.database_url)
+            )
+        })?;
+    let result = agw_protocols::oauth::decide(&store, user_code, tenant, deny).await;
+    store.close().await;
+    result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!(
+        "device {} {} for tenant {tenant}",
+        user_code.to_ascii_uppercase(),
+        if deny { "denied" } else { "approved" }
+    );
+    Ok(())
+}
