@@ -26,9 +26,11 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+JWT_SECRET="bench-jwt-$RANDOM$RANDOM"
+
 start_gateway() { # $1 = database url
   PORT="$(free_port)"
-  AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" \
+  AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" AGW_JWT_SECRET="$JWT_SECRET" \
     AGW_LIMITS_RATE_LIMIT_PER_MINUTE=0 AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT=1000000 RUST_LOG=warn \
     "$TARGET/agent-gateway" serve 2>"$WORK/gateway.log" &
   GW_PID=$!
@@ -47,6 +49,10 @@ run_store() { # $1 = name, $2 = url
     echo "### publish -> claim -> fulfill, $w workers"
     "$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers "$w" --duration "$DURATION"
   done
+  echo "### neurons: publish (signed Intent Bus) -> lease pushed over SSE -> ack, 4 neurons x concurrency 8"
+  TOKEN="$(AGW_JWT_SECRET="$JWT_SECRET" AGW_DATABASE_URL="$2" "$TARGET/agent-gateway" token mint --sub bench --tenant bench)"
+  "$TARGET/agw-loadgen" neurons --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --token "$TOKEN" \
+    --tenant bench --neurons 4 --concurrency 8 --duration "$DURATION"
   stop_gateway
   echo "### store only (no HTTP): insert + nonce + claim + complete, 8 tasks"
   if [ "$1" = sqlite ]; then "$TARGET/examples/store_bench" sqlite 8 5; else AGW_BENCH_PG_URL="$2" "$TARGET/examples/store_bench" postgres 8 5; fi

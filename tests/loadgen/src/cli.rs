@@ -34,6 +34,8 @@ pub(crate) enum Command {
     Cycles(CyclesArgs),
     /// Plain GETs of one path: the HTTP ceiling of the server.
     Http(HttpArgs),
+    /// Neurons on the SSE lease channel, fed by signed Intent Bus publishes.
+    Neurons(NeuronsArgs),
 }
 
 /// Flags of `agw-loadgen cycles`.
@@ -112,6 +114,60 @@ pub(crate) struct HttpArgs {
     pub(crate) timeout: Duration,
 }
 
+/// Flags of `agw-loadgen neurons`.
+#[derive(Debug, Args)]
+pub(crate) struct NeuronsArgs {
+    /// Gateway origin; loopback hosts only (localhost, 127.0.0.0/8, [::1]).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = parse_origin)]
+    pub(crate) url: Origin,
+
+    /// Admin key, used once to create the tenant's API key for the publishers.
+    #[arg(long, env = "AGW_ADMIN_KEY", hide_env_values = true)]
+    pub(crate) admin_key: String,
+
+    /// Bearer JWT of the neurons (`agent-gateway token mint --sub bench
+    /// --tenant <tenant>`); without it the neurons present the tenant's new
+    /// API key as their bearer token.
+    #[arg(long, env = "AGW_NEURON_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+
+    /// Tenant of the run: the owner of the publishers' API key, and the
+    /// tenant claim --token must carry.
+    #[arg(long, default_value = "bench", value_parser = parse_owner)]
+    pub(crate) tenant: String,
+
+    /// Neurons, each with its own event stream.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) neurons: u32,
+
+    /// Leases each neuron takes at once (its capability's `concurrency`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) concurrency: u32,
+
+    /// Length of the measured window, after the warmup (e.g. 20s, 1m, 500ms).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+
+    /// Unmeasured run-in before the window starts.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+
+    /// Publisher tasks keeping at most 2×neurons×concurrency intents
+    /// published but not yet acked [default: one per neuron].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) publishers: Option<u32>,
+
+    /// Capability the neurons offer; the intents are published with it as
+    /// their goal.
+    #[arg(long, default_value = "bench/neuron", value_parser = parse_capability)]
+    pub(crate) capability: String,
+
+    /// Per-request timeout (and the limit for a stream's response head); a
+    /// timed-out request counts as an error.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
 /// A validated `http://<loopback host>[:port]` origin, kept without a
 /// trailing slash so paths can be appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +239,43 @@ fn parse_path(raw: &str) -> Result<String, String> {
     raw.parse::<hyper::http::uri::PathAndQuery>()
         .map_err(|err| format!("invalid path {raw:?}: {err}"))?;
     Ok(raw.to_owned())
+}
+
+/// A tenant (API key owner) name as the gateway accepts it: 1-64 of
+/// `A-Z a-z 0-9 _ . @ -`, not starting with `_`.
+fn parse_owner(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && !raw.starts_with('_')
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "tenant {raw:?} must be 1-64 characters of A-Z a-z 0-9 _ . @ -, not starting with _"
+        ))
+    }
+}
+
+/// A namespaced capability type, `owner/package[/name]`: two or more
+/// `/`-separated segments of `A-Z a-z 0-9 _ . -`.
+fn parse_capability(raw: &str) -> Result<String, String> {
+    let segments: Vec<&str> = raw.split('/').collect();
+    let ok = segments.len() >= 2
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        });
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "capability {raw:?} must be namespaced like owner/package[/name] ([A-Za-z0-9_.-] segments)"
+        ))
+    }
 }
 
 /// Parses `250ms`, `20s`, `2m` or a bare number of seconds (fractions allowed).
@@ -258,6 +351,62 @@ mod tests {
         assert_eq!(parse_path("/healthz"), Ok("/healthz".to_owned()));
         assert_eq!(parse_path("/a?b=c"), Ok("/a?b=c".to_owned()));
         assert!(parse_path("healthz").is_err());
+    }
+
+    #[test]
+    fn owners_and_capabilities() {
+        assert_eq!(parse_owner("bench"), Ok("bench".to_owned()));
+        assert!(parse_owner("acme-corp.eu@x_1").is_ok());
+        for bad in ["", "_x", "__admin__", "a b", "a/b", &"x".repeat(65)] {
+            assert!(parse_owner(bad).is_err(), "{bad:?}");
+        }
+        for good in ["bench/neuron", "a/b/c.v2", "A_1/b-2"] {
+            assert_eq!(parse_capability(good), Ok(good.to_owned()));
+        }
+        for bad in ["bench", "/a", "a/", "a//b", "a/b c", "a/b:c"] {
+            assert!(parse_capability(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn neurons_flags() {
+        let cli = Cli::try_parse_from([
+            "agw-loadgen",
+            "--json",
+            "neurons",
+            "--url",
+            "http://127.0.0.1:9",
+            "--admin-key",
+            "k",
+            "--token",
+            "a.b.c",
+            "--neurons",
+            "2",
+            "--duration",
+            "1s",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Neurons(args) = cli.command else {
+            panic!("not neurons");
+        };
+        assert_eq!(args.neurons, 2);
+        assert_eq!(args.concurrency, 8);
+        assert_eq!(args.tenant, "bench");
+        assert_eq!(args.capability, "bench/neuron");
+        assert_eq!(args.warmup, Duration::from_secs(3));
+        assert_eq!(args.token.as_deref(), Some("a.b.c"));
+        assert!(
+            Cli::try_parse_from([
+                "agw-loadgen",
+                "neurons",
+                "--admin-key",
+                "k",
+                "--url",
+                "http://192.168.1.1:8080",
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -53,6 +54,19 @@ impl Reply {
         }
         text[..end].to_owned()
     }
+}
+
+/// An open response whose body is read as it arrives.
+#[derive(Debug)]
+pub(crate) struct EventStream {
+    /// Response status.
+    pub(crate) status: StatusCode,
+    /// Whether `Content-Type` is `text/event-stream`.
+    pub(crate) event_stream: bool,
+    /// The body, still streaming.
+    pub(crate) body: Incoming,
+    /// From sending the request until the response head arrived.
+    pub(crate) latency: Duration,
 }
 
 /// Why a request produced no response.
@@ -170,6 +184,74 @@ impl Client {
         }
         let request = builder.body(Full::new(body)).map_err(CallError::Build)?;
         self.send(request).await
+    }
+
+    /// `POST`s a JSON `body` with `Authorization: Bearer <token>` (the
+    /// neuron frames).
+    pub(crate) async fn post_bearer(
+        &self,
+        path: &str,
+        token: &str,
+        body: Bytes,
+    ) -> Result<Reply, CallError> {
+        let request = Request::post(format!("{}{path}", self.origin.as_str()))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(CallError::Build)?;
+        self.send(request).await
+    }
+
+    /// Opens a server-sent event stream: `GET` with the bearer token and
+    /// `Accept: text/event-stream`, answered once the response head arrives
+    /// (within the per-request timeout); the body is left to be read as it
+    /// comes. Dropping the stream closes its connection.
+    pub(crate) async fn open_stream(
+        &self,
+        path_and_query: &str,
+        token: &str,
+    ) -> Result<EventStream, CallError> {
+        let request = Request::get(format!("{}{path_and_query}", self.origin.as_str()))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::ACCEPT, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Full::new(Bytes::new()))
+            .map_err(CallError::Build)?;
+        let started = Instant::now();
+        let response = tokio::time::timeout(self.timeout, self.pool.request(request))
+            .await
+            .map_err(|_| CallError::Timeout)?
+            .map_err(CallError::Transport)?;
+        let (parts, body) = response.into_parts();
+        let event_stream = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        Ok(EventStream {
+            status: parts.status,
+            event_stream,
+            body,
+            latency: started.elapsed(),
+        })
+    }
+
+    /// Reads what is left of a failed stream's body (bounded by the
+    /// per-request timeout) for an error report, cut like [`Reply::snippet`].
+    pub(crate) async fn stream_snippet(&self, stream: EventStream) -> String {
+        let read = tokio::time::timeout(self.timeout, stream.body.collect()).await;
+        let body = match read {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => Bytes::new(),
+        };
+        Reply {
+            status: stream.status,
+            body,
+            retry_after: None,
+            started: Instant::now(),
+            latency: Duration::ZERO,
+        }
+        .snippet()
     }
 
     /// Sends an unauthenticated `GET` of `path_and_query`.

@@ -153,7 +153,7 @@ pub(crate) async fn run(args: CyclesArgs) -> anyhow::Result<Outcome> {
 }
 
 /// `POST /admin/generate_key` with the admin key; returns the new tenant key.
-async fn create_tenant(admin: &Client, owner: &str) -> anyhow::Result<String> {
+pub(crate) async fn create_tenant(admin: &Client, owner: &str) -> anyhow::Result<String> {
     let body = json_bytes(&json!({ "owner": owner }));
     let reply = admin
         .signed(Method::POST, "/admin/generate_key", &[], body)
@@ -337,7 +337,7 @@ fn claimed_lease(body: &[u8]) -> Option<(String, String)> {
 }
 
 /// Compact JSON bytes; serializing a `Value` cannot fail.
-fn json_bytes(value: &Value) -> Bytes {
+pub(crate) fn json_bytes(value: &Value) -> Bytes {
     Bytes::from(value.to_string())
 }
 

@@ -2,28 +2,36 @@
 //!
 //! Speaks the signed Intent Bus protocol byte-for-byte like the Python SDKs
 //! (`X-API-KEY`, `X-Timestamp`, `X-Nonce`, `X-Signature`) and drives a
-//! running gateway over keep-alive HTTP/1.1 connections. Two subcommands:
-//! `cycles` (publish → claim → fulfill throughput and latency) and `http`
-//! (plain GETs, the HTTP ceiling). Every run is bounded by `--duration` and
-//! only ever targets the given loopback URL. Results print as human lines or,
+//! running gateway over keep-alive HTTP/1.1 connections. Three subcommands:
+//! `cycles` (publish → claim → fulfill throughput and latency), `http`
+//! (plain GETs, the HTTP ceiling) and `neurons` (neurons on the SSE lease
+//! channel fed by Intent Bus publishes: publish → lease latency, leases/s).
+//! Every run is bounded by `--warmup` + `--duration` and only ever targets
+//! the given loopback URL. Results print as human lines or,
 //! with `--json`, as one JSON object for BENCHMARKS.md.
 //!
 //! # Layout
 //!
 //! - `cli`: argument parsing, duration parsing and the loopback-only URL check.
 //! - `sign`: canonical path and HMAC-SHA256 request signature (pure, unit tested).
-//! - `client`: one keep-alive HTTP client per task; signed and plain calls, timed.
+//! - `client`: one keep-alive HTTP client per task; signed, bearer and plain
+//!   calls, timed; event streams opened for incremental reading.
 //! - `stats`: latency recording (`Vec<u32>` of microseconds), percentiles, error counts.
 //! - `cycles`: the `cycles` subcommand.
 //! - `ceiling`: the `http` subcommand.
-//! - `report`: human and JSON rendering shared by both subcommands.
+//! - `sse`: incremental server-sent-event parser and the pure bits of the
+//!   neuron wire (lease frames, ISO-8601 stamps, a JWT's tenant claim).
+//! - `neurons`: the `neurons` subcommand.
+//! - `report`: human and JSON rendering shared by the subcommands.
 
 mod ceiling;
 mod cli;
 mod client;
 mod cycles;
+mod neurons;
 mod report;
 mod sign;
+mod sse;
 mod stats;
 
 use std::process::ExitCode;
@@ -60,6 +68,7 @@ fn run_cli(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             cli::Command::Cycles(args) => cycles::run(args).await,
             cli::Command::Http(args) => ceiling::run(args).await,
+            cli::Command::Neurons(args) => neurons::run(args).await,
         }
     })?;
     report::print(&outcome, json);

@@ -14,6 +14,8 @@ pub(crate) enum Outcome {
     Cycles(CyclesReport),
     /// `agw-loadgen http`.
     Http(HttpReport),
+    /// `agw-loadgen neurons`.
+    Neurons(NeuronsReport),
 }
 
 impl Outcome {
@@ -22,6 +24,7 @@ impl Outcome {
         match self {
             Self::Cycles(r) => r.cycles > 0,
             Self::Http(r) => r.latency.count > 0,
+            Self::Neurons(r) => r.acks > 0,
         }
     }
 }
@@ -74,6 +77,66 @@ pub(crate) struct HttpReport {
     /// Latencies of 2xx responses started in the window.
     pub(crate) latency: Summary,
     /// Non-2xx responses and transport failures, whole run.
+    pub(crate) errors: Errors,
+}
+
+/// Figures of a `neurons` run. Latencies and rates cover the measured
+/// window; the housekeeping counts and errors cover the whole run.
+#[derive(Debug)]
+pub(crate) struct NeuronsReport {
+    /// Target origin.
+    pub(crate) url: String,
+    /// Tenant of the publishers' key and of the neurons' token.
+    pub(crate) tenant: String,
+    /// What the neurons presented as bearer: `jwt` or `api-key`.
+    pub(crate) auth: &'static str,
+    /// Capability offered (and goal published).
+    pub(crate) capability: String,
+    /// Run marker in the payloads.
+    pub(crate) run: String,
+    /// Neurons (event streams).
+    pub(crate) neurons: u32,
+    /// Leases in flight per neuron.
+    pub(crate) concurrency: u32,
+    /// Publisher tasks.
+    pub(crate) publishers: u32,
+    /// Most intents published but not yet acked.
+    pub(crate) max_outstanding: u64,
+    /// Unmeasured run-in.
+    pub(crate) warmup: Duration,
+    /// Measured window.
+    pub(crate) window: Duration,
+    /// Acks of this run's leases answered 2xx in the window.
+    pub(crate) acks: u64,
+    /// This run's lease frames received in the window.
+    pub(crate) leases: u64,
+    /// Measured deliveries whose lease arrived before the publish's 201.
+    pub(crate) leased_before_reply: u64,
+    /// This run's leases with attempt > 0, in the window.
+    pub(crate) redeliveries: u64,
+    /// Earlier runs' leftover intents acked (drained), whole run.
+    pub(crate) stale: u64,
+    /// Tasks not published by a load generator, handed back, whole run.
+    pub(crate) foreign: u64,
+    /// `cancel` frames, whole run.
+    pub(crate) cancels: u64,
+    /// Event streams opened, whole run.
+    pub(crate) streams: u64,
+    /// `registered` frames, whole run.
+    pub(crate) registered: u64,
+    /// SSE comment lines (keep-alives), whole run.
+    pub(crate) comments: u64,
+    /// 201 of `POST /intent` read → lease frame arrived.
+    pub(crate) publish_to_lease: Summary,
+    /// `POST /intent` sent → lease frame arrived.
+    pub(crate) submit_to_lease: Summary,
+    /// Successful `POST /intent` latencies.
+    pub(crate) publish: Summary,
+    /// Successful `POST /neuron/ack` latencies.
+    pub(crate) ack: Summary,
+    /// `GET /neuron/events` until the response head, whole run.
+    pub(crate) stream_open: Summary,
+    /// Failures by operation and status.
     pub(crate) errors: Errors,
 }
 
@@ -148,6 +211,37 @@ pub(crate) fn to_json(outcome: &Outcome) -> Value {
             "latency": latency_json(&r.latency),
             "errors": errors_json(&r.errors),
         }),
+        Outcome::Neurons(r) => json!({
+            "mode": "neurons",
+            "url": r.url,
+            "tenant": r.tenant,
+            "auth": r.auth,
+            "capability": r.capability,
+            "run": r.run,
+            "neurons": r.neurons,
+            "concurrency": r.concurrency,
+            "publishers": r.publishers,
+            "max_outstanding": r.max_outstanding,
+            "warmup_s": r.warmup.as_secs_f64(),
+            "window_s": r.window.as_secs_f64(),
+            "acks": r.acks,
+            "leases_per_sec": per_sec(r.acks, r.window),
+            "leases": r.leases,
+            "publish_to_lease": latency_json(&r.publish_to_lease),
+            "submit_to_lease": latency_json(&r.submit_to_lease),
+            "publish": latency_json(&r.publish),
+            "ack": latency_json(&r.ack),
+            "stream_open": latency_json(&r.stream_open),
+            "leased_before_reply": r.leased_before_reply,
+            "redeliveries": r.redeliveries,
+            "stale_drained": r.stale,
+            "foreign_handed_back": r.foreign,
+            "cancels": r.cancels,
+            "streams": r.streams,
+            "registered": r.registered,
+            "keepalives": r.comments,
+            "errors": errors_json(&r.errors),
+        }),
     }
 }
 
@@ -219,6 +313,45 @@ pub(crate) fn to_text(outcome: &Outcome) -> String {
             out.push_str(&errors_text(&r.errors));
             out
         }
+        Outcome::Neurons(r) => {
+            let mut out = format!(
+                "agw-loadgen neurons  {}  capability={}  tenant={} ({})  neurons={}x{}  publishers={}  outstanding<={}\n\
+                 window        {:.1}s after {:.1}s warmup\n\
+                 leases/s      {:.1}  ({} acks, {} leases pushed)\n",
+                r.url,
+                r.capability,
+                r.tenant,
+                r.auth,
+                r.neurons,
+                r.concurrency,
+                r.publishers,
+                r.max_outstanding,
+                r.window.as_secs_f64(),
+                r.warmup.as_secs_f64(),
+                per_sec(r.acks, r.window),
+                r.acks,
+                r.leases,
+            );
+            out.push_str(&latency_line("pub→lease", &r.publish_to_lease));
+            out.push_str(&latency_line("req→lease", &r.submit_to_lease));
+            out.push_str(&latency_line("publish", &r.publish));
+            out.push_str(&latency_line("ack", &r.ack));
+            out.push_str(&latency_line("open", &r.stream_open));
+            out.push_str(&format!(
+                "deliveries    {} leased before the 201 (counted as 0 ms), {} redelivered\n\
+                 housekeeping  streams {}  registered {}  keep-alives {}  cancels {}  stale drained {}  foreign handed back {}\n",
+                r.leased_before_reply,
+                r.redeliveries,
+                r.streams,
+                r.registered,
+                r.comments,
+                r.cancels,
+                r.stale,
+                r.foreign,
+            ));
+            out.push_str(&errors_text(&r.errors));
+            out
+        }
     }
 }
 
@@ -266,6 +399,53 @@ mod tests {
         let text = to_text(&outcome);
         assert!(text.contains("cycles/s      10.0  (200 cycles)"), "{text}");
         assert!(text.contains("claim 500"), "{text}");
+    }
+
+    #[test]
+    fn neurons_report_carries_the_figures() {
+        let outcome = Outcome::Neurons(NeuronsReport {
+            url: "http://127.0.0.1:8080".to_owned(),
+            tenant: "bench".to_owned(),
+            auth: "jwt",
+            capability: "bench/neuron".to_owned(),
+            run: "0a0b0c0d".to_owned(),
+            neurons: 4,
+            concurrency: 8,
+            publishers: 4,
+            max_outstanding: 64,
+            warmup: Duration::from_secs(3),
+            window: Duration::from_secs(20),
+            acks: 200,
+            leases: 201,
+            leased_before_reply: 3,
+            redeliveries: 0,
+            stale: 5,
+            foreign: 0,
+            cancels: 0,
+            streams: 4,
+            registered: 4,
+            comments: 4,
+            publish_to_lease: summary(),
+            submit_to_lease: summary(),
+            publish: summary(),
+            ack: summary(),
+            stream_open: summary(),
+            errors: Errors::default(),
+        });
+        assert!(outcome.succeeded());
+        let v = to_json(&outcome);
+        assert_eq!(v["mode"], "neurons");
+        assert_eq!(v["leases_per_sec"], 10.0);
+        assert_eq!(v["publish_to_lease"]["p99_ms"], 5.0);
+        assert_eq!(v["ack"]["p50_ms"], 1.234);
+        assert_eq!(v["stale_drained"], 5);
+        let text = to_text(&outcome);
+        assert!(
+            text.contains("leases/s      10.0  (200 acks, 201 leases pushed)"),
+            "{text}"
+        );
+        assert!(text.contains("pub→lease"), "{text}");
+        assert!(text.contains("3 leased before the 201"), "{text}");
     }
 
     #[test]
