@@ -88,6 +88,20 @@ enum KeysCommand {
     },
 }
 
+/// Opens (and migrates) the configured store for a one-shot operator command.
+pub(crate) async fn open_store(cfg: &agw_config::Config) -> anyhow::Result<agw_storage::Store> {
+    use anyhow::Context;
+    let opts = agw_storage::ConnectOptions { max_connections: 2 };
+    agw_storage::Store::connect(&cfg.database_url, &opts)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the store at {}",
+                agw_storage::redact_url(&cfg.database_url)
+            )
+        })
+}
+
 /// Parses the command line, runs the command, and maps errors to exit code 1.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();

@@ -3,10 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use agw_config::{Config, ProcessEnv};
-use agw_storage::{ConnectOptions, Store};
 
 /// Approves (or denies) a pending user code for `tenant`.
 pub(crate) async fn approve(
@@ -16,14 +13,7 @@ pub(crate) async fn approve(
     deny: bool,
 ) -> anyhow::Result<()> {
     let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
-    let store = Store::connect(&cfg.database_url, &ConnectOptions { max_connections: 2 })
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the store at {}",
-                agw_storage::redact_url(&cfg.database_url)
-            )
-        })?;
+    let store = crate::cli::open_store(&cfg).await?;
     let result = agw_protocols::oauth::decide(&store, user_code, tenant, deny).await;
     store.close().await;
     result.map_err(|e| anyhow::anyhow!("{e}"))?;

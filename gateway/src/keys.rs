@@ -2,25 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use agw_config::{Config, ProcessEnv};
 use agw_protocols::http::auth::create_api_key;
 use agw_protocols::intent_bus::wire::owner_name;
-use agw_storage::{ConnectOptions, Store};
 
 /// Creates a tenant key in the configured store and prints it on stdout.
 pub(crate) async fn create(config: Option<PathBuf>, owner: &str) -> anyhow::Result<()> {
     let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
     let owner = owner_name(owner).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = Store::connect(&cfg.database_url, &ConnectOptions { max_connections: 2 })
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the store at {}",
-                agw_storage::redact_url(&cfg.database_url)
-            )
-        })?;
+    let store = crate::cli::open_store(&cfg).await?;
     let (key, raw) = create_api_key(&store, &owner)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use agw_config::{Config, ProcessEnv};
 use agw_protocols::http::auth::mint_token;
-use agw_storage::{ConnectOptions, JobStore, Store, new_token};
+use agw_storage::{JobStore, Store, new_token};
 
 /// The HS256 secret: `AGW_JWT_SECRET` / `jwt_secret`, else the one stored at
 /// first start (generated then, shared by every replica and by `token mint`).
@@ -54,14 +54,7 @@ pub(crate) async fn mint(
     let secret = if let Some(s) = &cfg.jwt_secret {
         s.as_bytes().to_vec()
     } else {
-        let store = Store::connect(&cfg.database_url, &ConnectOptions { max_connections: 2 })
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the store at {}",
-                    agw_storage::redact_url(&cfg.database_url)
-                )
-            })?;
+        let store = crate::cli::open_store(&cfg).await?;
         let s = jwt_secret(&store, &cfg).await?;
         store.close().await;
         s

@@ -405,17 +405,25 @@ async fn extend_claim(
     ))
 }
 
+/// An intent the caller may read (its own tenant's, or any for admin).
+async fn own_intent(
+    s: &IntentBusState,
+    p: &Principal,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<agw_storage::Job, ApiError> {
+    let id = segment(id, "intent id")?;
+    s.store
+        .job_get(&id, &p.scope())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no intent {id}")))
+}
+
 async fn status(
     State(s): State<IntentBusState>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    let id = segment(id, "intent id")?;
-    let job = s
-        .store
-        .job_get(&id, &p.scope())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no intent {id}")))?;
+    let job = own_intent(&s, &p, id).await?;
     Ok(Json(StatusResponse::from(&job)))
 }
 
@@ -424,12 +432,7 @@ async fn result(
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ResultResponse>, ApiError> {
-    let id = segment(id, "intent id")?;
-    let job = s
-        .store
-        .job_get(&id, &p.scope())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no intent {id}")))?;
+    let job = own_intent(&s, &p, id).await?;
     Ok(Json(ResultResponse::from(&job)))
 }
 

@@ -33,6 +33,8 @@ pub struct Session {
     wake: Notify,
     /// Fires when the stream ends or a newer session replaces this one.
     pub closed: CancellationToken,
+    /// The hub's job → (tenant, neuron) index, kept in step with `in_flight`.
+    index: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 /// The lease-holder key of a neuron: stable across its reconnects, distinct per tenant.
@@ -80,6 +82,12 @@ impl Session {
         if let Ok(mut f) = self.in_flight.lock() {
             f.insert(job_id.to_owned(), (kind.to_owned(), lease.to_owned()));
         }
+        if let Ok(mut i) = self.index.lock() {
+            i.insert(
+                job_id.to_owned(),
+                (self.tenant.clone(), self.neuron_id.clone()),
+            );
+        }
     }
 
     /// Frees a lease's slot; returns its lease id when it was in flight here.
@@ -90,6 +98,11 @@ impl Session {
             .ok()
             .and_then(|mut f| f.remove(job_id))
             .map(|(_, l)| l);
+        if gone.is_some()
+            && let Ok(mut i) = self.index.lock()
+        {
+            i.remove(job_id);
+        }
         self.wake.notify_one();
         gone
     }
@@ -117,6 +130,10 @@ impl Session {
 pub struct Hub {
     sessions: Mutex<HashMap<(String, String), Arc<Session>>>,
     revoked: Mutex<HashSet<String>>,
+    /// job id → (tenant, neuron) of every in-flight lease, so settling a lease
+    /// finds its holder without scanning sessions. Entries follow the neuron
+    /// across reconnects (the key names the neuron, not the stream).
+    index: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 impl Hub {
@@ -138,6 +155,7 @@ impl Hub {
             in_flight: Mutex::default(),
             wake: Notify::new(),
             closed: CancellationToken::new(),
+            index: self.index.clone(),
         });
         let old =
             self.sessions.lock().ok().and_then(|mut s| {
@@ -159,6 +177,13 @@ impl Hub {
             let key = (session.tenant.clone(), session.neuron_id.clone());
             if s.get(&key).is_some_and(|cur| cur.id == session.id) {
                 s.remove(&key);
+                // No successor adopts its leases: unindex them (a later
+                // reconnect re-adopts live ones through its heartbeats).
+                if let (Ok(f), Ok(mut i)) = (session.in_flight.lock(), self.index.lock()) {
+                    for job_id in f.keys() {
+                        i.remove(job_id);
+                    }
+                }
             }
         }
     }
@@ -184,12 +209,8 @@ impl Hub {
 
     /// The session holding `job_id`, if any.
     pub fn holder_of(&self, job_id: &str) -> Option<Arc<Session>> {
-        self.sessions
-            .lock()
-            .ok()?
-            .values()
-            .find(|s| s.holds(job_id))
-            .cloned()
+        let (tenant, neuron) = self.index.lock().ok()?.get(job_id).cloned()?;
+        self.get(&tenant, &neuron).filter(|s| s.holds(job_id))
     }
 
     /// Tells the holder of `job_id` to stop (task cancelled, lease expired).
@@ -347,5 +368,46 @@ pub async fn dispatch(store: Store, session: Arc<Session>, default_ttl_ms: i64) 
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_index_follows_leases_across_reconnects() {
+        let hub = Hub::default();
+        let (tx, _rx) = mpsc::channel(8);
+        let first = hub.open("acme", "n1", tx.clone());
+        first.track("job-1", "a/b", "job-1.tok");
+        assert_eq!(
+            hub.holder_of("job-1").map(|s| s.id.clone()),
+            Some(first.id.clone())
+        );
+        // A reconnect replaces the session and inherits its lease.
+        let second = hub.open("acme", "n1", tx.clone());
+        assert!(first.closed.is_cancelled());
+        assert_eq!(
+            hub.holder_of("job-1").map(|s| s.id.clone()),
+            Some(second.id.clone())
+        );
+        // Closing the replaced session does not unindex the successor's lease.
+        hub.close(&first);
+        assert!(hub.holder_of("job-1").is_some());
+        assert_eq!(second.release("job-1").as_deref(), Some("job-1.tok"));
+        assert!(hub.holder_of("job-1").is_none());
+        // A session that ends for good takes its index entries with it.
+        second.track("job-2", "a/b", "job-2.tok");
+        hub.close(&second);
+        assert!(hub.holder_of("job-2").is_none());
+        assert!(hub.index.lock().unwrap().is_empty());
+        // Another tenant's neuron with the same id is a different holder.
+        let other = hub.open("evil", "n1", tx);
+        other.track("job-3", "a/b", "job-3.tok");
+        assert_eq!(
+            hub.holder_of("job-3").map(|s| s.tenant.clone()),
+            Some("evil".into())
+        );
     }
 }

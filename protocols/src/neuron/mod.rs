@@ -51,6 +51,9 @@ const UNSTARTED_REASONS: [&str; 3] = [
     "lease cancelled before start",
 ];
 
+/// Longest retry delay after a retryable nack (tasks back off from 1 s).
+const NACK_MAX_BACKOFF_MS: i64 = 3_600_000;
+
 /// Everything the neuron handlers need.
 #[derive(Debug, Clone)]
 pub struct NeuronState {
@@ -350,6 +353,15 @@ fn proof_for(
     }
 }
 
+/// Frees the settled lease's slot on its holder (so the dispatcher can lease
+/// more) and answers the neuron.
+fn settled(holder: Option<Arc<Session>>, job: &agw_storage::Job) -> Json<Value> {
+    if let Some(h) = holder {
+        h.release(&job.id);
+    }
+    Json(json!({"ok": true, "taskId": job.id, "state": job.state.as_str()}))
+}
+
 fn lease_error(e: StoreError) -> ApiError {
     match e {
         StoreError::LeaseLost => ApiError::NotFound("unknown, expired or foreign lease".into()),
@@ -384,12 +396,7 @@ async fn ack(
         })
         .await
         .map_err(lease_error)?;
-    if let Some(h) = holder {
-        h.release(job_id);
-    }
-    Ok(Json(
-        json!({"ok": true, "taskId": job.id, "state": job.state.as_str()}),
-    ))
+    Ok(settled(holder, &job))
 }
 
 async fn nack(
@@ -421,17 +428,12 @@ async fn nack(
             error: error.chars().take(2000).collect(),
             terminal,
             refund_attempt: refund,
-            max_backoff_ms: 3_600_000,
+            max_backoff_ms: NACK_MAX_BACKOFF_MS,
             now: None,
         })
         .await
         .map_err(lease_error)?;
-    if let Some(h) = holder {
-        h.release(job_id);
-    }
-    Ok(Json(
-        json!({"ok": true, "taskId": job.id, "state": job.state.as_str()}),
-    ))
+    Ok(settled(holder, &job))
 }
 
 async fn progress(
