@@ -310,6 +310,20 @@ impl crate::JobStore for PgStore {
         row.map(TryInto::try_into).transpose()
     }
 
+    async fn jobs_leased_by(
+        &self,
+        holder_key: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> crate::StoreResult<Vec<crate::Job>> {
+        let now_ms = crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now));
+        let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::LEASED_BY)
+            .bind(holder_key)
+            .bind(now_ms)
+            .fetch_all(self.reader())
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     async fn jobs_expire_leases(
         &self,
         now: chrono::DateTime<chrono::Utc>,

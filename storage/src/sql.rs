@@ -162,6 +162,10 @@ pub(crate) const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', error = $2
 
 pub(crate) const GET: &str = "SELECT * FROM jobs WHERE id = $1 AND ($2 IS NULL OR tenant = $2)";
 
+/// Binds: holder key, now.
+pub(crate) const LEASED_BY: &str =
+    "SELECT * FROM jobs WHERE state = 'leased' AND lease_key = $1 AND lease_expires_at > $2";
+
 pub(crate) const EXPIRE_LEASES: &str = "UPDATE jobs SET
         state = CASE WHEN attempts < max_attempts THEN 'open' ELSE 'dead' END,
         completed_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END,

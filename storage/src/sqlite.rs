@@ -626,6 +626,22 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn jobs_leased_by(
+        &self,
+        holder_key: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Job>> {
+        let key = holder_key.to_owned();
+        self.reader
+            .run(move |c| {
+                query(c, sql::LEASED_BY, &[&key, &now_ms(now)], job_row)?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            })
+            .await
+    }
+
     async fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>> {
         let expired = self
             .writer

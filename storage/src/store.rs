@@ -76,6 +76,14 @@ pub trait JobStore: Send + Sync {
         scope: &Scope,
     ) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
 
+    /// Every live lease held under `holder_key` (a neuron's identity), e.g. to
+    /// count them against its concurrency after a reconnect. Read only.
+    fn jobs_leased_by(
+        &self,
+        holder_key: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
+
     /// Voids every lease that expired at or before `now`: back to open when
     /// attempts remain, dead otherwise. One atomic statement; returns what it did.
     fn jobs_expire_leases(
@@ -270,6 +278,7 @@ delegate! {
     fn job_progress(&self, params: JobProgressParams) -> StoreResult<Job>;
     fn job_cancel(&self, params: JobCancelParams) -> StoreResult<Job>;
     fn job_get(&self, id: &str, scope: &Scope) -> StoreResult<Option<Job>>;
+    fn jobs_leased_by(&self, holder_key: &str, now: Option<DateTime<Utc>>) -> StoreResult<Vec<Job>>;
     fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>>;
     fn jobs_due_topics(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
     fn jobs_purge(&self, params: PurgeParams) -> StoreResult<PurgeReport>;

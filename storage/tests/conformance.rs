@@ -343,6 +343,40 @@ async fn lease_expiry_reclaim_and_stale_token(s: Store) {
     assert_eq!(ok.state, JobState::Fulfilled);
 }
 
+async fn leases_by_holder(s: Store) {
+    let a = insert_at(&s, new_job("a", "h/t"), t0()).await;
+    insert_at(&s, new_job("a", "h/t"), t0()).await;
+    let c1 = claim_one(&s, claim("a", Some("h/t"), "w1", t0()))
+        .await
+        .unwrap();
+    claim_one(&s, claim("a", Some("h/t"), "w2", t0()))
+        .await
+        .unwrap();
+    let mine = s.jobs_leased_by("key-w1", Some(t0())).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        vec![c1.id.as_str()]
+    );
+    assert_eq!(mine[0].id, a.id);
+    assert!(
+        s.jobs_leased_by("key-w1", Some(t0() + Duration::seconds(31)))
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired leases are not held"
+    );
+    s.job_complete(complete(&a.id, token(&c1), t0()))
+        .await
+        .unwrap();
+    assert!(
+        s.jobs_leased_by("key-w1", Some(t0()))
+            .await
+            .unwrap()
+            .is_empty(),
+        "settled leases are not held"
+    );
+}
+
 async fn expiry_sweep_requeues_then_kills(s: Store) {
     let mut n = new_job("a", "s/t");
     n.max_attempts = 2;
@@ -1065,7 +1099,8 @@ macro_rules! conformance {
                 target_worker_and_capability_filters, on_behalf_of_filter, cancel_rules,
                 open_cap_per_tenant, idempotency_records, kv_with_ttl, nonce_replay_records,
                 retention_purge, api_keys_and_settings, wakeups_on_insert,
-                failing_operation_spares_concurrent_ones, progress_needs_the_live_lease, device_flow);
+                failing_operation_spares_concurrent_ones, progress_needs_the_live_lease, device_flow,
+                leases_by_holder);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {

@@ -14,6 +14,7 @@
 #   AGW_E2E_NEURON_SDKS  subset of "neuron1 neuron2" to run (default: both)
 #   AGW_E2E_TIMEOUT    wall-clock limit per pytest run in seconds (default: 600)
 #   AGW_E2E_KEEP=1     keep gateway work dirs (logs, SQLite files) even on success
+#   AGW_E2E_NEURON_LOG=FILE  append every SDK log line of every test's neurons to FILE
 #   AGW_E2E_SETUP_ONLY=1  prepare the venvs and exit
 #
 # Runs pytest once per (SDK venv x store); prints one summary line per run and

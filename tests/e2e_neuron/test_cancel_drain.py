@@ -147,3 +147,27 @@ def test_lease_pushed_to_a_stopping_neuron_does_not_burn_an_attempt(tenant, neur
         gate.open()
         stopping.result(30)
     assert tenant.tasks.task(first)["state"] == "fulfilled"
+
+
+def test_stop_without_drain_fails_the_task_as_cancelled_by_neuron(tenant, neurons, cap):
+    """stop(drain=False) cancels in-flight handlers; the SDK then nacks their live
+    leases with kind `cancelled` (_lease_runner.py: `except asyncio.CancelledError`
+    -> _nack(..., "cancelled", "handler aborted")). Issue 3 maps nack kinds to
+    retry (retryable) or terminal failure (terminal, schema-mismatch,
+    cancelled-by-neuron): the task is dead with the nack as its error, and no
+    other neuron runs it. (A neuron that should hand work back stops with
+    drain=True, or nacks `retryable`.)"""
+    calls = Calls()
+
+    async def blocking(input, ctx):
+        calls.add(**ctx_info(ctx, by="quitter"))
+        await asyncio.sleep(60)
+        return {"by": "quitter"}
+
+    quitter = neurons(tenant.gw, tenant.token("quitter")).add(capability(cap, 1), blocking).start()
+    tid = tenant.tasks.create(cap, {}, maxAttempts=3)
+    calls.wait(1, task_id=tid, by="quitter")
+    quitter.stop(drain=False)
+    t = tenant.tasks.wait_state(tid, "dead", timeout=30)
+    assert t["attempts"] == 1, t
+    assert "cancelled" in (t["error"] or "") and "handler aborted" in (t["error"] or ""), t

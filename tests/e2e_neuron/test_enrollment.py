@@ -215,3 +215,30 @@ def test_unapproved_client_cannot_mint(gw, tmp_path):
             loop.call(create_client_credentials_auth(cred)(), 15)
     finally:
         loop.close()
+
+
+@pytest.mark.slow
+def test_denied_enrollment_fails_with_access_denied(tenant, tmp_path):
+    from holokai_neuron_sdk.auth import EnrollmentError, enroll
+
+    printed = []
+    loop = LoopThread("enroll-deny")
+    try:
+        fut = loop.submit(enroll(moku_base_url=tenant.gw.base_url, client_name="e2e-denied",
+                                 credential_path=tmp_path / "denied.json", out=printed.append))
+
+        def code():
+            m = CODE_RE.search("\n".join(printed))
+            if not m and fut.done():
+                raise AssertionError(f"enroll() ended before printing a user code: {fut.exception()!r}")
+            return m.group(1) if m else None
+
+        user_code = wait_until(code, 20, "enroll() to print the user code")
+        res = tenant.gw.cli("device", "approve", user_code, "--tenant", tenant.owner, "--deny")
+        assert res.returncode == 0, (res.stdout, res.stderr)
+        with pytest.raises(EnrollmentError) as err:
+            fut.result(ENROLL_TIMEOUT)
+    finally:
+        loop.close()
+    assert err.value.code == "access_denied", err.value
+    assert not (tmp_path / "denied.json").exists()

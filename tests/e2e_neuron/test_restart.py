@@ -63,3 +63,45 @@ def test_lease_survives_gateway_restart(gateway_factory, neurons, cap):
     assert t["attempts"] == 1, t
     assert len(calls.all(task_id=tid)) == 1, "not re-leased"
     assert not n.records("ack POST rejected"), n.log_lines()
+
+
+@pytest.mark.slow
+def test_concurrency_holds_across_gateway_restart(gateway_factory, neurons, uniq):
+    """A concurrency-1 neuron holds a lease across a gateway restart while a
+    second task waits. After the reconnect the gateway must count the lease it
+    already granted (the store knows its holder): pushing the waiting task at
+    once puts two leases in flight, and the SDK parks the second behind its
+    semaphore where nothing renews it (heartbeats list running leases only)."""
+    cap, side = f"e2e-{uniq}/held", f"e2e-{uniq}/side"
+    g = gateway_factory("restart-concurrency")
+    tenant = new_tenant(g)
+    calls = Calls()
+    gate = Gate()
+
+    async def handler(input, ctx):
+        calls.add(**ctx_info(ctx))
+        if input.get("n") == 1:
+            await gate.wait(60)
+        return input
+
+    n = neurons(g, tenant.token(), reconnect_ms=(200, 1000), heartbeat_ms=1000)
+    n.add(capability(cap, 1), handler).add(capability(side, 1), handler)
+    n.start()
+    first = tenant.tasks.create(cap, {"n": 1})
+    calls.wait(1, task_id=first)
+    second = tenant.tasks.create(cap, {"n": 2})
+    assert tenant.tasks.task(second)["state"] == "open"
+
+    assert g.restart() == 0
+    n.wait_registered(2, timeout=20)
+    # A task on the neuron's other capability, leased after the re-registration:
+    # the dispatcher has made a full pass over both capabilities by then.
+    sentinel = tenant.tasks.create(side, {"sentinel": True})
+    tenant.tasks.wait_state(sentinel, "fulfilled")
+    pushed_second = [f for f in n.frames_of("lease") if f.lease.task.task_id == second]
+    assert not pushed_second, (
+        f"after the restart the gateway pushed {second} while {first} was still held on the "
+        "concurrency-1 capability")
+    gate.open()
+    assert tenant.tasks.wait_state(first, "fulfilled")["output"] == {"n": 1}
+    assert tenant.tasks.wait_state(second, "fulfilled")["output"] == {"n": 2}

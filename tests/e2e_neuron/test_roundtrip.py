@@ -118,6 +118,22 @@ def test_two_capabilities_on_one_neuron(tenant, neurons, uniq):
     assert tenant.tasks.wait_state(b, "fulfilled")["output"] == {"s": "cba", "cap": rev}
 
 
+def test_priority_orders_waiting_tasks(tenant, neurons, cap):
+    order = Calls()
+
+    async def record(input, ctx):
+        order.add(name=input["name"])
+        return {}
+
+    low = tenant.tasks.create(cap, {"name": "low"}, priority=10)
+    mid = tenant.tasks.create(cap, {"name": "default"})
+    high = tenant.tasks.create(cap, {"name": "high"}, priority=900)
+    neurons(tenant.gw, tenant.token()).add(capability(cap, 1), record).start()
+    for tid in (low, mid, high):
+        tenant.tasks.wait_state(tid, "fulfilled")
+    assert [c["name"] for c in order.all()] == ["high", "default", "low"], order.all()
+
+
 def test_on_behalf_of_scope(tenant, neurons, cap):
     seen_alice, seen_any = Calls(), Calls()
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import requests
 
-from neuron_support.harness import capability
+from neuron_support.harness import Calls, capability, ctx_info
 from neuron_support.raw_sse import RawSse
 from neuron_support.tasks import describe, wait_until
 
@@ -135,11 +135,15 @@ def test_keepalive_comments(ttl_tenant):
         sse.close()
 
 
-def test_capability_revoked_reaches_connected_neurons(tenant, neurons, cap):
+def test_capability_revoked_reaches_connected_neurons(tenant, neurons, uniq):
+    cap, other = f"e2e-{uniq}/revoked", f"e2e-{uniq}/kept"
+    calls = Calls()
+
     async def echo(input, ctx):
+        calls.add(**ctx_info(ctx))
         return {"echo": input}
 
-    n = neurons(tenant.gw, tenant.token()).add(capability(cap, 1), echo).start()
+    n = neurons(tenant.gw, tenant.token()).add(capability(cap, 1), echo).add(capability(other, 1), echo).start()
     res = requests.post(tenant.gw.base_url + "/admin/capabilities/revoke",
                         headers={"X-API-KEY": tenant.gw.admin_key},
                         json={"capability": cap, "reason": "e2e revocation"}, timeout=10)
@@ -149,7 +153,67 @@ def test_capability_revoked_reaches_connected_neurons(tenant, neurons, cap):
     [f] = n.frames_of("capability-revoked")
     assert f.capability == cap and f.reason == "e2e revocation", f
 
+    # no more leases for the revoked capability; the other one still works
+    revoked_task = tenant.tasks.create(cap, {"r": 1})
+    sentinel = tenant.tasks.create(other, {"k": 1})
+    assert tenant.tasks.wait_state(sentinel, "fulfilled")["output"] == {"echo": {"k": 1}}
+    assert [c["task_id"] for c in calls.all()] == [sentinel]
+    assert tenant.tasks.task(revoked_task)["state"] == "open"
+
     res = requests.post(tenant.gw.base_url + "/admin/capabilities/revoke",
                         headers={"X-API-KEY": tenant.api_key},
                         json={"capability": cap, "reason": "not admin"}, timeout=10)
     assert res.status_code in (401, 403), f"tenant key must not revoke: {describe(res)}"
+
+
+def test_restarted_neuron_with_a_revoked_capability_keeps_serving_the_others(tenant, neurons, uniq):
+    """The SDK re-registers every handler it has on each (re)connect. If the
+    gateway refuses the whole register because one capability is revoked, the
+    SDK only logs "register POST failed" and sits connected but unregistered
+    (neuron.py _on_open): every other capability of that host goes silent. The
+    `registered` frame lists the accepted capabilities, so the revoked one can
+    simply be left out of it."""
+    cap, other = f"e2e-{uniq}/revoked", f"e2e-{uniq}/kept"
+    res = requests.post(tenant.gw.base_url + "/admin/capabilities/revoke",
+                        headers={"X-API-KEY": tenant.gw.admin_key},
+                        json={"capability": cap, "reason": "e2e revocation"}, timeout=10)
+    assert 200 <= res.status_code < 300, describe(res)
+
+    async def echo(input, ctx):
+        return {"echo": input, "cap": ctx.task.capability}
+
+    n = neurons(tenant.gw, tenant.token()).add(capability(cap, 1), echo).add(capability(other, 1), echo)
+    n.start(wait_registered=False)
+    try:
+        n.wait_registered(1, timeout=10)
+    except AssertionError:
+        raise AssertionError(
+            "a register frame naming one revoked capability was refused as a whole; the SDK logged: "
+            f"{[ln for ln in n.log_lines() if 'register' in ln]}") from None
+    [reg] = n.frames_of("registered")
+    assert other in [c.type for c in reg.capabilities], reg
+    tid = tenant.tasks.create(other, {"k": 2})
+    assert tenant.tasks.wait_state(tid, "fulfilled")["output"] == {"echo": {"k": 2}, "cap": other}
+
+
+def test_same_neuron_id_replaces_the_old_session(tenant, uniq):
+    """neuron.md: a neuron that reconnects under the same neuronId replaces its old session."""
+    token = tenant.token()
+    nid = f"dup-{uniq}"
+    old = RawSse(tenant.gw.base_url, nid, token)
+    new = None
+    try:
+        assert old.status == 200
+        old.wait_comment("connected", timeout=2)
+        new = RawSse(tenant.gw.base_url, nid, token)
+        assert new.status == 200
+        old.wait_closed(timeout=5)
+        res = _post(tenant.gw, "register", token, _register(nid, [_cap(f"e2e-{uniq}/dup")]))
+        assert 200 <= res.status_code < 300, describe(res)
+        new.wait_frame("registered")
+        _valid(new.frames)
+        assert not [f for f in old.frames if f.get("json", {}).get("type") == "registered"]
+    finally:
+        old.close()
+        if new is not None:
+            new.close()

@@ -234,21 +234,37 @@ async fn register(
                 c.kind
             )));
         }
-        if s.hub.is_revoked(&c.kind) {
-            return Err(ApiError::Forbidden(format!(
-                "capability {:?} is revoked by the operator",
-                c.kind
-            )));
-        }
+    }
+    // Revoked capabilities are left out of the accepted set rather than
+    // refusing the whole registration: the SDK does not retry a refused
+    // register, and the neuron's other capabilities must keep working.
+    let (accepted, revoked): (Vec<_>, Vec<_>) = r
+        .capabilities
+        .into_iter()
+        .partition(|c| !s.hub.is_revoked(&c.kind));
+    if accepted.is_empty() {
+        return Err(ApiError::Forbidden(
+            "every capability in this registration is revoked by the operator".into(),
+        ));
     }
     let session = session_of(&s, &p, &id)?;
-    session.set_capabilities(&r.capabilities);
+    // Leases this neuron still holds (granted before a gateway restart or a
+    // reconnect) count against its concurrency before anything new is pushed.
+    for job in s.store.jobs_leased_by(&session.holder_key(), None).await? {
+        if let Some(lease) = &job.lease {
+            session.track(&job.id, &job.topic, &wire::lease_id(&job.id, &lease.token));
+        }
+    }
+    session.set_capabilities(&accepted);
     session.send(ServerFrame::Registered {
         session_id: session.id.clone(),
-        capabilities: r.capabilities,
+        capabilities: accepted,
         accepted_at: iso(Utc::now()),
     });
-    Ok(Json(json!({"ok": true, "sessionId": session.id})))
+    let revoked: Vec<String> = revoked.into_iter().map(|c| c.kind).collect();
+    Ok(Json(
+        json!({"ok": true, "sessionId": session.id, "revoked": revoked}),
+    ))
 }
 
 async fn update_capability(
