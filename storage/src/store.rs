@@ -179,7 +179,8 @@ pub enum Store {
 /// Connection tuning shared by both drivers.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Largest connection pool (PostgreSQL; SQLite readers).
+    /// PostgreSQL pool size. (SQLite uses exactly one writer and one reader
+    /// connection, each owned by its thread.)
     pub max_connections: u32,
 }
 
