@@ -23,7 +23,8 @@ use agw_storage::{
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer};
-use crate::intent_bus::wire::{owner_name, parse_body};
+use crate::http::body::parse_body;
+use crate::intent_bus::wire::owner_name;
 
 /// The RFC 8628 device grant type.
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

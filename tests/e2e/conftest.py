@@ -9,21 +9,22 @@ needed.  Run via tests/e2e/run.sh, which creates one venv per SDK version.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import sdk  # noqa: E402
-from support.gateway import Gateway, GatewayError, gateway_binary, store_kind  # noqa: E402
-
-_ALL_GATEWAYS: List[Gateway] = []
-
+from support.gateway import (  # noqa: E402
+    Gateway,
+    check_can_run,
+    remove_work_dirs,
+    report_kept_logs,
+    running_gateway,
+)
 
 def pytest_report_header(config):
     return [
@@ -34,43 +35,15 @@ def pytest_report_header(config):
 
 
 def pytest_sessionstart(session):
-    if session.config.option.collectonly:
-        return
-    try:
-        gateway_binary()
-        store_kind()
-    except GatewayError as e:
-        pytest.exit(f"e2e suite cannot run: {e}", returncode=4)
+    check_can_run(session, "e2e suite")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if exitstatus != 0 and _ALL_GATEWAYS:
-        terminalreporter.write_line("gateway logs kept for inspection:")
-        for g in _ALL_GATEWAYS:
-            terminalreporter.write_line(f"  {g.name}: {g.stderr_path}")
+    report_kept_logs(terminalreporter, exitstatus)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if exitstatus == 0 and not os.environ.get("AGW_E2E_KEEP"):
-        for g in _ALL_GATEWAYS:
-            shutil.rmtree(g.workdir, ignore_errors=True)
-
-
-@contextmanager
-def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw") -> Iterator[Gateway]:
-    """Start a gateway, yield it, SIGTERM it and require a clean exit (code 0)."""
-    g = Gateway(settings, name=name)
-    _ALL_GATEWAYS.append(g)
-    g.start()
-    try:
-        yield g
-    finally:
-        was_alive = g.alive()
-        code = g.stop()
-        if not was_alive:
-            hint = " -- it exited cleanly, so something outside the suite stopped it (pkill?)" if code == 0 else ""
-            pytest.fail(f"gateway {name} died during the tests (exit {code}){hint}; stderr:\n{g.stderr_tail()}")
-        assert code == 0, f"gateway {name} exited with {code} after SIGTERM; stderr:\n{g.stderr_tail()}"
+    remove_work_dirs(exitstatus)
 
 
 @pytest.fixture(scope="session")

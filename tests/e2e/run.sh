@@ -17,104 +17,39 @@
 #
 # Runs pytest once per (SDK venv x store); prints one summary line per run and
 # exits non-zero if any run failed (pytest exit 5, "no tests collected", is a failure).
+# The machinery is shared with tests/e2e_neuron/run.sh: tests/lib/e2e.sh.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-VENV_PREFIX="${AGW_VENV_DIR:-$REPO/tests/.venv}"
-PY="${AGW_E2E_PYTHON:-python3}"
+E2E_NAME="e2e"
 SDKS="${AGW_E2E_SDKS:-sdk1 sdk2}"
 RUN_TIMEOUT="${AGW_E2E_TIMEOUT:-900}"
-
-die() { echo "e2e: $*" >&2; exit 2; }
-
-[ -n "${AGW_BIN:-}" ] || die "AGW_BIN is not set (path of the agent-gateway binary, e.g. \$CARGO_TARGET_DIR/debug/agent-gateway)"
-[ -f "$AGW_BIN" ] && [ -x "$AGW_BIN" ] || die "AGW_BIN=$AGW_BIN is not an executable file"
-AGW_BIN="$(cd "$(dirname "$AGW_BIN")" && pwd)/$(basename "$AGW_BIN")"
-export AGW_BIN
-
-command -v "$PY" >/dev/null 2>&1 || die "$PY not found (set AGW_E2E_PYTHON)"
-"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
-  || die "$PY is $("$PY" -V 2>&1); intent-bus 2.1.2 needs Python >= 3.10"
-
-STORES="sqlite"
-if [ -n "${AGW_TEST_PG_URL:-}" ]; then
-  command -v psql >/dev/null 2>&1 || die "AGW_TEST_PG_URL is set but psql is not installed"
-  psql "$AGW_TEST_PG_URL" -qAtc 'select 1' >/dev/null 2>&1 \
-    || die "cannot connect to AGW_TEST_PG_URL=$AGW_TEST_PG_URL with psql"
-  STORES="sqlite postgres"
-fi
-
-venv_dir() { echo "${VENV_PREFIX}-$1"; }
-
-# Create or refresh one venv; reused when requirements + interpreter are unchanged.
-ensure_venv() {
-  local sdk="$1" req="$REPO/tests/requirements-$1.txt" dir stamp want
-  dir="$(venv_dir "$sdk")"
-  [ -f "$req" ] || die "missing $req"
-  want="$( { cat "$req"; "$PY" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
-  stamp="$dir/.agw-requirements.sha256"
-  if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    echo "e2e: reusing venv $dir"
-    return 0
-  fi
-  echo "e2e: creating venv $dir ($sdk)"
-  rm -rf "$dir"
-  "$PY" -m venv "$dir" || die "venv creation failed for $dir"
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" \
-    || { rm -rf "$dir"; die "pip install -r $req failed"; }
-  echo "$want" > "$stamp"
-}
+# shellcheck source=../lib/e2e.sh
+. "$REPO/tests/lib/e2e.sh"
 
 for sdk in $SDKS; do
   case "$sdk" in sdk1|sdk2) ;; *) die "unknown SDK set '$sdk' (expected sdk1 / sdk2)";; esac
 done
+require_python
 # Both venvs are always prepared: each run drives the other generation too (cross-version tests).
 ensure_venv sdk1
 ensure_venv sdk2
 if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
-  echo "e2e: venvs ready"
+  echo "$E2E_NAME: venvs ready"
   exit 0
 fi
+require_bin
+detect_stores
 
 other_of() { [ "$1" = sdk1 ] && echo sdk2 || echo sdk1; }
 
-declare -a SUMMARY=()
-FAILED=0
 for store in $STORES; do
   for sdk in $SDKS; do
-    dir="$(venv_dir "$sdk")"
-    other="$(venv_dir "$(other_of "$sdk")")/bin/python"
-    version="$("$dir/bin/python" -c 'import intent_bus; print(intent_bus.__version__)')"
-    echo
-    echo "=== e2e: intent-bus $version ($sdk), store=$store ==="
-    start=$(date +%s)
-    (
-      cd "$HERE" && \
-      AGW_E2E_STORE="$store" \
-      AGW_E2E_OTHER_PYTHON="$other" \
-      AGW_E2E_REQUIRE_OTHER=1 \
-      PYTHONDONTWRITEBYTECODE=1 \
-      timeout --signal=TERM --kill-after=30 "$RUN_TIMEOUT" \
-        "$dir/bin/python" -m pytest "$HERE" "$@"
-    )
-    rc=$?
-    secs=$(( $(date +%s) - start ))
-    if [ "$rc" -eq 0 ]; then
-      verdict="PASS"
-    else
-      FAILED=1
-      case "$rc" in
-        5) verdict="FAIL (no tests collected)";;
-        124) verdict="FAIL (timed out after ${RUN_TIMEOUT}s)";;
-        *) verdict="FAIL (pytest exit $rc)";;
-      esac
-    fi
-    SUMMARY+=("e2e intent-bus==$version store=$store: $verdict in ${secs}s")
+    python="$(venv_dir "$sdk")/bin/python"
+    version="$("$python" -c 'import intent_bus; print(intent_bus.__version__)')"
+    run_pytest "intent-bus==$version ($sdk)" "$store" "$python" "$HERE" \
+      AGW_E2E_OTHER_PYTHON="$(venv_dir "$(other_of "$sdk")")/bin/python" AGW_E2E_REQUIRE_OTHER=1 -- "$@"
   done
 done
-
-echo
-echo "=== e2e summary ==="
-for line in "${SUMMARY[@]}"; do echo "$line"; done
-exit "$FAILED"
+print_summary

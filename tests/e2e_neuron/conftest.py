@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -27,16 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from neuron_support.env import (  # noqa: E402
     SHORT_TTL_MS,
     Gateway,
-    GatewayError,
     Tenant,
-    gateway_binary,
     new_tenant,
-    store_kind,
 )
 from neuron_support.harness import HAS_AUTH_MODULE, SDK_VERSION, NeuronHandle  # noqa: E402
 from neuron_support.tasks import wait_until  # noqa: E402
 
-_ALL_GATEWAYS: List[Gateway] = []
+# Importable once neuron_support.env has put tests/ on sys.path.
+from e2e.support.gateway import (  # noqa: E402
+    check_can_run,
+    remove_work_dirs,
+    report_kept_logs,
+    running_gateway,
+)
 
 
 def pytest_report_header(config):
@@ -48,45 +49,15 @@ def pytest_report_header(config):
 
 
 def pytest_sessionstart(session):
-    if session.config.option.collectonly:
-        return
-    try:
-        gateway_binary()
-        store_kind()
-    except GatewayError as e:
-        pytest.exit(f"neuron e2e suite cannot run: {e}", returncode=4)
+    check_can_run(session, "neuron e2e suite")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if exitstatus != 0 and _ALL_GATEWAYS:
-        terminalreporter.write_line("gateway logs kept for inspection:")
-        for g in _ALL_GATEWAYS:
-            terminalreporter.write_line(f"  {g.name}: {g.stderr_path}")
+    report_kept_logs(terminalreporter, exitstatus)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if exitstatus == 0 and not os.environ.get("AGW_E2E_KEEP"):
-        for g in _ALL_GATEWAYS:
-            shutil.rmtree(g.workdir, ignore_errors=True)
-
-
-@contextmanager
-def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw") -> Iterator[Gateway]:
-    """Start a gateway, yield it, SIGTERM it and require a clean exit (code 0)."""
-    g = Gateway(settings, name=name)
-    _ALL_GATEWAYS.append(g)
-    g.start()
-    try:
-        yield g
-    finally:
-        was_alive = g.alive()
-        code = g.stop()
-        if not was_alive:
-            pytest.fail(f"gateway {name} died during the tests (exit {code}); stderr:\n{g.stderr_tail()}")
-        assert code == 0, (
-            f"gateway {name} exited with {code} after SIGTERM (None = still running after the grace period, "
-            f"e.g. an SSE stream that does not end on shutdown); stderr:\n{g.stderr_tail()}"
-        )
+    remove_work_dirs(exitstatus)
 
 
 @pytest.fixture(scope="session")

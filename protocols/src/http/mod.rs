@@ -1,7 +1,8 @@
 //! HTTP pieces shared by every protocol: the API error type, API-key and
-//! HMAC authentication, and bearer JWTs.
+//! HMAC authentication, bearer JWTs, and body/path parsing.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod jwt;
 

@@ -28,10 +28,11 @@ use agw_storage::{
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Principal, create_api_key, require_api_key};
+use crate::http::body::{check_payload, parse_body, path_segment};
 use wire::{
     ClaimQuery, ClaimResponse, ExtendRequest, FailRequest, FulfillRequest, GenerateKeyRequest,
     KvSetRequest, MAX_ERROR_LEN, MAX_NAME_LEN, PublishRequest, ResultResponse, StatusResponse,
-    check_payload, owner_name, parse_body, status_name,
+    owner_name, status_name,
 };
 
 /// The protocol version clients see in `X-Intent-Version` (2.1.2 checks the major).
@@ -81,18 +82,6 @@ async fn banner() -> &'static str {
         "7.61",
         " (signed HTTP polling). See /healthz, /readyz, /metrics.\n"
     )
-}
-
-/// A path segment, with non-UTF-8 and other rejections in our error shape.
-fn segment(p: Result<Path<String>, PathRejection>, what: &str) -> Result<String, ApiError> {
-    let Path(s) =
-        p.map_err(|e| ApiError::InvalidRequest(format!("invalid {what} in path: {e}")))?;
-    if s.is_empty() || s.len() > MAX_NAME_LEN || s.chars().any(char::is_control) {
-        return Err(ApiError::InvalidRequest(format!(
-            "{what} must be 1-{MAX_NAME_LEN} printable characters"
-        )));
-    }
-    Ok(s)
 }
 
 fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -290,7 +279,7 @@ async fn fulfill(
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let id = segment(id, "intent id")?;
+    let id = path_segment(id, "intent id")?;
     let (proof, result, result_type) = match FulfillRequest::parse(&body)? {
         FulfillRequest::Tokened {
             claim_token,
@@ -332,7 +321,7 @@ async fn fail(
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let id = segment(id, "intent id")?;
+    let id = path_segment(id, "intent id")?;
     let req: FailRequest = if body.iter().all(u8::is_ascii_whitespace) {
         FailRequest::default()
     } else {
@@ -376,7 +365,7 @@ async fn extend_claim(
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let id = segment(id, "intent id")?;
+    let id = path_segment(id, "intent id")?;
     let req: ExtendRequest = parse_body(&body)?;
     let seconds = req.seconds.unwrap_or(s.cfg.claim_timeout_secs as i64);
     let max = s.cfg.max_extend_secs as i64;
@@ -411,7 +400,7 @@ async fn own_intent(
     p: &Principal,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<agw_storage::Job, ApiError> {
-    let id = segment(id, "intent id")?;
+    let id = path_segment(id, "intent id")?;
     s.store
         .job_get(&id, &p.scope())
         .await?
@@ -442,7 +431,7 @@ async fn kv_set(
     key: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let key = segment(key, "key")?;
+    let key = path_segment(key, "key")?;
     let req: KvSetRequest = parse_body(&body)?;
     let value = req
         .value
@@ -471,7 +460,7 @@ async fn kv_get(
     Extension(p): Extension<Principal>,
     key: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = segment(key, "key")?;
+    let key = path_segment(key, "key")?;
     let value = s
         .store
         .kv_get(&p.tenant, &key, None)

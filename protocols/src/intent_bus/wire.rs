@@ -10,6 +10,9 @@ use agw_config::Limits;
 use agw_storage::{Job, JobState, NewJob, Protocol, ResultType, Visibility, new_job_id};
 
 use crate::http::ApiError;
+#[cfg(test)]
+use crate::http::body::json_depth;
+use crate::http::body::{check_payload, parse_body};
 
 /// Longest goal, namespace, worker id, capability, KV key.
 pub const MAX_NAME_LEN: usize = 256;
@@ -19,55 +22,6 @@ pub const MAX_ROUTING_LEN: usize = 64;
 pub const MAX_ERROR_LEN: usize = 500;
 /// Longest delay of a publish, seconds (30 days).
 pub const MAX_DELAY_SECS: f64 = 30.0 * 86_400.0;
-
-/// Parses a JSON body, telling malformed JSON from a wrong shape.
-pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => {
-            return Err(ApiError::InvalidJson(
-                "request body is empty; expected a JSON object".into(),
-            ));
-        }
-        // serde would also accept a struct written as an array of its fields.
-        Some(b'{') => {}
-        Some(_) => {
-            return Err(match serde_json::from_slice::<Value>(bytes) {
-                Ok(_) => ApiError::InvalidRequest("request body must be a JSON object".into()),
-                Err(e) => ApiError::InvalidJson(format!("malformed JSON: {e}")),
-            });
-        }
-    }
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
-        serde_json::error::Category::Io
-        | serde_json::error::Category::Syntax
-        | serde_json::error::Category::Eof => ApiError::InvalidJson(format!("malformed JSON: {e}")),
-    })
-}
-
-/// Depth of a JSON value: scalars 0, each array/object level +1.
-pub fn json_depth(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(json_depth).max().unwrap_or(0),
-        Value::Object(o) => 1 + o.values().map(json_depth).max().unwrap_or(0),
-        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => 0,
-    }
-}
-
-/// Checks a payload against the size and depth limits.
-pub fn check_payload(v: &Value, limits: &Limits) -> Result<(), ApiError> {
-    let size = v.to_string().len();
-    if size > limits.max_payload_bytes {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "payload is {size} bytes; the limit is {}",
-            limits.max_payload_bytes
-        )));
-    }
-    if json_depth(v) > limits.max_payload_depth {
-        return Err(ApiError::PayloadTooDeep(limits.max_payload_depth));
-    }
-    Ok(())
-}
 
 fn name(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
     let t = v.trim();

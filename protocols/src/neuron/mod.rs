@@ -34,7 +34,7 @@ use agw_storage::{
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, Principal};
-use crate::intent_bus::wire::{check_payload, parse_body};
+use crate::http::body::{check_payload, parse_body};
 use hub::{Hub, Session, holder_key};
 use wire::{
     Ack, Heartbeat, Nack, Progress, Register, ServerFrame, UpdateCapability, iso, parse_lease_id,

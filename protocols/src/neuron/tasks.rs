@@ -19,8 +19,8 @@ use agw_storage::{
 use super::wire::{iso, valid_capability_type};
 use super::{NeuronState, body};
 use crate::http::ApiError;
-use crate::http::auth::Bearer;
-use crate::intent_bus::wire::{check_payload, parse_body};
+use crate::http::auth::{Bearer, Principal};
+use crate::http::body::{check_payload, parse_body, path_segment};
 
 /// `POST /api/v1/tasks` body.
 #[derive(Debug, Deserialize)]
@@ -131,14 +131,12 @@ pub(crate) async fn submit(
     }
 }
 
-fn task_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::InvalidRequest(format!("invalid task id: {e}")))?;
-    if id.is_empty() || id.len() > 256 {
-        return Err(ApiError::InvalidRequest(
-            "task id must be 1-256 characters".into(),
-        ));
-    }
-    Ok(id)
+/// A task the caller may read (its own tenant's, or any for admin).
+async fn own_task(s: &NeuronState, p: &Principal, id: &str) -> Result<Job, ApiError> {
+    s.store
+        .job_get(id, &p.scope())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))
 }
 
 pub(crate) async fn get(
@@ -146,13 +144,8 @@ pub(crate) async fn get(
     Bearer(p): Bearer,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = task_id(id)?;
-    let job = s
-        .store
-        .job_get(&id, &p.scope())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
-    Ok(Json(view(&job)))
+    let id = path_segment(id, "task id")?;
+    Ok(Json(view(&own_task(&s, &p, &id).await?)))
 }
 
 pub(crate) async fn cancel(
@@ -160,7 +153,7 @@ pub(crate) async fn cancel(
     Bearer(p): Bearer,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = task_id(id)?;
+    let id = path_segment(id, "task id")?;
     let before = s
         .store
         .job_cancel(JobCancelParams {
@@ -180,10 +173,5 @@ pub(crate) async fn cancel(
     if before.lease.is_some() {
         s.hub.revoke_lease(&id, "task cancelled by its submitter");
     }
-    let job = s
-        .store
-        .job_get(&id, &p.scope())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))?;
-    Ok(Json(view(&job)))
+    Ok(Json(view(&own_task(&s, &p, &id).await?)))
 }

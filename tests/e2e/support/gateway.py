@@ -19,7 +19,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, Optional
+from contextlib import contextmanager
+import shutil
+from typing import Dict, Iterator, List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -292,3 +294,60 @@ class Gateway:
     @property
     def admin(self) -> RawClient:
         return RawClient(self.base_url, self.admin_key)
+
+
+# -- suite lifecycle (shared by tests/e2e and tests/e2e_neuron conftests) ------
+
+#: Every gateway a suite started: logs are reported on failure, work dirs
+#: removed on success.
+ALL_GATEWAYS: List[Gateway] = []
+
+
+def check_can_run(session, suite: str) -> None:
+    """pytest_sessionstart: stop at once, clearly, when the binary or store is missing."""
+    import pytest
+
+    if session.config.option.collectonly:
+        return
+    try:
+        gateway_binary()
+        store_kind()
+    except GatewayError as e:
+        pytest.exit(f"{suite} cannot run: {e}", returncode=4)
+
+
+def report_kept_logs(terminalreporter, exitstatus) -> None:
+    """pytest_terminal_summary: point at the gateway logs of a failed run."""
+    if exitstatus != 0 and ALL_GATEWAYS:
+        terminalreporter.write_line("gateway logs kept for inspection:")
+        for g in ALL_GATEWAYS:
+            terminalreporter.write_line(f"  {g.name}: {g.stderr_path}")
+
+
+def remove_work_dirs(exitstatus) -> None:
+    """pytest_sessionfinish: a green run leaves nothing behind (AGW_E2E_KEEP=1 keeps it)."""
+    if exitstatus == 0 and not os.environ.get("AGW_E2E_KEEP"):
+        for g in ALL_GATEWAYS:
+            shutil.rmtree(g.workdir, ignore_errors=True)
+
+
+@contextmanager
+def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw") -> Iterator[Gateway]:
+    """Start a gateway, yield it, SIGTERM it and require a clean exit (code 0)."""
+    import pytest
+
+    g = Gateway(settings, name=name)
+    ALL_GATEWAYS.append(g)
+    g.start()
+    try:
+        yield g
+    finally:
+        was_alive = g.alive()
+        code = g.stop()
+        if not was_alive:
+            hint = " -- it exited cleanly, so something outside the suite stopped it (pkill?)" if code == 0 else ""
+            pytest.fail(f"gateway {name} died during the tests (exit {code}){hint}; stderr:\n{g.stderr_tail()}")
+        assert code == 0, (
+            f"gateway {name} exited with {code} after SIGTERM (None = still running after the grace period, "
+            f"e.g. an SSE stream that does not end on shutdown); stderr:\n{g.stderr_tail()}"
+        )
