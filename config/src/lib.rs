@@ -10,11 +10,18 @@
 //! Layout: this file holds the types and the loader; `example.toml` beside
 //! the crate documents every key with its default.
 
+pub mod governance;
+
+pub use governance::Governance;
+
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+mod jwt_keys;
+pub use jwt_keys::{JwtKey, JwtSettings, KeyMaterial, parse_jwks, parse_pem};
 
 /// Where environment variables come from (a map in tests).
 pub trait Env {
@@ -63,10 +70,17 @@ pub struct Config {
     pub store: StoreSettings,
     /// Required `aud` of bearer JWTs (`jwt_audience`, `AGW_JWT_AUDIENCE`).
     pub jwt_audience: String,
+    /// Public keys of RS256 / EdDSA bearer JWTs (`[jwt]`).
+    pub jwt: JwtSettings,
     /// Neuron lease channel settings.
     pub neuron: Neuron,
     /// OAuth (device enrollment) settings.
     pub oauth: OAuth,
+    /// Key that encrypts stored secrets (base64 of 32 bytes; `secrets_key`,
+    /// `AGW_SECRETS_KEY`); generated and stored when unset.
+    pub secrets_key: Option<String>,
+    /// Governance routing and policy (file only, hot-reloadable).
+    pub governance: Governance,
 }
 
 /// OAuth settings (`[oauth]`).
@@ -244,7 +258,7 @@ impl Loader<'_> {
         for (k, v) in &self.file {
             match v.as_table() {
                 Some(t)
-                    if ["limits", "intent_bus", "store", "neuron", "oauth"]
+                    if ["limits", "intent_bus", "store", "neuron", "oauth", "jwt"]
                         .contains(&k.as_str()) =>
                 {
                     unknown.extend(
@@ -305,6 +319,15 @@ impl Config {
         };
         // Selecting the file is not a key of the file itself.
         l.known.insert("config".into());
+        // A nested section with its own strict parser (see `governance`).
+        l.known.insert("governance".into());
+        let governance = match Governance::from_table(&l.file) {
+            Ok(g) => g,
+            Err(ConfigError(errs)) => {
+                l.errors.extend(errs);
+                Governance::default()
+            }
+        };
         let default_listen = SocketAddr::from(([127, 0, 0, 1], 8080));
         let cfg = Self {
             source,
@@ -338,6 +361,11 @@ impl Config {
                 max_connections: l.get(Some("store"), "max_connections", 16),
             },
             jwt_audience: l.get(None, "jwt_audience", "bigbrain".to_owned()),
+            secrets_key: l
+                .opt::<String>(None, "secrets_key")
+                .filter(|k| !k.is_empty()),
+            governance,
+            jwt: l.jwt_section(),
             oauth: OAuth {
                 device_ttl_secs: l.get(Some("oauth"), "device_ttl_secs", 600),
                 device_interval_secs: l.get(Some("oauth"), "device_interval_secs", 5),
@@ -533,6 +561,21 @@ impl Config {
         );
         t.insert("store".into(), st.into());
         t.insert("jwt_audience".into(), self.jwt_audience.clone().into());
+        let mut j = toml::Table::new();
+        j.insert(
+            "public_keys".into(),
+            toml::Value::Array(
+                self.jwt
+                    .public_keys
+                    .iter()
+                    .map(|p| p.display().to_string().into())
+                    .collect(),
+            ),
+        );
+        if let Some(p) = &self.jwt.jwks_file {
+            j.insert("jwks_file".into(), p.display().to_string().into());
+        }
+        t.insert("jwt".into(), j.into());
         let mut n = toml::Table::new();
         n.insert("lease_ttl_ms".into(), int(self.neuron.lease_ttl_ms));
         n.insert("keepalive_secs".into(), int(self.neuron.keepalive_secs));
@@ -550,6 +593,18 @@ impl Config {
         );
         o.insert("token_ttl_secs".into(), int(self.oauth.token_ttl_secs));
         t.insert("oauth".into(), o.into());
+        t.insert(
+            "secrets_key".into(),
+            if self.secrets_key.is_some() {
+                "<set>"
+            } else {
+                "<generated>"
+            }
+            .into(),
+        );
+        if let Ok(g) = toml::Value::try_from(&self.governance) {
+            t.insert("governance".into(), g);
+        }
         t
     }
 }

@@ -16,6 +16,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use agw_config::Config;
+use agw_protocols::governance::secrets::SecretBox;
+use agw_protocols::governance::{self, GovMetrics, GovernanceState};
 use agw_protocols::http::auth::Authenticator;
 use agw_protocols::http::{ApiError, ErrorDetail, method_not_allowed_fallback, not_found_fallback};
 use agw_protocols::intent_bus::{self, IntentBusState, PROTOCOL_VERSION};
@@ -24,6 +26,8 @@ use agw_protocols::oauth::{self, OAuthSettings, OAuthState};
 use agw_storage::{JobStore, Scope, Store};
 
 use crate::metrics::Metrics;
+use crate::policy::Engine;
+use crate::system::System;
 
 /// What the app needs, built once by `serve` (or by tests).
 #[derive(Debug, Clone)]
@@ -39,17 +43,36 @@ pub struct AppState {
     /// Live neuron sessions of this replica.
     pub hub: Arc<Hub>,
     pub(crate) metrics: Metrics,
+    /// The governance policy engine (hot-reloadable).
+    pub(crate) policy: Arc<Engine>,
+    pub(crate) gov_metrics: Arc<GovMetrics>,
+    pub(crate) secrets: Arc<SecretBox>,
+    pub(crate) system: Arc<System>,
 }
 
 impl AppState {
     /// State over `store` with the admin key whose SHA-256 hex is `admin_key_hash`.
+    /// Fails when the governance policy does not compile or the secrets key
+    /// is malformed. Without `secrets_key` in `config`, secrets are sealed
+    /// with a key that lives as long as the process (`serve` always sets one).
     pub fn new(
         store: Store,
         config: Config,
         admin_key_hash: String,
         jwt_secret: Vec<u8>,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
+        let policy =
+            Arc::new(Engine::new(config.governance.clone()).map_err(|e| anyhow::anyhow!(e))?);
+        let secrets = Arc::new(
+            SecretBox::from_base64(
+                &config
+                    .secrets_key
+                    .clone()
+                    .unwrap_or_else(SecretBox::generate_key),
+            )
+            .map_err(|e| anyhow::anyhow!("invalid AGW_SECRETS_KEY / secrets_key: {e}"))?,
+        );
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             agw_protocols::http::auth::AuthSettings {
@@ -59,16 +82,32 @@ impl AppState {
                 max_body_bytes: config.limits.max_body_bytes,
                 jwt_secret,
                 jwt_audience: config.jwt_audience.clone(),
+                jwt_keys: config.jwt.keys.clone(),
             },
         ));
-        Self {
+        let config = Arc::new(config);
+        let hub: Arc<Hub> = Arc::default();
+        let metrics = Metrics::default();
+        let gov_metrics: Arc<GovMetrics> = Arc::default();
+        let system = Arc::new(System::new(
+            metrics.clone(),
+            config.clone(),
+            policy.clone(),
+            hub.clone(),
+            gov_metrics.clone(),
+        ));
+        Ok(Self {
             store,
-            config: Arc::new(config),
+            config,
             auth,
             shutdown,
-            hub: Arc::default(),
-            metrics: Metrics::default(),
-        }
+            hub,
+            metrics,
+            policy,
+            gov_metrics,
+            secrets,
+            system,
+        })
     }
 }
 
@@ -105,6 +144,16 @@ pub fn build_app(state: AppState) -> Router {
             token_ttl_secs: state.config.oauth.token_ttl_secs as i64,
         }),
     });
+    let governance = governance::router(GovernanceState {
+        store: state.store.clone(),
+        auth: state.auth.clone(),
+        hub: state.hub.clone(),
+        limits: Arc::new(state.config.limits.clone()),
+        policy: state.policy.clone(),
+        system: state.system.clone(),
+        secrets: state.secrets.clone(),
+        metrics: state.gov_metrics.clone(),
+    });
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -114,6 +163,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(ib)
         .merge(neurons)
         .merge(oauth)
+        .merge(governance)
         .merge(ops)
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
@@ -165,9 +215,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .jobs_count_open(&Scope::All)
         .await
         .map_or(f64::NAN, |n| n as f64);
-    let body = s
-        .metrics
-        .render(&[("agw_jobs_live", "Open or leased jobs in the store.", live)]);
+    let decisions = s.gov_metrics.decisions().map(|(v, n)| (v.as_str(), n));
+    let body = s.metrics.render(
+        &[("agw_jobs_live", "Open or leased jobs in the store.", live)],
+        &decisions,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

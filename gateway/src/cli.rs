@@ -36,6 +36,22 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Governance policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a config file's [governance] section (what a hot reload would
+    /// accept); prints the policy label, or every error with exit status 1.
+    Check {
+        /// Config file (default: $AGW_CONFIG, else ./agent-gateway.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +155,9 @@ pub fn run() -> ExitCode {
                         config,
                     },
             } => crate::device::approve(config, &user_code, &tenant, deny).await,
+            Command::Policy {
+                command: PolicyCommand::Check { config },
+            } => crate::policy::check_command(config),
         }
     });
     match result {

@@ -7,6 +7,9 @@
 //! - `app`: the axum app: protocol routers, health, metrics, and the layer stack.
 //! - `sweeper`: the background task that expires leases, wakes due jobs, purges.
 //! - `metrics`: Prometheus counters and the `/metrics` text encoder.
+//! - `policy`: the governance policy engine (rules, budget windows).
+//! - `reload`: hot reload of `[governance]` on file change or SIGHUP.
+//! - `system`: process figures and effective config for the system routes.
 //! - `keys`: `agent-gateway keys create`.
 //! - `device`: `agent-gateway device approve` (neuron host enrollment).
 //! - `telemetry`: tracing subscriber setup.
@@ -17,8 +20,11 @@ mod cli;
 mod device;
 mod keys;
 mod metrics;
+mod policy;
+mod reload;
 mod serve;
 mod sweeper;
+mod system;
 mod telemetry;
 mod token;
 

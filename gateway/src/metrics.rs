@@ -49,6 +49,16 @@ impl Metrics {
         self.inner.leases_expired.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Requests served and the sum of their latencies, seconds.
+    pub(crate) fn totals(&self) -> (u64, f64) {
+        let Ok(routes) = self.inner.routes.lock() else {
+            return (0, 0.0);
+        };
+        routes
+            .values()
+            .fold((0, 0.0), |(n, s), r| (n + r.total, s + r.sum))
+    }
+
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         let Ok(mut routes) = self.inner.routes.lock() else {
             return;
@@ -73,7 +83,7 @@ impl Metrics {
     }
 
     /// Renders every series; `gauges` are (name, help, value) read at scrape time.
-    pub(crate) fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+    pub(crate) fn render(&self, gauges: &[(&str, &str, f64)], decisions: &[(&str, u64)]) -> String {
         let mut out = String::new();
         let routes = self.inner.routes.lock().ok();
         // Sorted output keeps scrapes diffable.
@@ -129,6 +139,14 @@ impl Metrics {
             "agw_leases_expired_total {}",
             self.inner.leases_expired.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP agw_policy_decisions_total Governance decisions by outcome.\n");
+        out.push_str("# TYPE agw_policy_decisions_total counter\n");
+        for (decision, n) in decisions {
+            let _ = writeln!(
+                out,
+                "agw_policy_decisions_total{{decision=\"{decision}\"}} {n}"
+            );
+        }
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -171,7 +189,12 @@ mod tests {
         m.observe("POST", "/claim", 204, 0.002);
         m.observe("POST", "/claim", 204, 0.2);
         m.leases_expired(3);
-        let text = m.render(&[("agw_jobs_live", "Live jobs.", 7.0)]);
+        let text = m.render(&[("agw_jobs_live", "Live jobs.", 7.0)], &[("BLOCK", 2)]);
+        assert!(
+            text.contains("agw_policy_decisions_total{decision=\"BLOCK\"} 2"),
+            "{text}"
+        );
+        assert_eq!(m.totals().0, 2);
         assert!(
             text.contains(
                 "agw_http_requests_total{method=\"POST\",route=\"/claim\",status=\"204\"} 2"

@@ -2,6 +2,7 @@
 //! the admin key and JWT secret, start the sweeper, serve until SIGTERM or
 //! SIGINT, then drain within the grace period and exit 0.
 
+use agw_protocols::governance::secrets::SecretBox;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +31,16 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 
     let admin_key_hash = admin_key_hash(&store, &cfg).await?;
     let jwt_secret = crate::token::jwt_secret(&store, &cfg).await?;
+    let mut cfg = cfg;
+    if cfg.secrets_key.is_none() {
+        // Shared by every replica; set AGW_SECRETS_KEY to keep the key out of the store.
+        let key = store
+            .setting_get_or_insert("secrets_key", &SecretBox::generate_key())
+            .await
+            .context("cannot read or store the secrets key")?;
+        cfg.secrets_key = Some(key);
+    }
+    let config_file = cfg.source.clone();
 
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -44,7 +55,13 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         admin_key_hash,
         jwt_secret,
         shutdown.clone(),
-    );
+    )
+    .context("invalid configuration")?;
+    tokio::spawn(crate::reload::run(
+        state.policy.clone(),
+        config_file,
+        shutdown.clone(),
+    ));
     let sweeper = tokio::spawn(crate::sweeper::run(
         store.clone(),
         sweep_cfg,

@@ -53,7 +53,8 @@ async fn harness(env: &[(&str, &str)]) -> Harness {
         sha256_hex(ADMIN.as_bytes()),
         JWT_SECRET.to_vec(),
         CancellationToken::new(),
-    );
+    )
+    .expect("state");
     Harness {
         app: build_app(state),
         store,

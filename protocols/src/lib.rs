@@ -4,11 +4,13 @@
 //! the store never sees a wire type. The gateway crate merges the routers.
 //!
 //! Layout:
+//! - `governance`: the HestiaOS run / stream / trace API over the job store.
 //! - `http`: the shared API error type and authentication (API keys, HMAC).
 //! - `intent_bus`: the Intent Bus protocol (signed HTTP polling).
 //! - `neuron`: the neuron lease channel (SSE push) and the Task API.
 //! - `oauth`: discovery, device and client-credentials grants for neuron hosts.
 
+pub mod governance;
 pub mod http;
 pub mod intent_bus;
 pub mod neuron;

@@ -17,8 +17,11 @@
 //! - `notify`: wake-up fan-out to waiting claimers.
 //! - `row`: row decoding.
 //! - `error`: [`StoreError`].
+//! - [`events`]: signed IntentProof execution events (canonical form, keys,
+//!   hash chains, redaction); pure, no I/O.
 
 mod error;
+pub mod events;
 mod model;
 mod notify;
 mod postgres;
@@ -29,7 +32,7 @@ mod store;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
-pub use notify::{Notifier, PG_CHANNEL};
+pub use notify::{JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::{ConnectOptions, JobStore, Store, redact_url};

@@ -191,6 +191,9 @@ pub struct Job {
     pub error: Option<String>,
     /// The live lease, if the job is leased.
     pub lease: Option<Lease>,
+    /// Who held the latest lease, kept after it settled or expired (the worker
+    /// that answered a fulfilled job).
+    pub last_holder: Option<String>,
     /// When it was submitted.
     pub created_at: DateTime<Utc>,
     /// Last state change.
@@ -454,6 +457,8 @@ pub struct PurgeReport {
     pub idempotency: u64,
     /// Expired device authorizations.
     pub devices: u64,
+    /// Governance traces past retention.
+    pub traces: u64,
 }
 
 /// Parameters of [`crate::JobStore::kv_set`].
@@ -677,4 +682,90 @@ mod poll_tests {
             PollStep::Answer(DevicePoll::Unknown)
         );
     }
+}
+
+/// The audit record of one governance decision (a run, chat or agent run),
+/// and of the job it dispatched. Decision, kind and status are the governance
+/// protocol's names; the store keeps them as given.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trace {
+    /// The trace id (a UUID string).
+    pub id: String,
+    /// The requesting tenant.
+    pub tenant: String,
+    /// `run`, `chat` or `agent`.
+    pub kind: String,
+    /// `ALLOW`, `THROTTLE` or `BLOCK`.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// 0..=1.
+    pub risk_score: f64,
+    /// The policy that decided (`name@version`).
+    pub policy: String,
+    /// Ids of the rules that matched.
+    pub matched_rules: Vec<String>,
+    /// The rules' violations (a JSON array of flat objects).
+    pub violations: serde_json::Value,
+    /// The mode chosen.
+    pub mode: String,
+    /// The reasoning budget granted.
+    pub budget: f64,
+    /// `blocked`, `pending`, `completed`, `failed`, `timeout` or `cancelled`.
+    pub status: String,
+    /// The dispatched job (none when blocked).
+    pub job_id: Option<String>,
+    /// The job's topic.
+    pub topic: Option<String>,
+    /// The worker or neuron that settled the job.
+    pub worker: Option<String>,
+    /// Time from request to answer, milliseconds (0 while pending).
+    pub latency_ms: f64,
+    /// When the decision was taken.
+    pub created_at: DateTime<Utc>,
+    /// When the run ended.
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+/// Parameters of [`crate::JobStore::trace_settle`].
+#[derive(Debug, Clone)]
+pub struct TraceSettleParams {
+    /// The trace.
+    pub id: String,
+    /// The final status.
+    pub status: String,
+    /// The worker that settled the job, if any.
+    pub worker: Option<String>,
+    /// Time from request to answer, milliseconds.
+    pub latency_ms: f64,
+    /// The clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Decisions of one kind counted over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionCount {
+    /// The decision name.
+    pub decision: String,
+    /// How many traces took it.
+    pub count: i64,
+}
+
+/// A stored secret: ciphertext only (the caller encrypts and decrypts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// The owning tenant.
+    pub tenant: String,
+    /// Its name (the client's `credential_ref`).
+    pub name: String,
+    /// Free-form provider label.
+    pub provider: String,
+    /// Tools allowed to use it.
+    pub allowed_tools: Vec<String>,
+    /// Opaque sealed value (nonce and AEAD ciphertext, encoded by the caller).
+    pub ciphertext: String,
+    /// When it was first stored.
+    pub created_at: DateTime<Utc>,
+    /// When it was last replaced.
+    pub updated_at: DateTime<Utc>,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::notify::PG_CHANNEL;
+use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
 use crate::sql::{POSTGRES_SQL, Sql};
 use crate::{ConnectOptions, Notifier, StoreResult};
 
@@ -29,7 +29,7 @@ impl PgStore {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let notifier = Notifier::default();
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(PG_CHANNEL).await?;
+        listener.listen_all([PG_CHANNEL, PG_JOB_CHANNEL]).await?;
         let fan_out = notifier.clone();
         tokio::spawn(async move {
             loop {
@@ -37,6 +37,11 @@ impl PgStore {
                 // wake-ups sent meanwhile are lost, which waiters tolerate
                 // (they re-check on their own deadline).
                 match listener.recv().await {
+                    Ok(n) if n.channel() == PG_JOB_CHANNEL => {
+                        if let Some(ev) = JobEvent::from_payload(n.payload()) {
+                            fan_out.job_event(ev);
+                        }
+                    }
                     Ok(n) => fan_out.notify(n.payload()),
                     Err(sqlx::Error::PoolClosed) => break,
                     Err(e) => {
@@ -79,6 +84,28 @@ impl PgStore {
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// Tells every replica's waiters of a watched job what happened to it.
+    /// Sent after the settlement committed; a lost hint costs a waiter only
+    /// its periodic re-check, so a failure here is logged, not returned.
+    async fn announce(&self, job: &crate::Job, change: JobChange) {
+        if !JobEvent::watched(job) {
+            return;
+        }
+        let payload = JobEvent {
+            id: job.id.clone(),
+            change,
+        }
+        .to_payload();
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PG_JOB_CHANNEL)
+            .bind(payload)
+            .execute(self.writer())
+            .await
+        {
+            tracing::warn!(job = %job.id, error = %e, "job event NOTIFY failed");
+        }
     }
 
     /// Delivered by PostgreSQL at commit, to every replica (this one included).
@@ -216,7 +243,9 @@ impl crate::JobStore for PgStore {
             .bind(now_ms)
             .fetch_optional(self.writer())
             .await?;
-        row.ok_or(crate::StoreError::LeaseLost)?.try_into()
+        let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
+        self.announce(&job, JobChange::Settled(job.state)).await;
+        Ok(job)
     }
 
     async fn job_fail(&self, p: crate::JobFailParams) -> crate::StoreResult<crate::Job> {
@@ -243,6 +272,9 @@ impl crate::JobStore for PgStore {
                 .execute(self.writer())
                 .await?;
         }
+        if job.state.is_terminal() {
+            self.announce(&job, JobChange::Settled(job.state)).await;
+        }
         Ok(job)
     }
 
@@ -257,7 +289,10 @@ impl crate::JobStore for PgStore {
             .bind(now_ms)
             .fetch_optional(self.writer())
             .await?;
-        row.ok_or(crate::StoreError::LeaseLost)?.try_into()
+        let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
+        self.announce(&job, JobChange::Progress(job.progress.clone()))
+            .await;
+        Ok(job)
     }
 
     async fn job_extend(&self, p: crate::JobExtendParams) -> crate::StoreResult<crate::Job> {
@@ -294,6 +329,8 @@ impl crate::JobStore for PgStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.announce(&before, JobChange::Settled(crate::JobState::Cancelled))
+            .await;
         Ok(before)
     }
 
@@ -381,6 +418,7 @@ impl crate::JobStore for PgStore {
             nonces: run(crate::sql::PURGE_NONCES, now_ms).await?,
             idempotency: run(crate::sql::PURGE_IDEMPOTENCY, now_ms).await?,
             devices: run(crate::sql::PURGE_DEVICES, now_ms).await?,
+            traces: run(crate::sql::PURGE_TRACES, to_ms(p.completed_before)).await?,
         })
     }
 
@@ -469,6 +507,112 @@ impl crate::JobStore for PgStore {
             .fetch_one(self.writer())
             .await?;
         Ok(v)
+    }
+
+    async fn trace_insert(&self, t: crate::Trace) -> crate::StoreResult<()> {
+        let b = crate::row::TraceBinds::of(&t);
+        sqlx::query(crate::sql::TRACE_INSERT)
+            .bind(&t.id)
+            .bind(&t.tenant)
+            .bind(&t.kind)
+            .bind(&t.decision)
+            .bind(&t.reason)
+            .bind(t.risk_score)
+            .bind(&t.policy)
+            .bind(&b.matched_rules)
+            .bind(&b.violations)
+            .bind(&t.mode)
+            .bind(t.budget)
+            .bind(&t.status)
+            .bind(&t.job_id)
+            .bind(&t.topic)
+            .bind(&t.worker)
+            .bind(t.latency_ms)
+            .bind(b.created_at)
+            .bind(b.settled_at)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn trace_settle(&self, p: crate::TraceSettleParams) -> crate::StoreResult<bool> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let n = sqlx::query(crate::sql::TRACE_SETTLE)
+            .bind(&p.id)
+            .bind(&p.status)
+            .bind(&p.worker)
+            .bind(p.latency_ms)
+            .bind(now_ms)
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn trace_get(
+        &self,
+        id: &str,
+        scope: &crate::Scope,
+    ) -> crate::StoreResult<Option<crate::Trace>> {
+        let row: Option<crate::row::TraceRow> = sqlx::query_as(crate::sql::TRACE_GET)
+            .bind(id)
+            .bind(scope.tenant())
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn trace_counts(
+        &self,
+        scope: &crate::Scope,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<Vec<crate::DecisionCount>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(crate::sql::TRACE_COUNTS)
+            .bind(scope.tenant())
+            .bind(crate::model::to_ms(since))
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(decision, count)| crate::DecisionCount { decision, count })
+            .collect())
+    }
+
+    async fn secret_put(&self, s: crate::Secret) -> crate::StoreResult<()> {
+        let tools = serde_json::to_string(&s.allowed_tools).unwrap_or_else(|_| "[]".into());
+        sqlx::query(crate::sql::SECRET_PUT)
+            .bind(&s.tenant)
+            .bind(&s.name)
+            .bind(&s.provider)
+            .bind(tools)
+            .bind(&s.ciphertext)
+            .bind(crate::model::to_ms(s.updated_at))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn secret_get(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> crate::StoreResult<Option<crate::Secret>> {
+        let row: Option<crate::row::SecretRow> = sqlx::query_as(crate::sql::SECRET_GET)
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn secret_delete(&self, tenant: &str, name: &str) -> crate::StoreResult<bool> {
+        let n = sqlx::query(crate::sql::SECRET_DELETE)
+            .bind(tenant)
+            .bind(name)
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     async fn device_insert(&self, d: crate::DeviceCode) -> crate::StoreResult<()> {

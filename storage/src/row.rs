@@ -1,8 +1,11 @@
-//! Row decoding shared by both drivers: every column is TEXT or a 64-bit integer.
-//! PostgreSQL rows decode with `sqlx::FromRow`; SQLite rows by column name in `sqlite`.
+//! Row decoding shared by both drivers: every column is TEXT, a 64-bit integer
+//! or (traces only) a double. PostgreSQL rows decode with `sqlx::FromRow`;
+//! SQLite rows by position or column name in `sqlite`.
 
-use crate::model::from_ms;
-use crate::{ApiKey, Job, JobState, Lease, Protocol, ResultType, Role, StoreError, Visibility};
+use crate::model::{from_ms, to_ms};
+use crate::{
+    ApiKey, Job, JobState, Lease, Protocol, ResultType, Role, Secret, StoreError, Trace, Visibility,
+};
 
 /// One `jobs` row as stored.
 #[derive(Debug, sqlx::FromRow)]
@@ -49,6 +52,7 @@ impl TryFrom<JobRow> for Job {
             .ok_or_else(|| StoreError::Corrupt(format!("jobs.state: {}", r.state)))?;
         // The lease columns are kept after settlement as history; a lease is
         // live only while the job is leased.
+        let last_holder = r.lease_holder.clone();
         let lease = match (state, r.lease_holder, r.lease_token, r.lease_expires_at) {
             (JobState::Leased, Some(holder), Some(token), Some(exp)) => Some(Lease {
                 holder,
@@ -84,6 +88,7 @@ impl TryFrom<JobRow> for Job {
             result_type: ResultType::parse(&r.result_type),
             error: r.error,
             lease,
+            last_holder,
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
             completed_at: r.completed_at.map(from_ms),
@@ -134,4 +139,106 @@ pub(crate) struct IdempotencyRow {
     pub(crate) request_hash: String,
     pub(crate) response_status: i64,
     pub(crate) response_body: String,
+}
+
+/// One `gov_traces` row, in `sql::TRACE_GET` column order.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TraceRow {
+    pub(crate) id: String,
+    pub(crate) tenant: String,
+    pub(crate) kind: String,
+    pub(crate) decision: String,
+    pub(crate) reason: String,
+    pub(crate) risk_score: f64,
+    pub(crate) policy: String,
+    pub(crate) matched_rules: String,
+    pub(crate) violations: String,
+    pub(crate) mode: String,
+    pub(crate) budget: f64,
+    pub(crate) status: String,
+    pub(crate) job_id: Option<String>,
+    pub(crate) topic: Option<String>,
+    pub(crate) worker: Option<String>,
+    pub(crate) latency_ms: f64,
+    pub(crate) created_at: i64,
+    pub(crate) settled_at: Option<i64>,
+}
+
+impl TryFrom<TraceRow> for Trace {
+    type Error = StoreError;
+
+    fn try_from(r: TraceRow) -> Result<Self, StoreError> {
+        let corrupt =
+            |col: &str, e: serde_json::Error| StoreError::Corrupt(format!("gov_traces.{col}: {e}"));
+        Ok(Self {
+            matched_rules: serde_json::from_str(&r.matched_rules)
+                .map_err(|e| corrupt("matched_rules", e))?,
+            violations: serde_json::from_str(&r.violations)
+                .map_err(|e| corrupt("violations", e))?,
+            id: r.id,
+            tenant: r.tenant,
+            kind: r.kind,
+            decision: r.decision,
+            reason: r.reason,
+            risk_score: r.risk_score,
+            policy: r.policy,
+            mode: r.mode,
+            budget: r.budget,
+            status: r.status,
+            job_id: r.job_id,
+            topic: r.topic,
+            worker: r.worker,
+            latency_ms: r.latency_ms,
+            created_at: from_ms(r.created_at),
+            settled_at: r.settled_at.map(from_ms),
+        })
+    }
+}
+
+/// One `secrets` row, in `sql::SECRET_GET` column order.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SecretRow {
+    pub(crate) tenant: String,
+    pub(crate) name: String,
+    pub(crate) provider: String,
+    pub(crate) allowed_tools: String,
+    pub(crate) ciphertext: String,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
+impl TryFrom<SecretRow> for Secret {
+    type Error = StoreError;
+
+    fn try_from(r: SecretRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            allowed_tools: serde_json::from_str(&r.allowed_tools)
+                .map_err(|e| StoreError::Corrupt(format!("secrets.allowed_tools: {e}")))?,
+            tenant: r.tenant,
+            name: r.name,
+            provider: r.provider,
+            ciphertext: r.ciphertext,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+/// The bind values of `sql::TRACE_INSERT`, shared by both drivers.
+pub(crate) struct TraceBinds {
+    pub(crate) matched_rules: String,
+    pub(crate) violations: String,
+    pub(crate) created_at: i64,
+    pub(crate) settled_at: Option<i64>,
+}
+
+impl TraceBinds {
+    pub(crate) fn of(t: &Trace) -> Self {
+        Self {
+            matched_rules: serde_json::to_string(&t.matched_rules).unwrap_or_else(|_| "[]".into()),
+            violations: t.violations.to_string(),
+            created_at: to_ms(t.created_at),
+            settled_at: t.settled_at.map(to_ms),
+        }
+    }
 }

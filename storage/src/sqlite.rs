@@ -23,21 +23,23 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{PollStep, poll_step, to_ms};
-use crate::row::{ApiKeyRow, JobRow};
+use crate::row::{ApiKeyRow, JobRow, SecretRow, TraceBinds, TraceRow};
 use crate::sql::{self, SQLITE_SQL};
 use crate::{
     ApiKey, ConnectOptions, DeviceCode, DeviceDecideParams, DevicePoll, DevicePollParams,
-    ExpiredLease, Job, JobCancelParams, JobClaimParams, JobCompleteParams, JobExtendParams,
-    JobFailParams, JobInsertOutcome, JobInsertParams, JobProgressParams, JobState, JobStore,
-    KvSetParams, NonceParams, Notifier, OAuthClient, PurgeParams, PurgeReport, Scope, StoreError,
-    StoreResult,
+    ExpiredLease, Job, JobCancelParams, JobChange, JobClaimParams, JobCompleteParams, JobEvent,
+    JobExtendParams, JobFailParams, JobInsertOutcome, JobInsertParams, JobProgressParams, JobState,
+    JobStore, KvSetParams, NonceParams, Notifier, OAuthClient, PurgeParams, PurgeReport, Scope,
+    StoreError, StoreResult,
 };
+use crate::{DecisionCount, Secret, Trace, TraceSettleParams};
 
 /// Schema migrations, applied in order, each once.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_progress.sql")),
     (3, include_str!("../migrations/sqlite/0003_oauth.sql")),
+    (4, include_str!("../migrations/sqlite/0004_governance.sql")),
 ];
 
 /// Most operations one group commit takes.
@@ -389,6 +391,16 @@ impl SqliteStore {
         &self.notifier
     }
 
+    /// Tells waiters of a watched job what happened to it (after the commit).
+    fn announce(&self, job: &Job, change: JobChange) {
+        if JobEvent::watched(job) {
+            self.notifier.job_event(JobEvent {
+                id: job.id.clone(),
+                change,
+            });
+        }
+    }
+
     /// Checkpoints the WAL into the main file. The threads end when the last
     /// clone of the store is dropped.
     pub async fn close(&self) {
@@ -542,6 +554,7 @@ impl JobStore for SqliteStore {
                 .ok_or(StoreError::LeaseLost)
             })
             .await
+            .inspect(|job| self.announce(job, JobChange::Settled(job.state)))
     }
 
     async fn job_fail(&self, p: JobFailParams) -> StoreResult<Job> {
@@ -572,6 +585,9 @@ impl JobStore for SqliteStore {
         if job.state == JobState::Open && to_ms(job.run_at) <= now {
             self.notifier.notify(&job.topic);
         }
+        if job.state.is_terminal() {
+            self.announce(&job, JobChange::Settled(job.state));
+        }
         Ok(job)
     }
 
@@ -588,6 +604,7 @@ impl JobStore for SqliteStore {
                 .ok_or(StoreError::LeaseLost)
             })
             .await
+            .inspect(|job| self.announce(job, JobChange::Progress(job.progress.clone())))
     }
 
     async fn job_extend(&self, p: JobExtendParams) -> StoreResult<Job> {
@@ -617,6 +634,7 @@ impl JobStore for SqliteStore {
                 Ok(before)
             })
             .await
+            .inspect(|before| self.announce(before, JobChange::Settled(JobState::Cancelled)))
     }
 
     async fn job_get(&self, id: &str, scope: &Scope) -> StoreResult<Option<Job>> {
@@ -700,6 +718,7 @@ impl JobStore for SqliteStore {
                     kv: exec(c, sql::PURGE_KV, &[&now])? as u64,
                     nonces: exec(c, sql::PURGE_NONCES, &[&now])? as u64,
                     idempotency: exec(c, sql::PURGE_IDEMPOTENCY, &[&now])? as u64,
+                    traces: exec(c, sql::PURGE_TRACES, &[&to_ms(p.completed_before)])? as u64,
                 })
             })
             .await
@@ -799,6 +818,151 @@ impl JobStore for SqliteStore {
                 exec(c, sql::SETTING_INSERT, &[&name, &value])?;
                 query_one(c, sql::SETTING_GET, &[&name], |r| r.get(0))?.ok_or(StoreError::NotFound)
             })
+            .await
+    }
+
+    async fn trace_insert(&self, t: Trace) -> StoreResult<()> {
+        self.writer
+            .run_one(move |c| {
+                let b = TraceBinds::of(&t);
+                exec(
+                    c,
+                    sql::TRACE_INSERT,
+                    &[
+                        &t.id,
+                        &t.tenant,
+                        &t.kind,
+                        &t.decision,
+                        &t.reason,
+                        &t.risk_score,
+                        &t.policy,
+                        &b.matched_rules,
+                        &b.violations,
+                        &t.mode,
+                        &t.budget,
+                        &t.status,
+                        &t.job_id,
+                        &t.topic,
+                        &t.worker,
+                        &t.latency_ms,
+                        &b.created_at,
+                        &b.settled_at,
+                    ],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn trace_settle(&self, p: TraceSettleParams) -> StoreResult<bool> {
+        self.writer
+            .run_one(move |c| {
+                let n = exec(
+                    c,
+                    sql::TRACE_SETTLE,
+                    &[&p.id, &p.status, &p.worker, &p.latency_ms, &now_ms(p.now)],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn trace_get(&self, id: &str, scope: &Scope) -> StoreResult<Option<Trace>> {
+        let (id, tenant) = (id.to_owned(), scope.tenant().map(str::to_owned));
+        self.reader
+            .run(move |c| {
+                query_one(c, sql::TRACE_GET, &[&id, &tenant], |r| {
+                    Ok(TraceRow {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        kind: r.get(2)?,
+                        decision: r.get(3)?,
+                        reason: r.get(4)?,
+                        risk_score: r.get(5)?,
+                        policy: r.get(6)?,
+                        matched_rules: r.get(7)?,
+                        violations: r.get(8)?,
+                        mode: r.get(9)?,
+                        budget: r.get(10)?,
+                        status: r.get(11)?,
+                        job_id: r.get(12)?,
+                        topic: r.get(13)?,
+                        worker: r.get(14)?,
+                        latency_ms: r.get(15)?,
+                        created_at: r.get(16)?,
+                        settled_at: r.get(17)?,
+                    })
+                })
+            })
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    async fn trace_counts(
+        &self,
+        scope: &Scope,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DecisionCount>> {
+        let tenant = scope.tenant().map(str::to_owned);
+        self.reader
+            .run(move |c| {
+                query(c, sql::TRACE_COUNTS, &[&tenant, &to_ms(since)], |r| {
+                    Ok(DecisionCount {
+                        decision: r.get(0)?,
+                        count: r.get(1)?,
+                    })
+                })
+            })
+            .await
+    }
+
+    async fn secret_put(&self, s: Secret) -> StoreResult<()> {
+        self.writer
+            .run_one(move |c| {
+                let tools = serde_json::to_string(&s.allowed_tools).unwrap_or_else(|_| "[]".into());
+                exec(
+                    c,
+                    sql::SECRET_PUT,
+                    &[
+                        &s.tenant,
+                        &s.name,
+                        &s.provider,
+                        &tools,
+                        &s.ciphertext,
+                        &to_ms(s.updated_at),
+                    ],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn secret_get(&self, tenant: &str, name: &str) -> StoreResult<Option<Secret>> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.reader
+            .run(move |c| {
+                query_one(c, sql::SECRET_GET, &[&tenant, &name], |r| {
+                    Ok(SecretRow {
+                        tenant: r.get(0)?,
+                        name: r.get(1)?,
+                        provider: r.get(2)?,
+                        allowed_tools: r.get(3)?,
+                        ciphertext: r.get(4)?,
+                        created_at: r.get(5)?,
+                        updated_at: r.get(6)?,
+                    })
+                })
+            })
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    async fn secret_delete(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.writer
+            .run_one(move |c| Ok(exec(c, sql::SECRET_DELETE, &[&tenant, &name])? == 1))
             .await
     }
 

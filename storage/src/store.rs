@@ -12,6 +12,7 @@ use crate::{
     JobInsertOutcome, JobInsertParams, JobProgressParams, KvSetParams, NonceParams, Notifier,
     OAuthClient, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
 };
+use crate::{DecisionCount, Secret, Trace, TraceSettleParams};
 
 /// The job store. Every method is one atomic unit: it commits entirely or not
 /// at all, and two concurrent calls never observe each other half-done.
@@ -165,6 +166,47 @@ pub trait JobStore: Send + Sync {
         name: &str,
         value: &str,
     ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    /// Records a governance trace. One insert.
+    fn trace_insert(&self, trace: Trace) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Settles a pending trace (final status, worker, latency). One statement:
+    /// `false`, and nothing changed, when the trace is unknown or already settled.
+    fn trace_settle(
+        &self,
+        params: TraceSettleParams,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Reads a trace visible to `scope` (a tenant sees only its own).
+    fn trace_get(
+        &self,
+        id: &str,
+        scope: &Scope,
+    ) -> impl Future<Output = StoreResult<Option<Trace>>> + Send;
+
+    /// Counts the traces of `scope` created after `since`, by decision. Read only.
+    fn trace_counts(
+        &self,
+        scope: &Scope,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Vec<DecisionCount>>> + Send;
+
+    /// Stores a secret, replacing one of the same tenant and name. One statement.
+    fn secret_put(&self, secret: Secret) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Reads a tenant's secret.
+    fn secret_get(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> impl Future<Output = StoreResult<Option<Secret>>> + Send;
+
+    /// Deletes a tenant's secret; `false` when there was none. One statement.
+    fn secret_delete(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// The store, with its driver chosen by the URL scheme.
@@ -294,6 +336,13 @@ delegate! {
     fn device_decide(&self, params: DeviceDecideParams) -> StoreResult<()>;
     fn device_poll(&self, params: DevicePollParams) -> StoreResult<DevicePoll>;
     fn oauth_client_get(&self, client_id: &str) -> StoreResult<Option<OAuthClient>>;
+    fn trace_insert(&self, trace: Trace) -> StoreResult<()>;
+    fn trace_settle(&self, params: TraceSettleParams) -> StoreResult<bool>;
+    fn trace_get(&self, id: &str, scope: &Scope) -> StoreResult<Option<Trace>>;
+    fn trace_counts(&self, scope: &Scope, since: DateTime<Utc>) -> StoreResult<Vec<DecisionCount>>;
+    fn secret_put(&self, secret: Secret) -> StoreResult<()>;
+    fn secret_get(&self, tenant: &str, name: &str) -> StoreResult<Option<Secret>>;
+    fn secret_delete(&self, tenant: &str, name: &str) -> StoreResult<bool>;
 }
 
 #[cfg(test)]

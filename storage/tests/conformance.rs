@@ -1084,6 +1084,306 @@ async fn device_flow(s: Store) {
     assert!(matches!(late, Err(StoreError::Conflict(_))));
 }
 
+async fn next_job_event(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<JobEvent>>,
+) -> JobEvent {
+    let ev = tokio::time::timeout(StdDuration::from_secs(10), rx.recv())
+        .await
+        .expect("job event in time")
+        .expect("channel open");
+    (*ev).clone()
+}
+
+async fn job_events_for_watched_jobs_only(s: Store) {
+    let mut rx = s.notifier().subscribe_jobs();
+    let now = Utc::now();
+    // An Intent Bus job settles silently on this channel.
+    let plain = insert_at(&s, new_job("a", "ev/plain"), now).await;
+    let leased = claim_one(&s, claim("a", Some("ev/plain"), "w1", now))
+        .await
+        .expect("claim");
+    s.job_complete(JobCompleteParams {
+        id: plain.id.clone(),
+        proof: LeaseProof::Token(claim_token_of(&leased)),
+        result: json!("x"),
+        result_type: ResultType::Json,
+        now: Some(now),
+    })
+    .await
+    .expect("complete");
+    // A governance run announces progress (with the report) then settlement,
+    // in order, and keeps who answered.
+    let mut run = new_job("a", "ev/run");
+    run.protocol = Protocol::Governance;
+    let run = insert_at(&s, run, now).await;
+    let leased = claim_one(&s, claim("a", Some("ev/run"), "w2", now))
+        .await
+        .expect("claim");
+    let token = claim_token_of(&leased);
+    for n in 1..=3 {
+        s.job_progress(JobProgressParams {
+            id: run.id.clone(),
+            proof: LeaseProof::Token(token.clone()),
+            progress: json!({"message": format!("step {n}")}),
+            now: Some(now),
+        })
+        .await
+        .expect("progress");
+    }
+    let done = s
+        .job_complete(JobCompleteParams {
+            id: run.id.clone(),
+            proof: LeaseProof::Token(token),
+            result: json!({"output": "ok"}),
+            result_type: ResultType::Json,
+            now: Some(now),
+        })
+        .await
+        .expect("complete");
+    assert_eq!(done.last_holder.as_deref(), Some("w2"));
+    for n in 1..=3 {
+        let ev = next_job_event(&mut rx).await;
+        assert_eq!(ev.id, run.id, "only the watched job is announced");
+        assert_eq!(
+            ev.change,
+            JobChange::Progress(Some(json!({"message": format!("step {n}")})))
+        );
+    }
+    let ev = next_job_event(&mut rx).await;
+    assert_eq!(
+        (ev.id.as_str(), ev.change),
+        (run.id.as_str(), JobChange::Settled(JobState::Fulfilled))
+    );
+
+    // Cancel and a terminal failure are settlements too; a retry is not.
+    let mut other = new_job("a", "ev/run");
+    other.protocol = Protocol::Governance;
+    let other = insert_at(&s, other, now).await;
+    s.job_cancel(JobCancelParams {
+        id: other.id.clone(),
+        scope: Scope::Tenant("a".into()),
+        reason: "timeout".into(),
+        now: Some(now),
+    })
+    .await
+    .expect("cancel");
+    let ev = next_job_event(&mut rx).await;
+    assert_eq!(
+        (ev.id.as_str(), ev.change),
+        (other.id.as_str(), JobChange::Settled(JobState::Cancelled))
+    );
+
+    let mut failing = new_job("a", "ev/run");
+    failing.protocol = Protocol::Governance;
+    failing.max_attempts = 2;
+    let failing = insert_at(&s, failing, now).await;
+    for (attempt, state) in [(1, JobState::Open), (2, JobState::Dead)] {
+        let at = now + Duration::hours(attempt);
+        let l = claim_one(&s, claim("a", Some("ev/run"), "w3", at))
+            .await
+            .expect("claim");
+        assert_eq!(l.id, failing.id);
+        let j = s
+            .job_fail(JobFailParams {
+                id: failing.id.clone(),
+                proof: LeaseProof::Token(claim_token_of(&l)),
+                error: "boom".into(),
+                terminal: false,
+                refund_attempt: false,
+                max_backoff_ms: 1000,
+                now: Some(at),
+            })
+            .await
+            .expect("fail");
+        assert_eq!(j.state, state);
+    }
+    let ev = next_job_event(&mut rx).await;
+    assert_eq!(
+        (ev.id.as_str(), ev.change),
+        (failing.id.as_str(), JobChange::Settled(JobState::Dead))
+    );
+    assert!(rx.try_recv().is_err(), "nothing else was announced");
+}
+
+fn trace(id: &str, tenant: &str, decision: &str, at: DateTime<Utc>) -> Trace {
+    Trace {
+        id: id.into(),
+        tenant: tenant.into(),
+        kind: "run".into(),
+        decision: decision.into(),
+        reason: "within policy".into(),
+        risk_score: 0.25,
+        policy: "default@abc".into(),
+        matched_rules: vec!["r1".into(), "r2".into()],
+        violations: json!([{"rule": "r1", "kind": "deny_pattern", "message": "m"}]),
+        mode: "balanced".into(),
+        budget: 0.5,
+        status: if decision == "BLOCK" {
+            "blocked"
+        } else {
+            "pending"
+        }
+        .into(),
+        job_id: (decision != "BLOCK").then(|| format!("job-{id}")),
+        topic: Some("gateway/run".into()),
+        worker: None,
+        latency_ms: 0.0,
+        created_at: at,
+        settled_at: None,
+    }
+}
+
+async fn traces_settle_scope_and_count(s: Store) {
+    let t = t0();
+    s.trace_insert(trace("t1", "acme", "ALLOW", t))
+        .await
+        .expect("insert");
+    s.trace_insert(trace("t2", "acme", "BLOCK", t + Duration::minutes(1)))
+        .await
+        .expect("insert");
+    s.trace_insert(trace("t3", "acme", "ALLOW", t + Duration::minutes(2)))
+        .await
+        .expect("insert");
+    s.trace_insert(trace("t4", "other", "THROTTLE", t + Duration::minutes(2)))
+        .await
+        .expect("insert");
+    assert!(
+        s.trace_insert(trace("t1", "acme", "ALLOW", t))
+            .await
+            .is_err(),
+        "ids are unique"
+    );
+
+    let got = s
+        .trace_get("t1", &Scope::Tenant("acme".into()))
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got, trace("t1", "acme", "ALLOW", t), "round trip");
+    assert_eq!(
+        s.trace_get("t1", &Scope::Tenant("other".into()))
+            .await
+            .expect("get"),
+        None
+    );
+    assert!(s.trace_get("t1", &Scope::All).await.expect("get").is_some());
+    assert_eq!(s.trace_get("nope", &Scope::All).await.expect("get"), None);
+
+    let settle = |status: &str| TraceSettleParams {
+        id: "t1".into(),
+        status: status.into(),
+        worker: Some("w-9".into()),
+        latency_ms: 12.5,
+        now: Some(t + Duration::seconds(3)),
+    };
+    assert!(s.trace_settle(settle("completed")).await.expect("settle"));
+    assert!(
+        !s.trace_settle(settle("timeout")).await.expect("settle"),
+        "settles once"
+    );
+    let got = s
+        .trace_get("t1", &Scope::All)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (
+            got.status.as_str(),
+            got.worker.as_deref(),
+            got.latency_ms,
+            got.settled_at
+        ),
+        (
+            "completed",
+            Some("w-9"),
+            12.5,
+            Some(t + Duration::seconds(3))
+        )
+    );
+
+    let counts = s
+        .trace_counts(&Scope::Tenant("acme".into()), t - Duration::seconds(1))
+        .await
+        .expect("counts");
+    let pairs: Vec<(String, i64)> = counts.into_iter().map(|c| (c.decision, c.count)).collect();
+    assert_eq!(pairs, vec![("ALLOW".into(), 2), ("BLOCK".into(), 1)]);
+    let recent = s
+        .trace_counts(&Scope::Tenant("acme".into()), t + Duration::seconds(90))
+        .await
+        .expect("counts");
+    assert_eq!(
+        recent,
+        vec![DecisionCount {
+            decision: "ALLOW".into(),
+            count: 1
+        }]
+    );
+    let all = s
+        .trace_counts(&Scope::All, t - Duration::seconds(1))
+        .await
+        .expect("counts");
+    assert_eq!(all.iter().map(|c| c.count).sum::<i64>(), 4);
+
+    // Retention: traces older than the cutoff go with the jobs.
+    let report = s
+        .jobs_purge(PurgeParams {
+            completed_before: t + Duration::seconds(90),
+            now: Some(t + Duration::days(30)),
+        })
+        .await
+        .expect("purge");
+    assert_eq!(report.traces, 2);
+    assert_eq!(s.trace_get("t1", &Scope::All).await.expect("get"), None);
+    assert!(s.trace_get("t3", &Scope::All).await.expect("get").is_some());
+}
+
+async fn secrets_per_tenant(s: Store) {
+    let t = t0();
+    let secret = |tenant: &str, value: &str, at| Secret {
+        tenant: tenant.into(),
+        name: "db".into(),
+        provider: "custom".into(),
+        allowed_tools: vec!["*".into()],
+        ciphertext: value.into(),
+        created_at: at,
+        updated_at: at,
+    };
+    s.secret_put(secret("acme", "c1", t)).await.expect("put");
+    s.secret_put(secret("other", "c2", t)).await.expect("put");
+    assert_eq!(
+        s.secret_get("acme", "db").await.expect("get"),
+        Some(secret("acme", "c1", t))
+    );
+    // Replacing keeps the creation time.
+    let later = t + Duration::hours(1);
+    s.secret_put(secret("acme", "c3", later))
+        .await
+        .expect("put");
+    let got = s
+        .secret_get("acme", "db")
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (got.ciphertext.as_str(), got.created_at, got.updated_at),
+        ("c3", t, later)
+    );
+    assert!(s.secret_delete("acme", "db").await.expect("delete"));
+    assert!(
+        !s.secret_delete("acme", "db").await.expect("delete"),
+        "gone"
+    );
+    assert_eq!(s.secret_get("acme", "db").await.expect("get"), None);
+    assert_eq!(
+        s.secret_get("other", "db")
+            .await
+            .expect("get")
+            .map(|x| x.ciphertext),
+        Some("c2".into())
+    );
+    assert_eq!(s.secret_get("acme", "missing").await.expect("get"), None);
+}
+
 // === stamping ===
 
 macro_rules! conformance {
@@ -1100,7 +1400,8 @@ macro_rules! conformance {
                 open_cap_per_tenant, idempotency_records, kv_with_ttl, nonce_replay_records,
                 retention_purge, api_keys_and_settings, wakeups_on_insert,
                 failing_operation_spares_concurrent_ones, progress_needs_the_live_lease, device_flow,
-                leases_by_holder);
+                leases_by_holder, job_events_for_watched_jobs_only,
+                traces_settle_scope_and_count, secrets_per_tenant);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {

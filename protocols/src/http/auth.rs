@@ -65,6 +65,8 @@ pub struct AuthSettings {
     pub jwt_secret: Vec<u8>,
     /// Required `aud` of bearer JWTs.
     pub jwt_audience: String,
+    /// Public keys of RS256 / EdDSA bearer JWTs (`[jwt]`).
+    pub jwt_keys: Vec<agw_config::JwtKey>,
 }
 
 /// Resolves API keys (cached: keys are immutable once created) and checks signatures.
@@ -211,13 +213,19 @@ impl Authenticator {
         });
         let principal = match (bearer, header_str(headers, "x-api-key")) {
             (Some(token), _) if token.matches('.').count() == 2 => {
-                let claims = super::jwt::decode(
+                let claims = super::jwt::decode_with(
                     &self.settings.jwt_secret,
+                    &self.settings.jwt_keys,
                     token,
                     &self.settings.jwt_audience,
                     Utc::now().timestamp(),
                 )
                 .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+                // A foreign issuer's tenant must be a name an API key owner could
+                // have (never empty, never the admin's reserved name).
+                crate::intent_bus::wire::owner_name(&claims.tenant).map_err(|_| {
+                    ApiError::Unauthorized("token tenant claim is not a valid tenant name".into())
+                })?;
                 Principal {
                     key_id: format!("jwt:{}", claims.sub),
                     tenant: claims.tenant,

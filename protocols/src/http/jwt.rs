@@ -1,11 +1,23 @@
-//! Bearer JWTs: HS256 only (RFC 7519 / 7515 compact form). Verification is
-//! strict — the header must say `HS256` (never `none`), the signature must
-//! match in constant time, `exp` must be in the future and `aud` must name
-//! the configured audience — and every failure is a 401.
+//! Bearer JWTs (RFC 7519 / 7515 compact form): HS256 with the gateway's
+//! secret (the tokens it mints), RS256 and EdDSA (Ed25519) with the public
+//! keys the operator configured (`[jwt]`, see [`agw_config::JwtSettings`]).
+//!
+//! Verification is strict and fails closed — every failure is a 401:
+//! - `alg` must be `HS256`, `RS256` or `EdDSA` (never `none`), and no `crit`
+//!   header;
+//! - with a `kid` the key is the one with that `kid` (none → refused) and its
+//!   type must fit `alg`; without one, every key of `alg`'s type is tried;
+//! - HS256 verifies only with the HMAC secret (in constant time), never with a
+//!   public key, so a token "signed" with a public key as the secret fails;
+//! - then `exp` must be in the future, `nbf` (if present) not in the future,
+//!   `aud` must name the configured audience, and `sub` / `tenant` must be
+//!   present.
 
+use agw_config::{JwtKey, KeyMaterial};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
+use ring::signature::{self as sig, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -18,7 +30,8 @@ pub struct Claims {
     pub tenant: String,
     /// Audience (`bigbrain` by default).
     pub aud: Audience,
-    /// Issued at, Unix seconds.
+    /// Issued at, Unix seconds (0 when a foreign issuer left it out).
+    #[serde(default)]
     pub iat: i64,
     /// Expiry, Unix seconds.
     pub exp: i64,
@@ -49,15 +62,22 @@ pub enum JwtError {
     /// Not three base64url parts of JSON.
     #[error("malformed token")]
     Malformed,
-    /// `alg` is not HS256.
-    #[error("unsupported token algorithm (HS256 required)")]
+    /// `alg` is not HS256, RS256 or EdDSA, no key of that type is
+    /// configured, or the `kid` names a key of another type.
+    #[error("unsupported token algorithm")]
     Algorithm,
+    /// The `kid` names no configured key.
+    #[error("unknown token key")]
+    UnknownKey,
     /// Signature mismatch.
     #[error("bad token signature")]
     Signature,
     /// `exp` has passed.
     #[error("token expired")]
     Expired,
+    /// `nbf` is still in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
     /// `aud` does not name this gateway.
     #[error("token audience mismatch")]
     Audience,
@@ -79,8 +99,20 @@ pub fn encode(secret: &[u8], claims: &Claims) -> String {
     format!("{input}.{sig}")
 }
 
-/// Verifies a token at `now` (Unix seconds) for `audience`.
+/// Verifies an HS256 token at `now` (Unix seconds) for `audience`.
 pub fn decode(secret: &[u8], token: &str, audience: &str, now: i64) -> Result<Claims, JwtError> {
+    decode_with(secret, &[], token, audience, now)
+}
+
+/// Verifies a token at `now` (Unix seconds) for `audience`: HS256 with
+/// `secret`, RS256 / EdDSA with `public_keys`.
+pub fn decode_with(
+    secret: &[u8],
+    public_keys: &[JwtKey],
+    token: &str,
+    audience: &str,
+    now: i64,
+) -> Result<Claims, JwtError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -90,31 +122,80 @@ pub fn decode(secret: &[u8], token: &str, audience: &str, now: i64) -> Result<Cl
     #[derive(Deserialize)]
     struct Header {
         alg: String,
+        kid: Option<String>,
+        crit: Option<serde_json::Value>,
     }
     let header: Header = B64
         .decode(h)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(JwtError::Malformed)?;
-    if header.alg != "HS256" {
+    if header.crit.is_some() {
+        // RFC 7515 §4.1.11: extensions this verifier does not know must refuse.
+        return Err(JwtError::Malformed);
+    }
+    let alg = header.alg.as_str();
+    if !matches!(alg, "HS256" | "RS256" | "EdDSA") {
         return Err(JwtError::Algorithm);
     }
-    let sig = B64.decode(s).map_err(|_| JwtError::Malformed)?;
-    mac(secret, &format!("{h}.{p}"))
-        .verify_slice(&sig)
-        .map_err(|_| JwtError::Signature)?;
-    let claims: Claims = B64
-        .decode(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(JwtError::Malformed)?;
+    let signature = B64.decode(s).map_err(|_| JwtError::Malformed)?;
+    let input = format!("{h}.{p}");
+    if let Some(kid) = &header.kid {
+        let key = public_keys
+            .iter()
+            .find(|k| k.kid.as_deref() == Some(kid.as_str()))
+            .ok_or(JwtError::UnknownKey)?;
+        if key.material.alg() != alg {
+            return Err(JwtError::Algorithm);
+        }
+        if !verify(&key.material, input.as_bytes(), &signature) {
+            return Err(JwtError::Signature);
+        }
+    } else if alg == "HS256" {
+        mac(secret, &input)
+            .verify_slice(&signature)
+            .map_err(|_| JwtError::Signature)?;
+    } else {
+        let mut candidates = public_keys
+            .iter()
+            .filter(|k| k.material.alg() == alg)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(JwtError::Algorithm);
+        }
+        if !candidates.any(|k| verify(&k.material, input.as_bytes(), &signature)) {
+            return Err(JwtError::Signature);
+        }
+    }
+    #[derive(Deserialize)]
+    struct Times {
+        nbf: Option<i64>,
+    }
+    let payload = B64.decode(p).map_err(|_| JwtError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
+    let times: Times = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
     if claims.exp <= now {
         return Err(JwtError::Expired);
+    }
+    if times.nbf.is_some_and(|nbf| nbf > now) {
+        return Err(JwtError::NotYetValid);
     }
     if !claims.aud.contains(audience) {
         return Err(JwtError::Audience);
     }
     Ok(claims)
+}
+
+/// RS256 (RSASSA-PKCS1-v1_5 with SHA-256) or Ed25519 over `msg`.
+fn verify(key: &KeyMaterial, msg: &[u8], signature: &[u8]) -> bool {
+    match key {
+        KeyMaterial::Rsa { n, e } => RsaPublicKeyComponents { n, e }
+            .verify(&sig::RSA_PKCS1_2048_8192_SHA256, msg, signature)
+            .is_ok(),
+        KeyMaterial::Ed25519(x) => UnparsedPublicKey::new(&sig::ED25519, x)
+            .verify(msg, signature)
+            .is_ok(),
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +264,236 @@ mod tests {
             ..claims(100)
         };
         assert!(decode(b"k", &encode(b"k", &c), "bigbrain", 1).is_ok());
+    }
+}
+
+/// RS256 / EdDSA against keys and tokens made independently (PyJWT +
+/// cryptography, `protocols/tests/fixtures/jwt/generate.py`).
+#[cfg(test)]
+mod public_key_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+    const SECRET: &[u8] = b"gateway-secret";
+    const RSA_PEM: &str = include_str!("../../tests/fixtures/jwt/rsa.pem");
+    const ED_PEM: &str = include_str!("../../tests/fixtures/jwt/ed25519.pem");
+    const JWKS: &str = include_str!("../../tests/fixtures/jwt/jwks.json");
+
+    fn token(name: &str) -> String {
+        let all: HashMap<String, String> =
+            serde_json::from_str(include_str!("../../tests/fixtures/jwt/tokens.json")).unwrap();
+        all.get(name)
+            .unwrap_or_else(|| panic!("no token {name}"))
+            .clone()
+    }
+
+    fn pem(text: &str) -> Vec<JwtKey> {
+        agw_config::parse_pem(text)
+            .unwrap()
+            .into_iter()
+            .map(|material| JwtKey {
+                kid: None,
+                source: "pem".into(),
+                material,
+            })
+            .collect()
+    }
+
+    fn jwks() -> Vec<JwtKey> {
+        agw_config::parse_jwks("jwks.json", JWKS).unwrap()
+    }
+
+    fn both_pems() -> Vec<JwtKey> {
+        [pem(RSA_PEM), pem(ED_PEM)].concat()
+    }
+
+    fn check(keys: &[JwtKey], name: &str) -> Result<Claims, JwtError> {
+        decode_with(SECRET, keys, &token(name), "bigbrain", NOW)
+    }
+
+    fn acme() -> Claims {
+        Claims {
+            sub: "n1".into(),
+            tenant: "acme".into(),
+            aud: Audience::One("bigbrain".into()),
+            iat: 1_700_000_000,
+            exp: 4_102_444_800,
+        }
+    }
+
+    fn rebuilt(header: &str, token: &str) -> String {
+        let (_, rest) = token.split_once('.').unwrap();
+        format!("{}.{rest}", B64.encode(header))
+    }
+
+    #[test]
+    fn rs256_and_eddsa_verify_with_pem_keys() {
+        assert_eq!(check(&pem(RSA_PEM), "rs256"), Ok(acme()));
+        assert_eq!(check(&pem(ED_PEM), "eddsa"), Ok(acme()));
+        assert_eq!(check(&both_pems(), "rs256"), Ok(acme()));
+        assert_eq!(check(&both_pems(), "eddsa"), Ok(acme()));
+        // No key of the token's type configured.
+        assert_eq!(check(&pem(ED_PEM), "rs256"), Err(JwtError::Algorithm));
+        assert_eq!(check(&pem(RSA_PEM), "eddsa"), Err(JwtError::Algorithm));
+        assert_eq!(check(&[], "rs256"), Err(JwtError::Algorithm));
+        // PEM keys have no kid, so a token naming one finds no key.
+        assert_eq!(check(&both_pems(), "rs256_kid"), Err(JwtError::UnknownKey));
+    }
+
+    #[test]
+    fn jwks_keys_are_picked_by_kid_or_by_alg() {
+        assert_eq!(check(&jwks(), "rs256_kid"), Ok(acme()));
+        assert_eq!(check(&jwks(), "eddsa_kid"), Ok(acme()));
+        assert_eq!(check(&jwks(), "rs256"), Ok(acme()));
+        assert_eq!(check(&jwks(), "eddsa"), Ok(acme()));
+        let listed = check(&jwks(), "rs256_aud_list").unwrap();
+        assert_eq!(
+            listed.aud,
+            Audience::Many(vec!["other".into(), "bigbrain".into()])
+        );
+        // HS256 tokens of the gateway keep working next to public keys.
+        let own = encode(SECRET, &acme());
+        assert_eq!(
+            decode_with(SECRET, &jwks(), &own, "bigbrain", NOW),
+            Ok(acme())
+        );
+    }
+
+    #[test]
+    fn unknown_kid_and_wrong_keys_are_refused() {
+        assert_eq!(
+            check(&jwks(), "rs256_unknown_kid"),
+            Err(JwtError::UnknownKey)
+        );
+        // The `use: enc` key of the set is never a verification key.
+        assert_eq!(
+            check(&jwks(), "rs256_enc_key_kid"),
+            Err(JwtError::UnknownKey)
+        );
+        assert_eq!(
+            check(&pem(RSA_PEM), "rs256_wrong_key"),
+            Err(JwtError::Signature)
+        );
+        assert_eq!(
+            check(&pem(ED_PEM), "eddsa_wrong_key"),
+            Err(JwtError::Signature)
+        );
+        assert_eq!(check(&jwks(), "rs256_wrong_key"), Err(JwtError::Signature));
+        assert_eq!(
+            check(&jwks(), "rs256_wrong_key_kid"),
+            Err(JwtError::Signature)
+        );
+    }
+
+    #[test]
+    fn alg_must_fit_the_key_type() {
+        assert_eq!(
+            check(&jwks(), "eddsa_header_rsa_kid"),
+            Err(JwtError::Algorithm)
+        );
+        assert_eq!(
+            check(&jwks(), "rs256_header_ed_kid"),
+            Err(JwtError::Algorithm)
+        );
+        for name in ["rs256_alg_ps256", "rs256_alg_rs512"] {
+            assert_eq!(check(&jwks(), name), Err(JwtError::Algorithm), "{name}");
+        }
+        // A valid RS256 signature relabelled EdDSA (and back) fails.
+        let rs = token("rs256");
+        let as_ed = rebuilt(r#"{"alg":"EdDSA"}"#, &rs);
+        assert_eq!(
+            decode_with(SECRET, &both_pems(), &as_ed, "bigbrain", NOW),
+            Err(JwtError::Signature)
+        );
+        // alg none, with or without a kid, and HS256 naming a public key's kid.
+        for header in [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"none","kid":"rsa-1"}"#,
+            r#"{"alg":"RS256 "}"#,
+        ] {
+            let forged = rebuilt(header, &rs);
+            assert_eq!(
+                decode_with(SECRET, &jwks(), &forged, "bigbrain", NOW),
+                Err(JwtError::Algorithm),
+                "{header}"
+            );
+        }
+        let hs = encode(SECRET, &acme());
+        let with_kid = rebuilt(r#"{"alg":"HS256","kid":"rsa-1"}"#, &hs);
+        assert_eq!(
+            decode_with(SECRET, &jwks(), &with_kid, "bigbrain", NOW),
+            Err(JwtError::Algorithm)
+        );
+        // Unknown critical header extensions.
+        let crit = rebuilt(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#, &rs);
+        assert_eq!(
+            decode_with(SECRET, &jwks(), &crit, "bigbrain", NOW),
+            Err(JwtError::Malformed)
+        );
+    }
+
+    #[test]
+    fn hs256_signed_with_a_public_key_as_secret_is_refused() {
+        for name in [
+            "hs256_rsa_pem_secret",
+            "hs256_rsa_der_secret",
+            "hs256_ed_pem_secret",
+        ] {
+            for keys in [jwks(), both_pems()] {
+                assert_eq!(check(&keys, name), Err(JwtError::Signature), "{name}");
+            }
+        }
+        // Sanity: the token really is HMAC-SHA256 keyed with the PEM text.
+        assert_eq!(
+            decode(
+                RSA_PEM.as_bytes(),
+                &token("hs256_rsa_pem_secret"),
+                "bigbrain",
+                NOW
+            ),
+            Ok(acme())
+        );
+    }
+
+    #[test]
+    fn claims_are_checked_after_the_signature() {
+        for name in ["rs256_expired", "eddsa_expired"] {
+            assert_eq!(check(&jwks(), name), Err(JwtError::Expired), "{name}");
+        }
+        for name in ["rs256_wrong_aud", "eddsa_wrong_aud"] {
+            assert_eq!(check(&jwks(), name), Err(JwtError::Audience), "{name}");
+        }
+        assert_eq!(check(&jwks(), "rs256_nbf_2099"), Err(JwtError::NotYetValid));
+        assert!(
+            decode_with(
+                SECRET,
+                &jwks(),
+                &token("rs256_nbf_2099"),
+                "bigbrain",
+                4_080_000_000
+            )
+            .is_ok()
+        );
+        assert_eq!(check(&jwks(), "rs256_no_tenant"), Err(JwtError::Malformed));
+        // Another tenant in the payload breaks the signature.
+        for name in ["rs256_kid", "eddsa"] {
+            let t = token(name);
+            let mut parts: Vec<&str> = t.split('.').collect();
+            let forged = B64.encode(
+                serde_json::to_vec(&Claims {
+                    tenant: "evil".into(),
+                    ..acme()
+                })
+                .unwrap(),
+            );
+            parts[1] = &forged;
+            assert_eq!(
+                decode_with(SECRET, &jwks(), &parts.join("."), "bigbrain", NOW),
+                Err(JwtError::Signature),
+                "{name}"
+            );
+        }
     }
 }

@@ -5,6 +5,10 @@ Environment read here:
   AGW_E2E_STORE     sqlite (default) | postgres
   AGW_TEST_PG_URL   admin database URL, required for the postgres store; a fresh
                     database is created per gateway instance and dropped after
+
+A gateway may also get a config file (`config=` TOML text): it is written to
+its work dir and named by AGW_CONFIG; write_config() replaces it later (the
+governance suite's hot-reload tests).
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ class PgDatabase:
 class Gateway:
     """Handle on one running gateway process."""
 
-    def __init__(self, settings: Optional[Dict[str, str]] = None, name: str = "gw"):
+    def __init__(self, settings: Optional[Dict[str, str]] = None, name: str = "gw",
+                 config: Optional[str] = None):
         self.name = name
         self.admin_key = "adm_" + secrets.token_hex(16)
         self.jwt_secret = "jwt_" + secrets.token_hex(24)
@@ -122,6 +127,27 @@ class Gateway:
         self.database_url: Optional[str] = None
         self.env: Dict[str, str] = {}  # the daemon's exact environment (for cli() / restart())
         self._owner_seq = 0
+        self.config_path: Optional[Path] = None
+        if config is not None:
+            self.config_path = self.workdir / "agent-gateway.toml"
+            self.write_config(config)
+            self.settings["AGW_CONFIG"] = str(self.config_path)
+
+    def write_config(self, text: str, keep_mtime: bool = False) -> None:
+        """Replace the config file atomically (write + rename: a reader never sees half
+        a file). Its mtime differs from the old file's, unless keep_mtime (then only a
+        SIGHUP, not the mtime poll, tells the daemon to read it)."""
+        assert self.config_path is not None, "write_config() needs a gateway started with config="
+        old = self.config_path.stat().st_mtime_ns if self.config_path.exists() else None
+        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        if old is not None:
+            new = tmp.stat().st_mtime_ns
+            if keep_mtime:
+                os.utime(tmp, ns=(old, old))
+            elif new <= old:
+                os.utime(tmp, ns=(old + 1_000_000, old + 1_000_000))
+        os.replace(tmp, self.config_path)
 
     # -- lifecycle -----------------------------------------------------------
     def _database_url(self) -> str:
@@ -332,11 +358,13 @@ def remove_work_dirs(exitstatus) -> None:
 
 
 @contextmanager
-def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw") -> Iterator[Gateway]:
-    """Start a gateway, yield it, SIGTERM it and require a clean exit (code 0)."""
+def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
+                    config: Optional[str] = None) -> Iterator[Gateway]:
+    """Start a gateway (with `config` as its config file, if given), yield it,
+    SIGTERM it and require a clean exit (code 0)."""
     import pytest
 
-    g = Gateway(settings, name=name)
+    g = Gateway(settings, name=name, config=config)
     ALL_GATEWAYS.append(g)
     g.start()
     try:
