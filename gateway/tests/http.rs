@@ -516,3 +516,214 @@ async fn kv_validation_and_isolation() {
         "not_found",
     );
 }
+
+// === governance ===
+
+fn bearer(key: &str, method: &str, path: &str, body: Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .header("user-agent", "HestiaOS-SDK/0.1.0")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// A worker that claims the next `gateway/run` job through the store and
+/// answers `{"output": "echo: <input>"}`.
+async fn serve_one_run(store: Store, tenant: &str) -> agw_storage::Job {
+    let mut rx = store.notifier().subscribe();
+    loop {
+        let claimed = store
+            .job_claim(agw_storage::JobClaimParams {
+                scope: Scope::Tenant(tenant.into()),
+                topic: Some("gateway/run".into()),
+                namespace: Some("default".into()),
+                publisher: None,
+                worker_id: "w-test".into(),
+                holder_key: None,
+                capabilities: vec![],
+                on_behalf_of: None,
+                lease_ms: 30_000,
+                now: None,
+            })
+            .await
+            .unwrap();
+        if let Some(job) = claimed {
+            let text = format!("echo: {}", job.input["input"].as_str().unwrap());
+            return store
+                .job_complete(agw_storage::JobCompleteParams {
+                    id: job.id.clone(),
+                    proof: agw_storage::LeaseProof::Token(job.lease.unwrap().token),
+                    result: json!({"output": text}),
+                    result_type: agw_storage::ResultType::Json,
+                    now: None,
+                })
+                .await
+                .unwrap();
+        }
+        rx.recv().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn governed_run_is_a_job_answered_by_a_worker() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let worker = tokio::spawn(serve_one_run(h.store.clone(), "acme"));
+    let r = h
+        .send(bearer(
+            &key,
+            "POST",
+            "/api/v1/run",
+            json!({"input": "hi", "context": {"mode_hint": "fast"}}),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.headers["connection"], "close",
+        "HestiaOS SDK connections close"
+    );
+    let keys: Vec<&str> = r
+        .json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 6, "exact RunResponse fields: {keys:?}");
+    assert_eq!(
+        (r.json["result"].as_str(), r.json["output"].as_str()),
+        (Some("ALLOW"), Some("echo: hi"))
+    );
+    assert_eq!(
+        (r.json["mode"].as_str(), r.json["budget"].as_f64()),
+        (Some("fast"), Some(0.25))
+    );
+    let job = worker.await.unwrap();
+    assert_eq!(
+        job.input["trace_id"], r.json["trace_id"],
+        "the worker saw the trace id"
+    );
+    let trace_id = r.json["trace_id"].as_str().unwrap();
+    let t = h
+        .send(bearer(
+            &key,
+            "GET",
+            &format!("/api/governance/trace/{trace_id}"),
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(t.status, StatusCode::OK);
+    assert_eq!(
+        (
+            t.json["status"].as_str(),
+            t.json["worker"].as_str(),
+            t.json["job_id"].as_str()
+        ),
+        (Some("completed"), Some("w-test"), Some(job.id.as_str()))
+    );
+    let other = h.tenant_key("other").await;
+    let foreign = h
+        .send(bearer(
+            &other,
+            "GET",
+            &format!("/api/governance/trace/{trace_id}"),
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn blocked_invalid_and_timed_out_runs() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    // Oversize input: blocked by policy, traced, nothing enqueued.
+    let big = "x".repeat(40_000);
+    let r = h
+        .send(bearer(&key, "POST", "/api/v1/run", json!({"input": big})))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+    assert_eq!(r.json["error"], "governance_block");
+    let t = h
+        .send(bearer(
+            &key,
+            "GET",
+            &format!(
+                "/api/governance/trace/{}",
+                r.json["trace_id"].as_str().unwrap()
+            ),
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(
+        (
+            t.json["decision"].as_str(),
+            t.json["matched_rules"][0].as_str()
+        ),
+        (Some("BLOCK"), Some("max-input-size"))
+    );
+    // Malformed bodies: 422, nothing enqueued; unknown agent: 404.
+    for body in [
+        json!({}),
+        json!({"input": 1}),
+        json!({"input": "x", "context": {"mode_hint": "max"}}),
+    ] {
+        let r = h.send(bearer(&key, "POST", "/api/v1/run", body)).await;
+        assert_eq!(
+            (r.status, r.json["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input"))
+        );
+    }
+    let r = h
+        .send(bearer(
+            &key,
+            "POST",
+            "/api/v1/run",
+            json!({"input": "x", "context": {"agent_id": "ghost"}}),
+        ))
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_agent"))
+    );
+    assert_eq!(
+        h.store.jobs_count_open(&Scope::All).await.unwrap(),
+        0,
+        "nothing enqueued"
+    );
+    // No worker: 504 after the timeout, and the job is cancelled.
+    let r = h
+        .send(bearer(
+            &key,
+            "POST",
+            "/api/v1/run",
+            json!({"input": "x", "options": {"timeout_ms": 50}}),
+        ))
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"].as_str()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
+    );
+    let t = h
+        .send(bearer(
+            &key,
+            "GET",
+            &format!(
+                "/api/governance/trace/{}",
+                r.json["trace_id"].as_str().unwrap()
+            ),
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(t.json["status"], "timeout");
+    let job = h
+        .store
+        .job_get(t.json["job_id"].as_str().unwrap(), &Scope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, agw_storage::JobState::Cancelled);
+    assert_eq!(h.store.jobs_count_open(&Scope::All).await.unwrap(), 0);
+}

@@ -326,7 +326,13 @@ impl Dispatch {
                     Ok(_) => continue,
                     // Missed wake-ups: look at the job itself.
                     Err(broadcast::error::RecvError::Lagged(_)) => None,
-                    Err(broadcast::error::RecvError::Closed) => None,
+                    // The store is closing: no more wake-ups; fall back to
+                    // the periodic re-check instead of spinning.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        let left = self.deadline.saturating_duration_since(Instant::now());
+                        tokio::time::sleep(SAFETY_RECHECK.min(left)).await;
+                        None
+                    }
                 },
                 () = tokio::time::sleep_until(self.deadline) => {
                     return self.time_out(s).await.map(Step::Done);
