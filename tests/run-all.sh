@@ -7,7 +7,8 @@
 #      conformance suite on SQLite and on PostgreSQL — a fresh database per case);
 #   4. runs the pytest end-to-end suites with the pinned real SDKs (own venvs)
 #      against the built binary, on SQLite and on PostgreSQL: Intent Bus
-#      (intent-bus 1.3.2 and 2.1.2) and neurons (holokai-neuron-sdk 0.1.1 and 0.2.0).
+#      (intent-bus 1.3.2 and 2.1.2), neurons (holokai-neuron-sdk 0.1.1 and 0.2.0)
+#      and governance (hestiaos 1.0.1).
 #
 #   tests/run-all.sh            setup + everything
 #   tests/run-all.sh --setup    setup only (PostgreSQL, build, venvs)
@@ -65,6 +66,7 @@ build
 if [ "$SETUP_ONLY" = 1 ]; then
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_neuron/run.sh
+  AGW_E2E_SETUP_ONLY=1 bash tests/e2e_governance/run.sh
   say "setup done"
   exit 0
 fi
@@ -80,5 +82,6 @@ say "End-to-end suites with the real SDKs (SQLite and PostgreSQL)"
 status=0
 bash tests/e2e/run.sh || status=1
 bash tests/e2e_neuron/run.sh || status=1
+bash tests/e2e_governance/run.sh || status=1
 [ "$status" = 0 ] || { echo "end-to-end suites failed" >&2; exit 1; }
 say "all tests passed"

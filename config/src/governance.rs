@@ -150,7 +150,7 @@ impl Governance {
             Some(v) => v
                 .clone()
                 .try_into::<Self>()
-                .map_err(|e| ConfigError(vec![format!("invalid governance: {}", e.message())]))?,
+                .map_err(|e| ConfigError(vec![format!("invalid governance: {e}")]))?,
         };
         gov.validate()?;
         Ok(gov)
@@ -360,5 +360,10 @@ mod tests {
         }
         let typo = parse("[governance.policy]\nmax_input_byte = 3\n").unwrap_err();
         assert!(typo.to_string().contains("max_input_byte"), "{typo}");
+        let mistyped = parse("[governance.policy]\nmax_input_bytes = \"lots\"\n").unwrap_err();
+        assert!(
+            mistyped.to_string().contains("max_input_bytes"),
+            "{mistyped}"
+        );
     }
 }

@@ -339,7 +339,7 @@ async fn drive_stream(mut guard: StreamGuard, tx: mpsc::Sender<Event>) {
                     ),
                     other => {
                         let (code, message) = match other {
-                            Outcome::Failed { message } => ("WORKER_FAILED", message),
+                            Outcome::Failed { message, .. } => ("WORKER_FAILED", message),
                             Outcome::TimedOut => (
                                 "TIMEOUT",
                                 format!(
@@ -444,7 +444,7 @@ async fn agent_run(
     };
     let (status, output, error) = match d.wait(&s).await? {
         Outcome::Completed { output, .. } => ("COMPLETED", output, None),
-        Outcome::Failed { message } => ("FAILED", None, Some(message)),
+        Outcome::Failed { message, .. } => ("FAILED", None, Some(message)),
         other @ (Outcome::TimedOut | Outcome::Cancelled) => {
             return Err(other.into_error(&d).err().unwrap_or(GovError::Cancelled {
                 trace_id: d.trace_id.clone(),
@@ -483,7 +483,6 @@ pub fn trace_view(t: &Trace) -> Value {
         "job_id": t.job_id,
         "topic": t.topic,
         "worker": t.worker,
-        "settled_at": t.settled_at.map(iso),
         "events": format!("/api/v1/events?correlation_id={}", t.id),
     })
 }

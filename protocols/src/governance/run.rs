@@ -131,6 +131,8 @@ pub enum Outcome {
     Failed {
         /// The worker's error.
         message: String,
+        /// Who failed it.
+        worker: Option<String>,
     },
     /// Nobody answered in time; the job was cancelled.
     TimedOut,
@@ -154,7 +156,7 @@ impl Outcome {
         let trace_id = d.trace_id.clone();
         match self {
             Self::Completed { output, .. } => Ok(output),
-            Self::Failed { message } => Err(GovError::WorkerFailed { trace_id, message }),
+            Self::Failed { message, .. } => Err(GovError::WorkerFailed { trace_id, message }),
             Self::TimedOut => Err(GovError::Timeout {
                 trace_id,
                 timeout_ms: d.timeout_ms,
@@ -266,7 +268,9 @@ pub async fn admit(
                 required_capability: None,
                 on_behalf_of: None,
                 input,
-                metadata: Some(json!({"trace_id": trace_id, "kind": spec.kind.as_str()})),
+                metadata: crate::http::trace::with_traceparent(Some(
+                    json!({"trace_id": trace_id, "kind": spec.kind.as_str()}),
+                )),
             },
             idempotency: None,
             max_open_per_tenant: (cap > 0 && !p.is_admin()).then_some(cap),
@@ -410,8 +414,8 @@ impl Dispatch {
     async fn finish(&mut self, s: &GovernanceState, outcome: Outcome) -> Result<Outcome, GovError> {
         self.finished = true;
         let worker = match &outcome {
-            Outcome::Completed { worker, .. } => worker.clone(),
-            _ => None,
+            Outcome::Completed { worker, .. } | Outcome::Failed { worker, .. } => worker.clone(),
+            Outcome::TimedOut | Outcome::Cancelled => None,
         };
         s.store
             .trace_settle(TraceSettleParams {
@@ -451,6 +455,7 @@ fn outcome_of(job: &Job) -> Outcome {
         },
         JobState::Dead => Outcome::Failed {
             message: job.error.clone().unwrap_or_else(|| "worker failed".into()),
+            worker: job.last_holder.clone(),
         },
         JobState::Cancelled | JobState::Open | JobState::Leased => Outcome::Cancelled,
     }
