@@ -71,7 +71,7 @@ impl KeyMaterial {
 impl super::Loader<'_> {
     /// A list key: a TOML array of strings (or one comma-separated string) in
     /// the file, a comma-separated string in the environment. Blank items are dropped.
-    fn list(&mut self, section: &str, key: &str) -> Vec<String> {
+    pub(crate) fn list(&mut self, section: &str, key: &str) -> Vec<String> {
         let dotted = format!("{section}.{key}");
         let var = format!("AGW_{}", dotted.replace('.', "_").to_uppercase());
         self.known.insert(dotted.clone());

@@ -81,6 +81,46 @@ pub struct Config {
     pub secrets_key: Option<String>,
     /// Governance routing and policy (file only, hot-reloadable).
     pub governance: Governance,
+    /// Execution events (`[events]`).
+    pub events: EventsSettings,
+}
+
+/// Execution event settings (`[events]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsSettings {
+    /// Write a signed event per settled dispatch (`enabled`).
+    pub enabled: bool,
+    /// Payload capture: `full`, `redacted` or `off`.
+    pub capture: String,
+    /// Keys whose values are replaced when capture is `redacted` (case-insensitive).
+    pub redact_keys: Vec<String>,
+    /// This gateway instance's name in events (`instance_id`; key id `<instance_id>:k1`).
+    pub instance_id: String,
+    /// File holding the instance's Ed25519 seed (base64); created on first
+    /// start. Unset: the seed is generated once and kept in the store.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Keys redacted from captured payloads unless configured otherwise.
+pub const DEFAULT_REDACT_KEYS: [&str; 5] =
+    ["api_key", "token", "secret", "password", "authorization"];
+
+/// The default instance id: the host name, reduced to `[A-Za-z0-9._-]`.
+pub fn default_instance_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let clean: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    if clean.is_empty() {
+        "agent-gateway".to_owned()
+    } else {
+        clean
+    }
 }
 
 /// OAuth settings (`[oauth]`).
@@ -258,8 +298,16 @@ impl Loader<'_> {
         for (k, v) in &self.file {
             match v.as_table() {
                 Some(t)
-                    if ["limits", "intent_bus", "store", "neuron", "oauth", "jwt"]
-                        .contains(&k.as_str()) =>
+                    if [
+                        "limits",
+                        "intent_bus",
+                        "store",
+                        "neuron",
+                        "oauth",
+                        "jwt",
+                        "events",
+                    ]
+                    .contains(&k.as_str()) =>
                 {
                     unknown.extend(
                         t.keys()
@@ -273,6 +321,51 @@ impl Loader<'_> {
         }
         self.errors
             .extend(unknown.into_iter().map(|k| format!("unknown key {k}")));
+    }
+}
+
+impl Loader<'_> {
+    fn events_section(&mut self) -> EventsSettings {
+        let s = Some("events");
+        let capture: String = self.get(s, "capture", "redacted".to_owned());
+        if !["full", "redacted", "off"].contains(&capture.as_str()) {
+            self.errors.push(format!(
+                "invalid AGW_EVENTS_CAPTURE / events.capture: expected full, redacted or off, got {capture:?}"
+            ));
+        }
+        let mut redact_keys = self.list("events", "redact_keys");
+        let listed = self.env.var("AGW_EVENTS_REDACT_KEYS").is_some()
+            || self
+                .file
+                .get("events")
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| t.contains_key("redact_keys"));
+        if !listed {
+            redact_keys = DEFAULT_REDACT_KEYS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect();
+        }
+        let instance_id: String = self.get(s, "instance_id", default_instance_id());
+        if instance_id.is_empty()
+            || !instance_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            self.errors.push(format!(
+                "invalid AGW_EVENTS_INSTANCE_ID / events.instance_id: {instance_id:?} must be non-empty [A-Za-z0-9._-]"
+            ));
+        }
+        EventsSettings {
+            enabled: self.get(s, "enabled", true),
+            capture,
+            redact_keys,
+            instance_id,
+            key_file: self
+                .opt::<String>(s, "key_file")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+        }
     }
 }
 
@@ -366,6 +459,7 @@ impl Config {
                 .filter(|k| !k.is_empty()),
             governance,
             jwt: l.jwt_section(),
+            events: l.events_section(),
             oauth: OAuth {
                 device_ttl_secs: l.get(Some("oauth"), "device_ttl_secs", 600),
                 device_interval_secs: l.get(Some("oauth"), "device_interval_secs", 5),
@@ -602,6 +696,24 @@ impl Config {
             }
             .into(),
         );
+        let mut ev = toml::Table::new();
+        ev.insert("enabled".into(), self.events.enabled.into());
+        ev.insert("capture".into(), self.events.capture.clone().into());
+        ev.insert(
+            "redact_keys".into(),
+            toml::Value::Array(
+                self.events
+                    .redact_keys
+                    .iter()
+                    .map(|k| k.clone().into())
+                    .collect(),
+            ),
+        );
+        ev.insert("instance_id".into(), self.events.instance_id.clone().into());
+        if let Some(p) = &self.events.key_file {
+            ev.insert("key_file".into(), p.display().to_string().into());
+        }
+        t.insert("events".into(), ev.into());
         if let Ok(g) = toml::Value::try_from(&self.governance) {
             t.insert("governance".into(), g);
         }

@@ -13,7 +13,6 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use agw_config::Config;
 use agw_protocols::governance::secrets::SecretBox;
@@ -23,9 +22,10 @@ use agw_protocols::http::{ApiError, ErrorDetail, method_not_allowed_fallback, no
 use agw_protocols::intent_bus::{self, IntentBusState, PROTOCOL_VERSION};
 use agw_protocols::neuron::{self, NeuronState, hub::Hub};
 use agw_protocols::oauth::{self, OAuthSettings, OAuthState};
-use agw_storage::{JobStore, Scope, Store};
+use agw_protocols::observe::Observer;
+use agw_storage::{JobStore, Store};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scrape};
 use crate::policy::Engine;
 use crate::system::System;
 
@@ -48,6 +48,7 @@ pub struct AppState {
     pub(crate) gov_metrics: Arc<GovMetrics>,
     pub(crate) secrets: Arc<SecretBox>,
     pub(crate) system: Arc<System>,
+    pub(crate) event_schema: Arc<jsonschema::Validator>,
 }
 
 impl AppState {
@@ -96,7 +97,10 @@ impl AppState {
             hub.clone(),
             gov_metrics.clone(),
         ));
+        let event_schema =
+            Arc::new(agw_protocols::events::compile_schema().map_err(|e| anyhow::anyhow!(e))?);
         Ok(Self {
+            event_schema,
             store,
             config,
             auth,
@@ -114,18 +118,22 @@ impl AppState {
 /// Assembles the app. Layers run outside-in in this order (`Router::layer`
 /// wraps, so the last `.layer` call is the outermost):
 /// 1. catch panics → JSON 500, so a bug never drops the connection;
-/// 2. a trace span per request, so everything inside logs within it;
+/// 2. a trace span per request, so everything inside logs within it (an
+///    OpenTelemetry span, child of the caller's `traceparent`, when exporting),
+///    and the trace context that job inserts hand to workers;
 /// 3. metrics by route template and final status (a panic, turned into a
 ///    500 by layer 1, is outside it and shows only in the logs);
 /// 4. protocol headers on every response, errors and fallbacks included;
 /// 5. logging of the causes that `ApiError` attaches to 5xx responses.
 pub fn build_app(state: AppState) -> Router {
+    let observer: Arc<dyn Observer> = Arc::new(state.metrics.clone());
     let ib = intent_bus::router(IntentBusState {
         store: state.store.clone(),
         auth: state.auth.clone(),
         cfg: Arc::new(state.config.intent_bus.clone()),
         limits: Arc::new(state.config.limits.clone()),
         shutdown: state.shutdown.clone(),
+        observer: observer.clone(),
     });
     let neurons = neuron::router(NeuronState {
         store: state.store.clone(),
@@ -133,7 +141,9 @@ pub fn build_app(state: AppState) -> Router {
         cfg: Arc::new(state.config.neuron.clone()),
         limits: Arc::new(state.config.limits.clone()),
         hub: state.hub.clone(),
+        schemas: Arc::default(),
         shutdown: state.shutdown.clone(),
+        observer: observer.clone(),
     });
     let oauth = oauth::router(OAuthState {
         store: state.store.clone(),
@@ -153,6 +163,12 @@ pub fn build_app(state: AppState) -> Router {
         system: state.system.clone(),
         secrets: state.secrets.clone(),
         metrics: state.gov_metrics.clone(),
+        observer,
+    });
+    let events = agw_protocols::events::router(agw_protocols::events::EventsState {
+        store: state.store.clone(),
+        auth: state.auth.clone(),
+        schema: state.event_schema.clone(),
     });
     let ops = Router::new()
         .route("/healthz", get(healthz))
@@ -164,6 +180,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(neurons)
         .merge(oauth)
         .merge(governance)
+        .merge(events)
         .merge(ops)
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
@@ -184,7 +201,8 @@ pub fn build_app(state: AppState) -> Router {
             state.metrics.clone(),
             crate::metrics::track,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(crate::telemetry::propagate))
+        .layer(crate::telemetry::trace_layer())
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError::Internal("panic".into()).into_response()
@@ -209,18 +227,32 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// `GET /metrics`: the registry plus figures read now (queue depth and ages
+/// from one read-only store query, open streams). A store failure leaves the
+/// queue series out rather than failing the scrape.
 async fn metrics(State(s): State<AppState>) -> Response {
-    let live = s
+    let queues = s
         .store
-        .jobs_count_open(&Scope::All)
+        .jobs_stats()
         .await
-        .map_or(f64::NAN, |n| n as f64);
+        .inspect_err(|e| tracing::warn!(error = %e, "queue figures unavailable for /metrics"))
+        .ok();
     let decisions = s.gov_metrics.decisions().map(|(v, n)| (v.as_str(), n));
-    let body = s.metrics.render(
-        &[("agw_jobs_live", "Open or leased jobs in the store.", live)],
-        &decisions,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    let body = s.metrics.render(&Scrape {
+        now: chrono::Utc::now(),
+        queues: queues.as_deref(),
+        decisions: &decisions,
+        neuron_sessions: s.hub.len() as u64,
+        governance_streams: s.gov_metrics.open_streams(),
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Logs the real cause of a 5xx inside the request's span; clients see only a generic body.

@@ -36,10 +36,26 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Execution event tools.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Governance policy tools.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Re-check every stored event chain and signature; exit 1 on the first
+    /// break, naming the chain, position, event and what broke.
+    Verify {
+        /// Config file (for the database URL).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -155,6 +171,9 @@ pub fn run() -> ExitCode {
                         config,
                     },
             } => crate::device::approve(config, &user_code, &tenant, deny).await,
+            Command::Events {
+                command: EventsCommand::Verify { config },
+            } => crate::events::verify(config).await,
             Command::Policy {
                 command: PolicyCommand::Check { config },
             } => crate::policy::check_command(config),

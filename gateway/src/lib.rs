@@ -11,13 +11,15 @@
 //! - `reload`: hot reload of `[governance]` on file change or SIGHUP.
 //! - `system`: process figures and effective config for the system routes.
 //! - `keys`: `agent-gateway keys create`.
+//! - `events`: the event signing key and `agent-gateway events verify`.
 //! - `device`: `agent-gateway device approve` (neuron host enrollment).
-//! - `telemetry`: tracing subscriber setup.
+//! - `telemetry`: logging, request spans, OTLP export of spans and execution events.
 //! - `token`: the JWT secret and `agent-gateway token mint`.
 
 mod app;
 mod cli;
 mod device;
+mod events;
 mod keys;
 mod metrics;
 mod policy;
@@ -30,3 +32,6 @@ mod token;
 
 pub use app::{AppState, build_app};
 pub use cli::run;
+// Public so benchmarks (examples/policy_bench.rs) can time decisions without
+// a server; the daemon builds it from `[governance]` at startup.
+pub use policy::Engine;

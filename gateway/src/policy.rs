@@ -110,16 +110,21 @@ impl Windows {
 }
 
 /// The engine: the policy in force, the budget windows, the last reload error.
+///
+/// Decisions go through [`PolicyEngine::decide`]; the engine is `Send +
+/// Sync` and shared by every request (the budget windows sit behind one
+/// mutex, taken only when a budget is configured).
 #[derive(Debug)]
-pub(crate) struct Engine {
+pub struct Engine {
     current: RwLock<Arc<Compiled>>,
     windows: Mutex<Windows>,
     error: RwLock<Option<String>>,
 }
 
 impl Engine {
-    /// Compiles the startup policy; an invalid one is a startup error.
-    pub(crate) fn new(settings: Governance) -> Result<Self, String> {
+    /// Compiles the startup policy; an invalid one (a deny pattern that
+    /// does not compile) is refused with the reason.
+    pub fn new(settings: Governance) -> Result<Self, String> {
         Ok(Self {
             current: RwLock::new(Arc::new(Compiled::new(settings)?)),
             windows: Mutex::default(),

@@ -1,6 +1,6 @@
 //! `agent-gateway serve`: load config, open (and migrate) the store, settle
 //! the admin key and JWT secret, start the sweeper, serve until SIGTERM or
-//! SIGINT, then drain within the grace period and exit 0.
+//! SIGINT, then drain within the grace period, flush telemetry and exit 0.
 
 use agw_protocols::governance::secrets::SecretBox;
 use std::path::PathBuf;
@@ -14,10 +14,13 @@ use agw_storage::{ConnectOptions, JobStore, Store, new_token, redact_url, sha256
 
 use crate::app::{AppState, build_app};
 
+/// How long shutdown waits for queued telemetry to reach the collector.
+const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);
+
 /// Runs the daemon until a shutdown signal.
 pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
-    crate::telemetry::init(cfg.log_format);
+    let telemetry = crate::telemetry::init(cfg.log_format, &ProcessEnv)?;
     let url = redact_url(&cfg.database_url);
     let store = Store::connect(
         &cfg.database_url,
@@ -28,6 +31,9 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot open the store at {url}"))?;
     tracing::info!(store = store.driver_name(), url = %url, "store ready (migrations applied)");
+    let events_stop = CancellationToken::new();
+    let event_export =
+        telemetry.export_events(store.notifier().subscribe_events(), events_stop.clone());
 
     let admin_key_hash = admin_key_hash(&store, &cfg).await?;
     let jwt_secret = crate::token::jwt_secret(&store, &cfg).await?;
@@ -41,6 +47,9 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         cfg.secrets_key = Some(key);
     }
     let config_file = cfg.source.clone();
+    if let Some(log) = crate::events::event_log(&store, &cfg.events).await? {
+        store.set_event_log(log);
+    }
 
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -94,7 +103,12 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("grace period over; closing remaining connections"),
     }
     sweeper.abort();
+    events_stop.cancel();
+    if let Some(task) = event_export {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     store.close().await;
+    telemetry.shutdown(TELEMETRY_FLUSH).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,9 +12,12 @@ use agw_config::StoreSettings;
 use std::sync::Arc;
 
 use agw_protocols::neuron::hub::Hub;
-use agw_storage::{JobStore, PurgeParams, Store};
+use agw_storage::{JobStore, PurgeParams, Scope, Store};
 
 use crate::metrics::Metrics;
+
+/// Expired leases per tick whose job is read back for its metric labels.
+const EXPIRED_LOOKUPS_PER_TICK: usize = 64;
 
 /// Runs until `shutdown` fires.
 pub(crate) async fn run(
@@ -41,6 +44,17 @@ pub(crate) async fn run(
                         new_state = e.new_state.as_str(), "lease expired");
                 }
                 metrics.leases_expired(expired.len() as u64);
+                // The protocol and age of a job come from reading it back
+                // (rare: expiries mean crashed or stalled workers); past a
+                // bound per tick they are counted without.
+                for (i, e) in expired.iter().enumerate() {
+                    let job = if i < EXPIRED_LOOKUPS_PER_TICK {
+                        store.job_get(&e.job_id, &Scope::All).await.ok().flatten()
+                    } else {
+                        None
+                    };
+                    metrics.lease_expired(e, job.as_ref());
+                }
                 // Tell connected neurons to stop work they no longer hold.
                 hub.leases_expired(&expired);
             }

@@ -1,16 +1,686 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging and OpenTelemetry.
+//!
+//! Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default
+//! `info`). OpenTelemetry export is on only when an OTLP endpoint is set
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT`, or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+//! `..._LOGS_ENDPOINT` for one signal) and costs nothing when off. Then every
+//! request is a span (child of the caller's W3C `traceparent`) and every
+//! execution event a log record in its dispatch's trace, exported over OTLP
+//! (`OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` or `http/protobuf`, the default) by
+//! the SDK's batch processors behind bounded queues: a slow or dead collector
+//! costs dropped telemetry (`agw_telemetry_dropped_total`), never request time.
+//! Job inserts carry the request's `traceparent` to workers either way
+//! (`agw_protocols::http::trace`).
+//!
+//! Layout: this file reads the settings, installs the subscriber and shapes
+//! request spans; `export` holds the bounded pipeline and the OTLP/HTTP
+//! client; `events` turns execution events into log records.
 
-use agw_config::LogFormat;
-use tracing_subscriber::EnvFilter;
+mod events;
+mod export;
 
-/// Installs the global subscriber (once; later calls are no-ops).
-pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{MatchedPath, Request};
+use axum::http;
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::KeyValue;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::resource::TelemetryResourceDetector;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use tokio::runtime::Handle;
+use tokio::sync::broadcast::Receiver;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{DefaultOnRequest, MakeSpan, OnResponse, TraceLayer};
+use tracing::Span;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, filter};
+
+use agw_config::{Env, LogFormat};
+use agw_protocols::http::trace::{self, TRACEPARENT};
+use agw_storage::events::ExecutionEvent;
+
+use crate::metrics::TELEMETRY_DROPPED;
+use export::{BoundedLogs, BoundedSpans, CountedLogs, CountedSpans, OtlpHttpClient, Queue};
+
+/// Whether request spans are exported (they are INFO spans then, DEBUG otherwise).
+static TRACES_ON: AtomicBool = AtomicBool::new(false);
+
+/// The instrumentation scope of everything the gateway exports.
+const SCOPE: &str = "agent-gateway";
+
+// === settings ===
+
+/// An OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// OTLP/gRPC (tonic, plain HTTP/2).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+}
+
+/// How one signal is exported.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SignalSettings {
+    pub(crate) protocol: Protocol,
+    /// Per export request (`OTEL_EXPORTER_OTLP[_<SIGNAL>]_TIMEOUT`, ms).
+    pub(crate) timeout: Duration,
+    /// Records queued before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// `OTEL_BLRP_MAX_QUEUE_SIZE`).
+    pub(crate) queue: usize,
+}
+
+/// The OpenTelemetry settings, from the standard `OTEL_*` variables. The
+/// exporters themselves read the endpoint, headers and compression variables.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    /// Span export; `None` when off.
+    pub(crate) traces: Option<SignalSettings>,
+    /// Execution-event (log record) export; `None` when off.
+    pub(crate) logs: Option<SignalSettings>,
+    /// Resource attributes, `service.name` first.
+    pub(crate) resource: Vec<(String, String)>,
+}
+
+/// The variables of one signal.
+struct SignalVars {
+    upper: &'static str,
+    exporter: &'static str,
+    queue: &'static str,
+}
+
+const TRACES: SignalVars = SignalVars {
+    upper: "TRACES",
+    exporter: "OTEL_TRACES_EXPORTER",
+    queue: "OTEL_BSP_MAX_QUEUE_SIZE",
+};
+const LOGS: SignalVars = SignalVars {
+    upper: "LOGS",
+    exporter: "OTEL_LOGS_EXPORTER",
+    queue: "OTEL_BLRP_MAX_QUEUE_SIZE",
+};
+
+impl Settings {
+    /// Reads the settings; reports every bad variable at once.
+    pub(crate) fn from_env(env: &impl Env) -> anyhow::Result<Self> {
+        let mut errors = Vec::new();
+        let disabled =
+            var(env, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let mut read = |vars: &SignalVars| {
+            if disabled {
+                None
+            } else {
+                signal(env, vars, &mut errors)
+            }
+        };
+        let traces = read(&TRACES);
+        let logs = read(&LOGS);
+        let resource = resource(env, &mut errors);
+        if !errors.is_empty() {
+            anyhow::bail!("invalid OpenTelemetry settings: {}", errors.join("; "));
+        }
+        Ok(Self {
+            traces,
+            logs,
+            resource,
+        })
+    }
+}
+
+/// A variable's trimmed value; empty counts as unset.
+fn var(env: &impl Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The signal-specific variable, else the generic one: (name, value).
+fn either(env: &impl Env, signal: &str, suffix: &str) -> Option<(String, String)> {
+    let specific = format!("OTEL_EXPORTER_OTLP_{signal}_{suffix}");
+    let generic = format!("OTEL_EXPORTER_OTLP_{suffix}");
+    var(env, &specific)
+        .map(|v| (specific, v))
+        .or_else(|| var(env, &generic).map(|v| (generic, v)))
+}
+
+fn signal(env: &impl Env, vars: &SignalVars, errors: &mut Vec<String>) -> Option<SignalSettings> {
+    match var(env, vars.exporter).as_deref() {
+        None | Some("otlp") => {}
+        Some("none") => return None,
+        Some(other) => {
+            errors.push(format!("{} is {other:?} (otlp or none)", vars.exporter));
+            return None;
+        }
+    }
+    either(env, vars.upper, "ENDPOINT")?;
+    let protocol = match either(env, vars.upper, "PROTOCOL") {
+        None => Protocol::HttpProtobuf,
+        Some((_, v)) if v == "http/protobuf" => Protocol::HttpProtobuf,
+        Some((_, v)) if v == "grpc" => Protocol::Grpc,
+        Some((name, v)) => {
+            errors.push(format!("{name} is {v:?} (grpc or http/protobuf)"));
+            Protocol::HttpProtobuf
+        }
     };
+    let timeout = match either(env, vars.upper, "TIMEOUT") {
+        None => Duration::from_secs(10),
+        Some((name, v)) => v.parse().map(Duration::from_millis).unwrap_or_else(|_| {
+            errors.push(format!("{name} is {v:?} (milliseconds)"));
+            Duration::from_secs(10)
+        }),
+    };
+    let queue = match var(env, vars.queue) {
+        None => 2048,
+        Some(v) => match v.parse() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                errors.push(format!("{} is {v:?} (a positive number)", vars.queue));
+                2048
+            }
+        },
+    };
+    Some(SignalSettings {
+        protocol,
+        timeout,
+        queue,
+    })
+}
+
+/// `OTEL_RESOURCE_ATTRIBUTES` (percent-decoded `k=v` pairs), with
+/// `service.name` from `OTEL_SERVICE_NAME`, else those attributes, else
+/// `agent-gateway`, and `service.version` defaulting to this build's.
+fn resource(env: &impl Env, errors: &mut Vec<String>) -> Vec<(String, String)> {
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    for entry in var(env, "OTEL_RESOURCE_ATTRIBUTES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+    {
+        let decoded = entry.split_once('=').and_then(|(k, v)| {
+            let k = percent_encoding::percent_decode_str(k.trim())
+                .decode_utf8()
+                .ok()?;
+            let v = percent_encoding::percent_decode_str(v.trim())
+                .decode_utf8()
+                .ok()?;
+            (!k.is_empty()).then(|| (k.into_owned(), v.into_owned()))
+        });
+        match decoded {
+            Some((k, v)) => {
+                attrs.retain(|(old, _)| *old != k);
+                attrs.push((k, v));
+            }
+            None => errors.push(format!(
+                "OTEL_RESOURCE_ATTRIBUTES has a bad entry {entry:?}"
+            )),
+        }
+    }
+    let from_attrs = attrs
+        .iter()
+        .position(|(k, _)| k == "service.name")
+        .map(|i| attrs.remove(i).1);
+    let name = var(env, "OTEL_SERVICE_NAME")
+        .or(from_attrs)
+        .unwrap_or_else(|| SCOPE.to_owned());
+    attrs.insert(0, ("service.name".to_owned(), name));
+    if !attrs.iter().any(|(k, _)| k == "service.version") {
+        attrs.push((
+            "service.version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ));
+    }
+    attrs
+}
+
+// === installation and shutdown ===
+
+/// The exporting providers; [`Telemetry::shutdown`] flushes them.
+#[derive(Debug, Default)]
+pub(crate) struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+    logs: Option<SdkLoggerProvider>,
+}
+
+/// Installs the global subscriber (once; later calls only build exporters
+/// nobody uses) and, when configured, the OTLP exporters. Must run inside
+/// the runtime, which the exporters use.
+pub(crate) fn init(format: LogFormat, env: &impl Env) -> anyhow::Result<Telemetry> {
+    let settings = Settings::from_env(env)?;
+    let resource = Resource::builder_empty()
+        .with_detector(Box::new(TelemetryResourceDetector))
+        .with_attributes(
+            settings
+                .resource
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .build();
+    let traces = settings
+        .traces
+        .as_ref()
+        .map(|s| tracer_provider(s, &resource))
+        .transpose()?;
+    let logs = settings
+        .logs
+        .as_ref()
+        .map(|s| logger_provider(s, &resource))
+        .transpose()?;
+    // RUST_LOG filters the log output only: the export has its own filter
+    // (INFO and up, minus the export path), so quieter logs keep the traces.
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let otel = traces.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(SCOPE))
+            .with_filter(filter::filter_fn(|m| {
+                *m.level() <= tracing::Level::INFO && !export_stack(m.target())
+            }))
+    });
+    let installed = tracing_subscriber::registry()
+        .with(fmt.with_filter(log_filter))
+        .with(otel)
+        .try_init()
+        .is_ok();
+    TRACES_ON.store(installed && traces.is_some(), Ordering::Relaxed);
+    let protocol = |s: &Option<SignalSettings>| s.as_ref().map(|s| s.protocol);
+    if traces.is_some() || logs.is_some() {
+        tracing::info!(
+            traces = ?protocol(&settings.traces),
+            logs = ?protocol(&settings.logs),
+            service = %settings.resource[0].1,
+            "OpenTelemetry export on"
+        );
+    }
+    Ok(Telemetry { traces, logs })
+}
+
+/// Crates on the export path: spans of theirs would feed the exporter its
+/// own traffic.
+fn export_stack(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    matches!(krate, "h2" | "hyper" | "hyper_util" | "tonic" | "tower")
+        || krate.starts_with("opentelemetry")
+}
+
+fn tracer_provider(s: &SignalSettings, resource: &Resource) -> anyhow::Result<SdkTracerProvider> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match s.protocol {
+        Protocol::Grpc => builder.with_tonic().build(),
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_http_client(OtlpHttpClient::new(Handle::current(), s.timeout))
+            .build(),
+    }
+    .context("cannot build the OTLP span exporter")?;
+    let queue = Queue::new("traces", s.queue, &TELEMETRY_DROPPED.traces);
+    let batch = BatchSpanProcessor::builder(CountedSpans {
+        inner: exporter,
+        queue: queue.clone(),
+    })
+    .with_batch_config(
+        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_max_queue_size(s.queue)
+            .build(),
+    )
+    .build();
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_span_processor(BoundedSpans {
+            inner: batch,
+            queue,
+        })
+        .build())
+}
+
+fn logger_provider(s: &SignalSettings, resource: &Resource) -> anyhow::Result<SdkLoggerProvider> {
+    let builder = opentelemetry_otlp::LogExporter::builder();
+    let exporter = match s.protocol {
+        Protocol::Grpc => builder.with_tonic().build(),
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_http_client(OtlpHttpClient::new(Handle::current(), s.timeout))
+            .build(),
+    }
+    .context("cannot build the OTLP log exporter")?;
+    let queue = Queue::new("logs", s.queue, &TELEMETRY_DROPPED.logs);
+    let batch = BatchLogProcessor::builder(CountedLogs {
+        inner: exporter,
+        queue: queue.clone(),
+    })
+    .with_batch_config(
+        opentelemetry_sdk::logs::BatchConfigBuilder::default()
+            .with_max_queue_size(s.queue)
+            .build(),
+    )
+    .build();
+    Ok(SdkLoggerProvider::builder()
+        .with_resource(resource.clone())
+        .with_log_processor(BoundedLogs {
+            inner: batch,
+            queue,
+        })
+        .build())
+}
+
+impl Telemetry {
+    /// Starts exporting execution events as log records (when logs are on);
+    /// the task drains what is queued once `stop` fires.
+    pub(crate) fn export_events(
+        &self,
+        events: Receiver<Arc<ExecutionEvent>>,
+        stop: CancellationToken,
+    ) -> Option<JoinHandle<()>> {
+        let provider = self.logs.clone()?;
+        Some(tokio::spawn(events::run(provider, events, stop)))
+    }
+
+    /// Exports what is queued, waiting at most `within`.
+    pub(crate) async fn shutdown(self, within: Duration) {
+        let traces = self.traces.map(|p| {
+            tokio::task::spawn_blocking(move || {
+                p.shutdown_with_timeout(within).map_err(|e| e.to_string())
+            })
+        });
+        let logs = self.logs.map(|p| {
+            tokio::task::spawn_blocking(move || {
+                p.shutdown_with_timeout(within).map_err(|e| e.to_string())
+            })
+        });
+        for (signal, task) in [("traces", traces), ("logs", logs)] {
+            let Some(task) = task else { continue };
+            match tokio::time::timeout(within + Duration::from_secs(1), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(signal, error = %e, "telemetry flush incomplete"),
+                Ok(Err(e)) => tracing::warn!(signal, error = %e, "telemetry flush failed"),
+                Err(_) => tracing::warn!(signal, "telemetry flush timed out"),
+            }
+        }
+    }
+}
+
+// === request spans and propagation ===
+
+/// The request layer: [`RequestSpan`] spans, [`RecordStatus`] on responses.
+pub(crate) type HttpTraceLayer = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    RequestSpan,
+    DefaultOnRequest,
+    RecordStatus,
+>;
+
+/// The request layer (wrap it around [`propagate`]).
+pub(crate) fn trace_layer() -> HttpTraceLayer {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_response(RecordStatus)
+}
+
+/// One span per request. Exporting, it is an INFO span named after the route
+/// template, with the caller's `traceparent` as its parent; otherwise the
+/// DEBUG span tower-http makes by default.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, req: &http::Request<B>) -> Span {
+        if !TRACES_ON.load(Ordering::Relaxed) {
+            return tracing::debug_span!(
+                "request",
+                method = %req.method(),
+                uri = %req.uri(),
+                version = ?req.version(),
+            );
+        }
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let name = match route {
+            Some(r) => format!("{} {r}", req.method()),
+            None => req.method().to_string(),
+        };
+        // Only the path: query strings may carry secrets.
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = %req.method(),
+            http.route = route,
+            url.path = req.uri().path(),
+            http.response.status_code = Empty,
+        );
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(req.headers()));
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+        span
+    }
+}
+
+/// Records the status on the request span (5xx marks it failed).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordStatus;
+
+impl<B> OnResponse<B> for RecordStatus {
+    fn on_response(self, res: &http::Response<B>, latency: Duration, span: &Span) {
+        let status = res.status().as_u16();
+        span.record("http.response.status_code", i64::from(status));
+        if res.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+        tracing::debug!(?latency, status, "finished processing request");
+    }
+}
+
+/// Middleware inside the request span: scopes the `traceparent` that job
+/// inserts hand to workers — the request span's own when exporting, else the
+/// caller's, passed through unchanged.
+pub(crate) async fn propagate(req: Request, next: Next) -> Response {
+    let own = if TRACES_ON.load(Ordering::Relaxed) {
+        let mut carrier = HashMap::with_capacity(2);
+        TraceContextPropagator::new().inject_context(&Span::current().context(), &mut carrier);
+        carrier.remove(TRACEPARENT)
+    } else {
+        None
+    };
+    let traceparent = own.or_else(|| {
+        req.headers()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| remote_context(v).is_some())
+            .map(str::to_owned)
+    });
+    trace::scope(traceparent.map(Arc::from), next.run(req)).await
+}
+
+/// The span context a W3C `traceparent` names, if it is valid.
+fn remote_context(traceparent: &str) -> Option<SpanContext> {
+    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    let span = cx.span().span_context().clone();
+    span.is_valid().then_some(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::from_env(&env(pairs)).expect("valid settings")
+    }
+
+    #[test]
+    fn export_is_off_without_an_endpoint() {
+        let s = settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+        assert_eq!((s.traces, s.logs), (None, None));
+        assert_eq!(
+            s.resource[0],
+            ("service.name".into(), "agent-gateway".into())
+        );
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
+        assert_eq!((s.traces, s.logs), (None, None));
+    }
+
+    #[test]
+    fn endpoint_and_protocol_per_signal_with_http_protobuf_by_default() {
+        let s = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]);
+        let t = s.traces.expect("traces on");
+        assert_eq!(t.protocol, Protocol::HttpProtobuf);
+        assert_eq!((t.timeout, t.queue), (Duration::from_secs(10), 2048));
+        assert!(s.logs.is_some());
+
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+        ]);
+        let t = s.traces.expect("traces on");
+        assert_eq!(t.protocol, Protocol::Grpc);
+        assert_eq!((t.timeout, t.queue), (Duration::from_millis(2500), 64));
+        assert_eq!(s.logs, None);
+
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ]);
+        assert!(s.traces.is_some() && s.logs.is_none());
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported() {
+        let err = Settings::from_env(&env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "soon"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "novalue"),
+        ]))
+        .expect_err("invalid")
+        .to_string();
+        for part in [
+            "OTEL_EXPORTER_OTLP_PROTOCOL is \"http/json\"",
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT is \"soon\"",
+            "OTEL_TRACES_EXPORTER is \"zipkin\"",
+            "OTEL_RESOURCE_ATTRIBUTES has a bad entry \"novalue\"",
+        ] {
+            assert!(err.contains(part), "{err}");
+        }
+    }
+
+    #[test]
+    fn resource_attributes_and_service_name_precedence() {
+        let s = settings(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod, service.name=from-attrs,team=a%2Cb",
+        )]);
+        assert_eq!(
+            s.resource,
+            vec![
+                ("service.name".to_owned(), "from-attrs".to_owned()),
+                ("deployment.environment".to_owned(), "prod".to_owned()),
+                ("team".to_owned(), "a,b".to_owned()),
+                (
+                    "service.version".to_owned(),
+                    env!("CARGO_PKG_VERSION").to_owned()
+                ),
+            ]
+        );
+        let s = settings(&[
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=from-attrs,service.version=9",
+            ),
+            ("OTEL_SERVICE_NAME", "gw-eu"),
+        ]);
+        assert_eq!(
+            s.resource,
+            vec![
+                ("service.name".to_owned(), "gw-eu".to_owned()),
+                ("service.version".to_owned(), "9".to_owned()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_and_http_exporters_build_from_settings() {
+        // Connections are lazy: nothing listens on these ports.
+        let resource = Resource::builder_empty().build();
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+            let s = SignalSettings {
+                protocol,
+                timeout: Duration::from_millis(200),
+                queue: 8,
+            };
+            let traces = tracer_provider(&s, &resource).expect("span exporter");
+            let logs = logger_provider(&s, &resource).expect("log exporter");
+            let (t, l) = tokio::task::spawn_blocking(move || {
+                (
+                    traces.shutdown_with_timeout(Duration::from_secs(2)),
+                    logs.shutdown_with_timeout(Duration::from_secs(2)),
+                )
+            })
+            .await
+            .expect("shutdown");
+            assert!(t.is_ok() && l.is_ok(), "{protocol:?}: {t:?} {l:?}");
+        }
+    }
+
+    #[test]
+    fn the_export_path_is_not_traced() {
+        assert!(
+            export_stack("h2::codec") && export_stack("tonic") && export_stack("opentelemetry_sdk")
+        );
+        assert!(!export_stack("tower_http::trace") && !export_stack("agw_gateway::telemetry"));
+    }
+
+    #[test]
+    fn traceparent_validation() {
+        assert!(
+            remote_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_some()
+        );
+        assert!(
+            remote_context("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none()
+        );
+        assert!(remote_context("garbage").is_none());
+    }
 }

@@ -727,3 +727,345 @@ async fn blocked_invalid_and_timed_out_runs() {
     assert_eq!(job.state, agw_storage::JobState::Cancelled);
     assert_eq!(h.store.jobs_count_open(&Scope::All).await.unwrap(), 0);
 }
+
+// === capability schemas ===
+
+fn schema_put(key: &str, body: &Value) -> Request<Body> {
+    Harness::plain(
+        key,
+        "PUT",
+        "/admin/capabilities/schema",
+        body.to_string().as_bytes(),
+    )
+}
+
+fn submit(key: &str, capability: &str, input: &Value) -> Request<Body> {
+    Harness::plain(
+        key,
+        "POST",
+        "/api/v1/tasks",
+        json!({"capability": capability, "input": input})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn schema_registry_is_admin_only_and_refuses_bad_schemas() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let good = json!({"capability": "acme/echo", "inputSchema": {"type": "object"}});
+    assert_error(
+        &h.send(schema_put(&key, &good)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    for method in ["GET", "DELETE"] {
+        assert_error(
+            &h.send(Harness::plain(
+                &key,
+                method,
+                "/admin/capabilities/schema?capability=acme/echo",
+                b"",
+            ))
+            .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+    }
+    let anonymous = Request::builder()
+        .method("PUT")
+        .uri("/admin/capabilities/schema")
+        .body(Body::from(good.to_string()))
+        .unwrap();
+    assert_error(
+        &h.send(anonymous).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    // A schema that does not compile: 400 with the compiler's message.
+    let r = h
+        .send(schema_put(
+            ADMIN,
+            &json!({"capability": "acme/echo", "inputSchema": {"type": "nope"}}),
+        ))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    let msg = r.json["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("inputSchema does not compile: ") && msg.contains("nope"),
+        "{msg}"
+    );
+    let r = h
+        .send(schema_put(
+            ADMIN,
+            &json!({"capability": "acme/echo", "inputSchema": true, "outputSchema": {"required": 3}}),
+        ))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    for bad in [
+        json!({"capability": "acme/echo"}),
+        json!({"capability": "echo", "inputSchema": {}}),
+        json!({"capability": "acme/echo", "inputSchema": {}, "extra": 1}),
+    ] {
+        assert_error(
+            &h.send(schema_put(ADMIN, &bad)).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        );
+    }
+    assert_error(
+        &h.send(Harness::plain(
+            ADMIN,
+            "GET",
+            "/admin/capabilities/schema",
+            b"",
+        ))
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    assert_eq!(
+        h.store.schema_get("acme/echo").await.unwrap(),
+        None,
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn registered_schema_validates_task_input() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let input_schema = json!({
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}, "n": {"type": "integer", "minimum": 0}},
+    });
+    let output_schema = json!({"type": "object", "required": ["echo"]});
+    let r = h
+        .send(schema_put(
+            ADMIN,
+            &json!({"capability": "acme/echo", "inputSchema": input_schema, "outputSchema": output_schema}),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        (
+            &r.json["capability"],
+            &r.json["inputSchema"],
+            &r.json["outputSchema"]
+        ),
+        (&json!("acme/echo"), &input_schema, &output_schema)
+    );
+    let got = h
+        .send(Harness::plain(
+            ADMIN,
+            "GET",
+            "/admin/capabilities/schema?capability=acme/echo",
+            b"",
+        ))
+        .await;
+    assert_eq!((got.status, &got.json), (StatusCode::OK, &r.json));
+
+    // A matching input is accepted.
+    let ok = h
+        .send(submit(&key, "acme/echo", &json!({"text": "hi", "n": 1})))
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.json);
+    // A mismatching one: 400 listing every violation, nothing inserted.
+    let before = h.live_jobs().await;
+    let bad = h
+        .send(submit(&key, "acme/echo", &json!({"n": -1, "extra": true})))
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "schema_mismatch");
+    let errors = bad.json["error"]["errors"].as_array().unwrap();
+    let mut paths: Vec<&str> = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["", "/n"], "{}", bad.json);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["message"].as_str().is_some_and(|m| !m.is_empty())),
+        "{}",
+        bad.json
+    );
+    assert!(
+        bad.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("acme/echo"),
+        "{}",
+        bad.json
+    );
+    assert_eq!(h.live_jobs().await, before, "nothing inserted");
+    // Capabilities without a schema are not checked.
+    let free = h.send(submit(&key, "acme/other", &json!(5))).await;
+    assert_eq!(free.status, StatusCode::CREATED, "{}", free.json);
+
+    // Deleted: inputs are no longer checked; a second delete is a 404.
+    let del = h
+        .send(Harness::plain(
+            ADMIN,
+            "DELETE",
+            "/admin/capabilities/schema?capability=acme/echo",
+            b"",
+        ))
+        .await;
+    assert_eq!(del.status, StatusCode::OK, "{}", del.json);
+    let after = h.send(submit(&key, "acme/echo", &json!({"n": -1}))).await;
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.json);
+    for method in ["DELETE", "GET"] {
+        assert_error(
+            &h.send(Harness::plain(
+                ADMIN,
+                method,
+                "/admin/capabilities/schema?capability=acme/echo",
+                b"",
+            ))
+            .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+    }
+}
+
+// === execution events ===
+
+#[tokio::test]
+async fn dispatches_leave_signed_events_listed_per_tenant() {
+    use agw_storage::events::{
+        CaptureMode, EventSigner, ExecutionEvent, default_redact_keys, verify_chain,
+    };
+    let h = harness(&[]).await;
+    let signer = EventSigner::generate("gw-http").unwrap();
+    let public = signer.public_key();
+    h.store
+        .event_key_put(agw_storage::EventKey {
+            key_id: signer.key_id().into(),
+            public_key: public.to_b64(),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    h.store
+        .set_event_log(std::sync::Arc::new(agw_storage::EventLog::new(
+            signer,
+            CaptureMode::Redacted,
+            default_redact_keys(),
+        )));
+    let key = h.tenant_key("acme").await;
+    let worker = tokio::spawn(serve_one_run(h.store.clone(), "acme"));
+    let run = h
+        .send(bearer(&key, "POST", "/api/v1/run", json!({"input": "hi"})))
+        .await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.json);
+    worker.await.unwrap();
+    let blocked = h
+        .send(bearer(
+            &key,
+            "POST",
+            "/api/v1/run",
+            json!({"input": "x".repeat(40_000)}),
+        ))
+        .await;
+    assert_eq!(blocked.status, StatusCode::FORBIDDEN);
+    let trace_id = run.json["trace_id"].as_str().unwrap();
+    let r = h
+        .send(bearer(
+            &key,
+            "GET",
+            &format!("/api/v1/events?correlation_id={trace_id}"),
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let evs: Vec<ExecutionEvent> = serde_json::from_value(r.json["events"].clone()).unwrap();
+    assert_eq!(evs.len(), 1, "one event per dispatch");
+    assert_eq!(
+        (evs[0].action.as_str(), evs[0].chain_position),
+        ("governance.run", 1)
+    );
+    assert_eq!(evs[0].output.as_ref().unwrap()["output"], "echo: hi");
+    let all = h
+        .send(bearer(&key, "GET", "/api/v1/events", Value::Null))
+        .await;
+    let all: Vec<ExecutionEvent> = serde_json::from_value(all.json["events"].clone()).unwrap();
+    assert_eq!(all.len(), 2, "the run and the block");
+    verify_chain(&all, |_| Some(public)).expect("signed and chained");
+    let schema = agw_protocols::events::compile_schema().unwrap();
+    for e in &all {
+        let v = serde_json::to_value(e).unwrap();
+        assert!(schema.is_valid(&v), "schema-valid: {v}");
+    }
+    // Compact shape and JSONL export.
+    let c = h
+        .send(bearer(
+            &key,
+            "GET",
+            "/api/v1/events?format=compact&status=ok",
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(c.json["events"][0]["correlationId"], trace_id);
+    let res = h
+        .app
+        .clone()
+        .oneshot(bearer(
+            &key,
+            "GET",
+            "/api/v1/events?export=jsonl",
+            Value::Null,
+        ))
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    // Tenant scope, bad filters, keys.
+    let other = h.tenant_key("other").await;
+    let r = h
+        .send(bearer(&other, "GET", "/api/v1/events", Value::Null))
+        .await;
+    assert_eq!(r.json["events"], json!([]));
+    let r = h
+        .send(bearer(
+            &key,
+            "GET",
+            "/api/v1/events?status=maybe",
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = h
+        .send(
+            Request::get("/api/v1/events/keys")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.json["keys"][0]["public_key"], public.to_b64());
+    // Ingest: a schema-valid event is stored and linked; garbage is refused.
+    let mut posted = serde_json::to_value(&evs[0]).unwrap();
+    posted["event_id"] = json!("01JWORKEREVENT000000000000");
+    posted["instance_id"] = json!("worker-1");
+    let r = h.send(bearer(&key, "POST", "/v1/events", posted)).await;
+    assert_eq!(
+        (r.status, r.json["linked"].as_bool()),
+        (StatusCode::ACCEPTED, Some(true)),
+        "{}",
+        r.json
+    );
+    let r = h
+        .send(bearer(&key, "POST", "/v1/events", json!({"event_id": 3})))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = h
+        .send(bearer(
+            &key,
+            "GET",
+            "/api/v1/events?source=ingested",
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(r.json["events"][0]["instance_id"], "worker-1");
+}

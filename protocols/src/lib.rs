@@ -4,14 +4,18 @@
 //! the store never sees a wire type. The gateway crate merges the routers.
 //!
 //! Layout:
+//! - `events`: the execution event list/export, keys and ingest routes.
 //! - `governance`: the HestiaOS run / stream / trace API over the job store.
 //! - `http`: the shared API error type and authentication (API keys, HMAC).
 //! - `intent_bus`: the Intent Bus protocol (signed HTTP polling).
 //! - `neuron`: the neuron lease channel (SSE push) and the Task API.
+//! - `observe`: job lifecycle hooks (published, leased, settled) for metrics.
 //! - `oauth`: discovery, device and client-credentials grants for neuron hosts.
 
+pub mod events;
 pub mod governance;
 pub mod http;
 pub mod intent_bus;
 pub mod neuron;
 pub mod oauth;
+pub mod observe;

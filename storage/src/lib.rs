@@ -17,10 +17,13 @@
 //! - `notify`: wake-up fan-out to waiting claimers.
 //! - `row`: row decoding.
 //! - `error`: [`StoreError`].
+//! - `eventlog`: [`EventLog`], the settlement → signed event step the drivers
+//!   run inside each settlement's transaction.
 //! - [`events`]: signed IntentProof execution events (canonical form, keys,
 //!   hash chains, redaction); pure, no I/O.
 
 mod error;
+mod eventlog;
 pub mod events;
 mod model;
 mod notify;
@@ -31,6 +34,7 @@ mod sqlite;
 mod store;
 
 pub use error::{StoreError, StoreResult};
+pub use eventlog::EventLog;
 pub use model::*;
 pub use notify::{JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
 pub use postgres::PgStore;

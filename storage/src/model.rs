@@ -194,6 +194,10 @@ pub struct Job {
     /// Who held the latest lease, kept after it settled or expired (the worker
     /// that answered a fulfilled job).
     pub last_holder: Option<String>,
+    /// The API key id or neuron session key of the latest lease.
+    pub last_holder_key: Option<String>,
+    /// When the latest lease was granted.
+    pub leased_at: Option<DateTime<Utc>>,
     /// When it was submitted.
     pub created_at: DateTime<Utc>,
     /// Last state change.
@@ -433,6 +437,22 @@ pub struct ExpiredLease {
     pub token: String,
     /// Where the job went: `Open` (attempts remain) or `Dead`.
     pub new_state: JobState,
+}
+
+/// The live jobs of one topic in one state: what
+/// [`crate::JobStore::jobs_stats`] reports for queue gauges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStats {
+    /// The topic.
+    pub topic: String,
+    /// `Open` or `Leased`.
+    pub state: JobState,
+    /// How many jobs.
+    pub count: i64,
+    /// Open jobs: the earliest `run_at` (when it is past, the oldest due job
+    /// has waited since then). Leased jobs: the earliest lease grant
+    /// (`leased_at`; renewals do not move it).
+    pub oldest: DateTime<Utc>,
 }
 
 /// Parameters of [`crate::JobStore::jobs_purge`].
@@ -725,6 +745,10 @@ pub struct Trace {
     pub created_at: DateTime<Utc>,
     /// When the run ended.
     pub settled_at: Option<DateTime<Utc>>,
+    /// What a BLOCK's execution event records as its inputs (captured per the
+    /// event log's mode); not stored with the trace, so reads give `None`.
+    #[serde(skip)]
+    pub inputs: Option<serde_json::Value>,
 }
 
 /// Parameters of [`crate::JobStore::trace_settle`].
@@ -768,4 +792,77 @@ pub struct Secret {
     pub created_at: DateTime<Utc>,
     /// When it was last replaced.
     pub updated_at: DateTime<Utc>,
+}
+
+/// The JSON Schemas an operator registered for one capability type. The
+/// store keeps the documents opaque; callers compile and apply them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapabilitySchema {
+    /// The capability type (a topic), e.g. `acme/echo`.
+    pub capability: String,
+    /// Schema every task input must match.
+    pub input_schema: serde_json::Value,
+    /// Schema the neuron checks its output against, if any.
+    pub output_schema: Option<serde_json::Value>,
+    /// When it was last stored (the caller's clock).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters of [`crate::JobStore::events_list`]; every `Some` must match.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    /// Whose events (a tenant sees only its own).
+    pub scope: Scope,
+    /// One chain.
+    pub correlation_id: Option<String>,
+    /// One topic.
+    pub topic: Option<String>,
+    /// `intent_bus`, `neuron` or `governance`.
+    pub protocol: Option<String>,
+    /// `ok` or `error`.
+    pub status: Option<String>,
+    /// Completed at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Completed before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events stored after this sequence number (pagination cursor).
+    pub after_seq: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// An event with its storage sequence number (the pagination cursor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Increases with every stored event.
+    pub seq: i64,
+    /// The signed event.
+    pub event: crate::events::ExecutionEvent,
+}
+
+/// A public key that verifies events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey {
+    /// `<instance_id>:k1`.
+    pub key_id: String,
+    /// Raw Ed25519 public key, base64.
+    pub public_key: String,
+    /// When it was first published.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event a worker posted itself (`POST /v1/events`): kept as received,
+/// linked to dispatches by correlation id, never part of the gateway's chains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestedEvent {
+    /// The posting tenant.
+    pub tenant: String,
+    /// The event's `event_id` (a repeated post is ignored).
+    pub event_id: String,
+    /// Its `correlation_id`.
+    pub correlation_id: String,
+    /// The event as posted.
+    pub body: serde_json::Value,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::events::ExecutionEvent;
 use crate::{Job, JobState, Protocol};
 
 /// Channel name used with PostgreSQL `LISTEN`/`NOTIFY` for topic wake-ups.
@@ -75,6 +76,7 @@ impl JobEvent {
 pub struct Notifier {
     tx: broadcast::Sender<Arc<str>>,
     jobs: broadcast::Sender<Arc<JobEvent>>,
+    events: broadcast::Sender<Arc<ExecutionEvent>>,
 }
 
 impl Default for Notifier {
@@ -82,7 +84,8 @@ impl Default for Notifier {
         // Lagging receivers only lose hints; they re-check on `Lagged`.
         let (tx, _) = broadcast::channel(1024);
         let (jobs, _) = broadcast::channel(1024);
-        Self { tx, jobs }
+        let (events, _) = broadcast::channel(4096);
+        Self { tx, jobs, events }
     }
 }
 
@@ -106,6 +109,19 @@ impl Notifier {
     /// Subscribes to every watched job's changes.
     pub fn subscribe_jobs(&self) -> broadcast::Receiver<Arc<JobEvent>> {
         self.jobs.subscribe()
+    }
+
+    /// Announces an execution event this process committed (for telemetry
+    /// export; other replicas export their own).
+    pub fn execution_event(&self, event: ExecutionEvent) {
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    /// Subscribes to the execution events this process commits. A receiver
+    /// that lags loses events (`Lagged(n)` says how many): telemetry must
+    /// never slow a settlement; the store keeps every event regardless.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<ExecutionEvent>> {
+        self.events.subscribe()
     }
 }
 

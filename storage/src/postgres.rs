@@ -2,11 +2,16 @@
 //! `NOTIFY` inside the writing transaction and one `LISTEN` task per process,
 //! so every replica's waiters hear of every replica's jobs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::eventlog::{
+    Ending, EventLog, EventRow, cancel_ends_dispatch, correlation_id, next_link,
+};
+use crate::events::{ChainLink, ExecutionEvent};
 use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
 use crate::sql::{POSTGRES_SQL, Sql};
 use crate::{ConnectOptions, Notifier, StoreResult};
@@ -16,6 +21,7 @@ use crate::{ConnectOptions, Notifier, StoreResult};
 pub struct PgStore {
     pool: PgPool,
     notifier: Notifier,
+    events: Arc<std::sync::RwLock<Option<Arc<EventLog>>>>,
 }
 
 impl PgStore {
@@ -51,7 +57,11 @@ impl PgStore {
                 }
             }
         });
-        Ok(Self { pool, notifier })
+        Ok(Self {
+            pool,
+            notifier,
+            events: Arc::default(),
+        })
     }
 
     /// Wake-ups of this store (fed by `LISTEN`).
@@ -84,6 +94,77 @@ impl PgStore {
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// Turns on execution events (see [`crate::Store::set_event_log`]).
+    pub fn set_event_log(&self, log: Arc<EventLog>) {
+        *self
+            .events
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(log);
+    }
+
+    fn event_log(&self) -> Option<Arc<EventLog>> {
+        self.events
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Announces a committed event to this process's telemetry.
+    fn publish(&self, event: Option<ExecutionEvent>) {
+        if let Some(e) = event {
+            self.notifier.execution_event(e);
+        }
+    }
+
+    /// The link after the last event of `correlation_id`'s chain.
+    async fn chain_link(
+        tx: &mut Transaction<'_, Postgres>,
+        correlation_id: &str,
+    ) -> StoreResult<ChainLink> {
+        let last: Option<(String, i64)> = sqlx::query_as(crate::sql::EVENT_LAST)
+            .bind(correlation_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(next_link(last))
+    }
+
+    async fn insert_event(
+        tx: &mut Transaction<'_, Postgres>,
+        row: EventRow,
+    ) -> StoreResult<ExecutionEvent> {
+        sqlx::query(crate::sql::EVENT_INSERT)
+            .bind(&row.event_id)
+            .bind(&row.tenant)
+            .bind(&row.correlation_id)
+            .bind(row.chain_position)
+            .bind(&row.event_hash)
+            .bind(&row.protocol)
+            .bind(&row.topic)
+            .bind(&row.status)
+            .bind(row.completed_at)
+            .bind(&row.body)
+            .execute(&mut **tx)
+            .await?;
+        Ok(row.event)
+    }
+
+    /// Writes the event of a job's dispatch ending, in `tx`.
+    async fn job_event(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        job: &crate::Job,
+        ending: Ending<'_>,
+        result: Option<&serde_json::Value>,
+        now_ms: i64,
+    ) -> StoreResult<Option<ExecutionEvent>> {
+        let Some(log) = self.event_log() else {
+            return Ok(None);
+        };
+        let link = Self::chain_link(tx, &correlation_id(job)).await?;
+        let row = log.job_event(job, ending, result, crate::model::from_ms(now_ms), link)?;
+        Self::insert_event(tx, row).await.map(Some)
     }
 
     /// Tells every replica's waiters of a watched job what happened to it.
@@ -234,6 +315,7 @@ impl crate::JobStore for PgStore {
     async fn job_complete(&self, p: crate::JobCompleteParams) -> crate::StoreResult<crate::Job> {
         let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
         let (token, key) = p.proof.split();
+        let mut tx = self.writer().begin().await?;
         let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::COMPLETE)
             .bind(&p.id)
             .bind(token)
@@ -241,16 +323,22 @@ impl crate::JobStore for PgStore {
             .bind(p.result.to_string())
             .bind(p.result_type.as_str())
             .bind(now_ms)
-            .fetch_optional(self.writer())
+            .fetch_optional(&mut *tx)
             .await?;
         let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
+        let event = self
+            .job_event(&mut tx, &job, Ending::Fulfilled, Some(&p.result), now_ms)
+            .await?;
+        tx.commit().await?;
         self.announce(&job, JobChange::Settled(job.state)).await;
+        self.publish(event);
         Ok(job)
     }
 
     async fn job_fail(&self, p: crate::JobFailParams) -> crate::StoreResult<crate::Job> {
         let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
         let (token, key) = p.proof.split();
+        let mut tx = self.writer().begin().await?;
         let row: Option<crate::row::JobRow> = sqlx::query_as(&self.sql().fail)
             .bind(&p.id)
             .bind(token)
@@ -260,21 +348,24 @@ impl crate::JobStore for PgStore {
             .bind(i64::from(p.terminal))
             .bind(i64::from(p.refund_attempt))
             .bind(p.max_backoff_ms)
-            .fetch_optional(self.writer())
+            .fetch_optional(&mut *tx)
             .await?;
         let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
-        // A retry that is due at once (refunded attempt) wakes waiters now;
-        // a delayed one is picked up by the due-topics scan.
+        let ending = Ending::Failed {
+            error: &p.error,
+            dead: job.state == crate::JobState::Dead,
+        };
+        let event = self.job_event(&mut tx, &job, ending, None, now_ms).await?;
+        // A retry that is due at once (refunded attempt) wakes waiters at
+        // commit; a delayed one is picked up by the due-topics scan.
         if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(PG_CHANNEL)
-                .bind(&job.topic)
-                .execute(self.writer())
-                .await?;
+            Self::wake_in_tx(&mut tx, &job.topic).await?;
         }
+        tx.commit().await?;
         if job.state.is_terminal() {
             self.announce(&job, JobChange::Settled(job.state)).await;
         }
+        self.publish(event);
         Ok(job)
     }
 
@@ -328,9 +419,17 @@ impl crate::JobStore for PgStore {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
+        let event = if cancel_ends_dispatch(&before) {
+            let ending = Ending::Cancelled { reason: &p.reason };
+            self.job_event(&mut tx, &before, ending, None, now_ms)
+                .await?
+        } else {
+            None
+        };
         tx.commit().await?;
         self.announce(&before, JobChange::Settled(crate::JobState::Cancelled))
             .await;
+        self.publish(event);
         Ok(before)
     }
 
@@ -365,27 +464,36 @@ impl crate::JobStore for PgStore {
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> crate::StoreResult<Vec<crate::ExpiredLease>> {
+        let now_ms = crate::model::to_ms(now);
         let mut tx = self.writer().begin().await?;
-        let rows: Vec<crate::row::ExpiredRow> = sqlx::query_as(crate::sql::EXPIRE_LEASES)
-            .bind(crate::model::to_ms(now))
+        let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::EXPIRE_LEASES)
+            .bind(now_ms)
             .fetch_all(&mut *tx)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
         for r in rows {
-            let new_state = crate::JobState::parse(&r.state)
-                .ok_or_else(|| crate::StoreError::Corrupt(format!("jobs.state: {}", r.state)))?;
-            if new_state == crate::JobState::Open {
-                Self::wake_in_tx(&mut tx, &r.topic).await?;
+            let (holder, token) = (r.lease_holder.clone(), r.lease_token.clone());
+            let job = crate::Job::try_from(r)?;
+            if job.state == crate::JobState::Open {
+                Self::wake_in_tx(&mut tx, &job.topic).await?;
             }
+            let ending = Ending::Expired {
+                dead: job.state == crate::JobState::Dead,
+            };
+            events.extend(self.job_event(&mut tx, &job, ending, None, now_ms).await?);
             out.push(crate::ExpiredLease {
-                job_id: r.id,
-                topic: r.topic,
-                holder: r.lease_holder.unwrap_or_default(),
-                token: r.lease_token.unwrap_or_default(),
-                new_state,
+                job_id: job.id,
+                topic: job.topic,
+                holder: holder.unwrap_or_default(),
+                token: token.unwrap_or_default(),
+                new_state: job.state,
             });
         }
         tx.commit().await?;
+        for e in events {
+            self.publish(Some(e));
+        }
         Ok(out)
     }
 
@@ -420,6 +528,13 @@ impl crate::JobStore for PgStore {
             devices: run(crate::sql::PURGE_DEVICES, now_ms).await?,
             traces: run(crate::sql::PURGE_TRACES, to_ms(p.completed_before)).await?,
         })
+    }
+
+    async fn jobs_stats(&self) -> crate::StoreResult<Vec<crate::JobStats>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(crate::sql::JOBS_STATS)
+            .fetch_all(self.reader())
+            .await?;
+        crate::row::job_stats(rows)
     }
 
     async fn jobs_count_open(&self, scope: &crate::Scope) -> crate::StoreResult<i64> {
@@ -511,6 +626,7 @@ impl crate::JobStore for PgStore {
 
     async fn trace_insert(&self, t: crate::Trace) -> crate::StoreResult<()> {
         let b = crate::row::TraceBinds::of(&t);
+        let mut tx = self.writer().begin().await?;
         sqlx::query(crate::sql::TRACE_INSERT)
             .bind(&t.id)
             .bind(&t.tenant)
@@ -530,8 +646,18 @@ impl crate::JobStore for PgStore {
             .bind(t.latency_ms)
             .bind(b.created_at)
             .bind(b.settled_at)
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
+        let event = match self.event_log() {
+            Some(log) if t.decision == "BLOCK" => {
+                let link = Self::chain_link(&mut tx, &t.id).await?;
+                let row = log.block_event(&t, t.inputs.as_ref(), link)?;
+                Some(Self::insert_event(&mut tx, row).await?)
+            }
+            _ => None,
+        };
+        tx.commit().await?;
+        self.publish(event);
         Ok(())
     }
 
@@ -613,6 +739,118 @@ impl crate::JobStore for PgStore {
             .await?
             .rows_affected();
         Ok(n == 1)
+    }
+
+    async fn schema_put(&self, s: crate::CapabilitySchema) -> crate::StoreResult<()> {
+        let b = crate::row::SchemaBinds::of(&s);
+        sqlx::query(crate::sql::SCHEMA_PUT)
+            .bind(&s.capability)
+            .bind(b.input_schema)
+            .bind(b.output_schema)
+            .bind(b.updated_at)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn schema_get(
+        &self,
+        capability: &str,
+    ) -> crate::StoreResult<Option<crate::CapabilitySchema>> {
+        let row: Option<crate::row::CapabilitySchemaRow> = sqlx::query_as(crate::sql::SCHEMA_GET)
+            .bind(capability)
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn schema_delete(&self, capability: &str) -> crate::StoreResult<bool> {
+        let n = sqlx::query(crate::sql::SCHEMA_DELETE)
+            .bind(capability)
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn events_list(
+        &self,
+        q: crate::EventQuery,
+    ) -> crate::StoreResult<Vec<crate::StoredEvent>> {
+        let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(crate::model::to_ms);
+        let rows: Vec<(i64, String)> = sqlx::query_as(crate::sql::EVENTS_LIST)
+            .bind(q.after_seq)
+            .bind(q.scope.tenant())
+            .bind(&q.correlation_id)
+            .bind(&q.topic)
+            .bind(&q.protocol)
+            .bind(&q.status)
+            .bind(ms(q.since))
+            .bind(ms(q.until))
+            .bind(q.limit)
+            .fetch_all(self.reader())
+            .await?;
+        rows.into_iter().map(crate::row::stored_event).collect()
+    }
+
+    async fn event_key_put(&self, k: crate::EventKey) -> crate::StoreResult<()> {
+        sqlx::query(crate::sql::EVENT_KEY_PUT)
+            .bind(&k.key_id)
+            .bind(&k.public_key)
+            .bind(crate::model::to_ms(k.created_at))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn event_keys(&self) -> crate::StoreResult<Vec<crate::EventKey>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(crate::sql::EVENT_KEYS)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key_id, public_key, at)| crate::EventKey {
+                key_id,
+                public_key,
+                created_at: crate::model::from_ms(at),
+            })
+            .collect())
+    }
+
+    async fn event_ingest(&self, e: crate::IngestedEvent) -> crate::StoreResult<bool> {
+        let n = sqlx::query(crate::sql::INGEST_INSERT)
+            .bind(&e.event_id)
+            .bind(&e.tenant)
+            .bind(&e.correlation_id)
+            .bind(crate::model::to_ms(e.received_at))
+            .bind(e.body.to_string())
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn events_ingested(
+        &self,
+        scope: &crate::Scope,
+        correlation_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> crate::StoreResult<Vec<(i64, serde_json::Value)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(crate::sql::INGEST_LIST)
+            .bind(after_seq)
+            .bind(scope.tenant())
+            .bind(correlation_id)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        rows.into_iter()
+            .map(|(seq, body)| {
+                serde_json::from_str(&body)
+                    .map(|v| (seq, v))
+                    .map_err(|e| crate::StoreError::Corrupt(format!("ingested_events.body: {e}")))
+            })
+            .collect()
     }
 
     async fn device_insert(&self, d: crate::DeviceCode) -> crate::StoreResult<()> {

@@ -38,10 +38,29 @@ pub(crate) struct JobRow {
     pub(crate) updated_at: i64,
     pub(crate) completed_at: Option<i64>,
     pub(crate) progress: Option<String>,
+    pub(crate) leased_at: Option<i64>,
 }
 
 fn json(column: &str, text: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("jobs.{column}: {e}")))
+}
+
+/// `sql::JOBS_STATS` rows (topic, state, count, oldest ms), as both drivers read them.
+pub(crate) fn job_stats(
+    rows: Vec<(String, String, i64, i64)>,
+) -> Result<Vec<crate::JobStats>, StoreError> {
+    rows.into_iter()
+        .map(|(topic, state, count, oldest)| {
+            let state = JobState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("jobs.state: {state}")))?;
+            Ok(crate::JobStats {
+                topic,
+                state,
+                count,
+                oldest: from_ms(oldest),
+            })
+        })
+        .collect()
 }
 
 impl TryFrom<JobRow> for Job {
@@ -53,6 +72,7 @@ impl TryFrom<JobRow> for Job {
         // The lease columns are kept after settlement as history; a lease is
         // live only while the job is leased.
         let last_holder = r.lease_holder.clone();
+        let last_holder_key = r.lease_key.clone();
         let lease = match (state, r.lease_holder, r.lease_token, r.lease_expires_at) {
             (JobState::Leased, Some(holder), Some(token), Some(exp)) => Some(Lease {
                 holder,
@@ -89,6 +109,8 @@ impl TryFrom<JobRow> for Job {
             error: r.error,
             lease,
             last_holder,
+            last_holder_key,
+            leased_at: r.leased_at.map(from_ms),
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
             completed_at: r.completed_at.map(from_ms),
@@ -121,16 +143,6 @@ impl From<ApiKeyRow> for ApiKey {
             created_at: from_ms(r.created_at),
         }
     }
-}
-
-/// One row of the lease-expiry sweep.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ExpiredRow {
-    pub(crate) id: String,
-    pub(crate) topic: String,
-    pub(crate) lease_holder: Option<String>,
-    pub(crate) lease_token: Option<String>,
-    pub(crate) state: String,
 }
 
 /// One idempotency record.
@@ -191,6 +203,7 @@ impl TryFrom<TraceRow> for Trace {
             latency_ms: r.latency_ms,
             created_at: from_ms(r.created_at),
             settled_at: r.settled_at.map(from_ms),
+            inputs: None,
         })
     }
 }
@@ -241,4 +254,58 @@ impl TraceBinds {
             settled_at: t.settled_at.map(to_ms),
         }
     }
+}
+
+/// One `capability_schemas` row, in `sql::SCHEMA_GET` column order.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CapabilitySchemaRow {
+    pub(crate) capability: String,
+    pub(crate) input_schema: String,
+    pub(crate) output_schema: Option<String>,
+    pub(crate) updated_at: i64,
+}
+
+impl TryFrom<CapabilitySchemaRow> for crate::CapabilitySchema {
+    type Error = StoreError;
+
+    fn try_from(r: CapabilitySchemaRow) -> Result<Self, StoreError> {
+        let corrupt = |col: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("capability_schemas.{col}: {e}"))
+        };
+        Ok(Self {
+            input_schema: serde_json::from_str(&r.input_schema)
+                .map_err(|e| corrupt("input_schema", e))?,
+            output_schema: r
+                .output_schema
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(|e| corrupt("output_schema", e))?,
+            capability: r.capability,
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+/// The bind values of `sql::SCHEMA_PUT` after the capability, shared by both drivers.
+pub(crate) struct SchemaBinds {
+    pub(crate) input_schema: String,
+    pub(crate) output_schema: Option<String>,
+    pub(crate) updated_at: i64,
+}
+
+impl SchemaBinds {
+    pub(crate) fn of(s: &crate::CapabilitySchema) -> Self {
+        Self {
+            input_schema: s.input_schema.to_string(),
+            output_schema: s.output_schema.as_ref().map(serde_json::Value::to_string),
+            updated_at: to_ms(s.updated_at),
+        }
+    }
+}
+
+/// Decodes a stored event body with its sequence number.
+pub(crate) fn stored_event((seq, body): (i64, String)) -> Result<crate::StoredEvent, StoreError> {
+    let event = serde_json::from_str(&body)
+        .map_err(|e| StoreError::Corrupt(format!("events.body: {e}")))?;
+    Ok(crate::StoredEvent { seq, event })
 }

@@ -71,7 +71,7 @@ fn build(d: &Dialect) -> Sql {
             )
             UPDATE jobs SET state = 'leased', attempts = attempts + 1,
                 lease_holder = $1, lease_key = $2, lease_token = $3, lease_expires_at = $4,
-                updated_at = $5
+                updated_at = $5, leased_at = $5
             WHERE id = (SELECT id FROM next)
             RETURNING *",
             instr = d.instr,
@@ -126,6 +126,12 @@ pub(crate) const IDEMPOTENCY_GET: &str = "SELECT request_hash, response_status, 
 pub(crate) const COUNT_LIVE: &str =
     "SELECT COUNT(*) FROM jobs WHERE state IN ('open', 'leased') AND ($1 IS NULL OR tenant = $1)";
 
+/// Live jobs by topic and state, with the earliest `run_at` (open) or lease
+/// grant (leased; `updated_at` for leases granted before `leased_at` existed).
+pub(crate) const JOBS_STATS: &str = "SELECT topic, state, COUNT(*),
+        MIN(CASE WHEN state = 'open' THEN run_at ELSE COALESCE(leased_at, updated_at) END)
+    FROM jobs WHERE state IN ('open', 'leased') GROUP BY topic, state ORDER BY topic, state";
+
 pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs (id, tenant, protocol, topic, namespace,
         visibility, priority, run_at, state, attempts, max_attempts, backoff_base_ms,
         target_worker, required_capability, on_behalf_of, input, metadata, result_type,
@@ -171,7 +177,7 @@ pub(crate) const EXPIRE_LEASES: &str = "UPDATE jobs SET
         completed_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END,
         error = 'lease expired', run_at = $1, updated_at = $1
     WHERE state = 'leased' AND lease_expires_at <= $1
-    RETURNING id, topic, lease_holder, lease_token, state";
+    RETURNING *";
 
 pub(crate) const DUE_TOPICS: &str =
     "SELECT DISTINCT topic FROM jobs WHERE state = 'open' AND run_at > $1 AND run_at <= $2";
@@ -242,3 +248,36 @@ pub(crate) const SECRET_PUT: &str = "INSERT INTO secrets (tenant, name, provider
 pub(crate) const SECRET_GET: &str = "SELECT tenant, name, provider, allowed_tools, ciphertext,
     created_at, updated_at FROM secrets WHERE tenant = $1 AND name = $2";
 pub(crate) const SECRET_DELETE: &str = "DELETE FROM secrets WHERE tenant = $1 AND name = $2";
+
+/// Binds: capability, input_schema, output_schema, updated_at.
+pub(crate) const SCHEMA_PUT: &str = "INSERT INTO capability_schemas (capability, input_schema,
+    output_schema, updated_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (capability) DO UPDATE SET input_schema = excluded.input_schema,
+    output_schema = excluded.output_schema, updated_at = excluded.updated_at";
+pub(crate) const SCHEMA_GET: &str = "SELECT capability, input_schema, output_schema, updated_at
+    FROM capability_schemas WHERE capability = $1";
+pub(crate) const SCHEMA_DELETE: &str = "DELETE FROM capability_schemas WHERE capability = $1";
+
+/// Binds: correlation_id. The chain's last link.
+pub(crate) const EVENT_LAST: &str = "SELECT event_hash, chain_position FROM events
+    WHERE correlation_id = $1 ORDER BY chain_position DESC LIMIT 1";
+pub(crate) const EVENT_INSERT: &str = "INSERT INTO events (event_id, tenant, correlation_id,
+    chain_position, event_hash, protocol, topic, status, completed_at, body)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+/// Binds: after seq, tenant, correlation id, topic, protocol, status, since, until, limit.
+pub(crate) const EVENTS_LIST: &str = "SELECT seq, body FROM events WHERE seq > $1
+    AND ($2 IS NULL OR tenant = $2) AND ($3 IS NULL OR correlation_id = $3)
+    AND ($4 IS NULL OR topic = $4) AND ($5 IS NULL OR protocol = $5)
+    AND ($6 IS NULL OR status = $6) AND ($7 IS NULL OR completed_at >= $7)
+    AND ($8 IS NULL OR completed_at < $8) ORDER BY seq LIMIT $9";
+pub(crate) const EVENT_KEY_PUT: &str = "INSERT INTO event_keys (key_id, public_key, created_at)
+    VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
+pub(crate) const EVENT_KEYS: &str =
+    "SELECT key_id, public_key, created_at FROM event_keys ORDER BY created_at, key_id";
+pub(crate) const INGEST_INSERT: &str = "INSERT INTO ingested_events (event_id, tenant,
+    correlation_id, received_at, body) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (event_id) DO NOTHING";
+/// Binds: after seq, tenant, correlation id, limit.
+pub(crate) const INGEST_LIST: &str = "SELECT seq, body FROM ingested_events WHERE seq > $1
+    AND ($2 IS NULL OR tenant = $2) AND ($3 IS NULL OR correlation_id = $3)
+    ORDER BY seq LIMIT $4";

@@ -22,6 +22,10 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::eventlog::{
+    Ending, EventLog, EventRow, cancel_ends_dispatch, correlation_id, next_link,
+};
+use crate::events::{ChainLink, ExecutionEvent};
 use crate::model::{PollStep, poll_step, to_ms};
 use crate::row::{ApiKeyRow, JobRow, SecretRow, TraceBinds, TraceRow};
 use crate::sql::{self, SQLITE_SQL};
@@ -33,6 +37,7 @@ use crate::{
     StoreError, StoreResult,
 };
 use crate::{DecisionCount, Secret, Trace, TraceSettleParams};
+use crate::{EventKey, EventQuery, IngestedEvent, StoredEvent};
 
 /// Schema migrations, applied in order, each once.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -40,6 +45,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_progress.sql")),
     (3, include_str!("../migrations/sqlite/0003_oauth.sql")),
     (4, include_str!("../migrations/sqlite/0004_governance.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_capability_schemas.sql"),
+    ),
+    (6, include_str!("../migrations/sqlite/0006_events.sql")),
 ];
 
 /// Most operations one group commit takes.
@@ -247,6 +257,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         updated_at: r.get(25)?,
         completed_at: r.get(26)?,
         progress: r.get(27)?,
+        leased_at: r.get(28)?,
     })
 }
 
@@ -254,6 +265,52 @@ fn query_job(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> StoreResult
     query_one(conn, sql, params, job_row)?
         .map(TryInto::try_into)
         .transpose()
+}
+
+/// The decision whose trace also writes an event (no job will).
+const BLOCK: &str = "BLOCK";
+
+/// The link after the last event of `correlation_id`'s chain.
+fn chain_link(c: &Connection, correlation_id: &str) -> StoreResult<ChainLink> {
+    let last = query_one(c, sql::EVENT_LAST, &[&correlation_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    Ok(next_link(last))
+}
+
+fn insert_event(c: &Connection, row: EventRow) -> StoreResult<ExecutionEvent> {
+    exec(
+        c,
+        sql::EVENT_INSERT,
+        &[
+            &row.event_id,
+            &row.tenant,
+            &row.correlation_id,
+            &row.chain_position,
+            &row.event_hash,
+            &row.protocol,
+            &row.topic,
+            &row.status,
+            &row.completed_at,
+            &row.body,
+        ],
+    )?;
+    Ok(row.event)
+}
+
+/// Writes the event of a job's dispatch ending, in the caller's transaction.
+fn job_event(
+    c: &Connection,
+    log: Option<&EventLog>,
+    job: &Job,
+    ending: Ending<'_>,
+    result: Option<&serde_json::Value>,
+    now: i64,
+) -> StoreResult<Option<ExecutionEvent>> {
+    let Some(log) = log else { return Ok(None) };
+    let link = chain_link(c, &correlation_id(job))?;
+    let row = log.job_event(job, ending, result, crate::model::from_ms(now), link)?;
+    insert_event(c, row).map(Some)
 }
 
 fn now_ms(now: Option<DateTime<Utc>>) -> i64 {
@@ -266,6 +323,7 @@ pub struct SqliteStore {
     writer: Worker,
     reader: Worker,
     notifier: Notifier,
+    events: Arc<std::sync::RwLock<Option<Arc<EventLog>>>>,
     path: Arc<PathBuf>,
     /// Dropping the last clone disconnects this and ends the checkpointer.
     _checkpointer: Arc<std::sync::mpsc::SyncSender<()>>,
@@ -381,6 +439,7 @@ impl SqliteStore {
             writer: Worker::spawn("agw-sqlite-writer", writer, true)?,
             reader: Worker::spawn("agw-sqlite-reader", reader, false)?,
             notifier: Notifier::default(),
+            events: Arc::default(),
             path: Arc::new(path),
             _checkpointer: Arc::new(spawn_checkpointer(checkpointer)?),
         })
@@ -389,6 +448,28 @@ impl SqliteStore {
     /// Wake-ups of this store.
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// Turns on execution events (see [`crate::Store::set_event_log`]).
+    pub fn set_event_log(&self, log: Arc<EventLog>) {
+        *self
+            .events
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(log);
+    }
+
+    fn event_log(&self) -> Option<Arc<EventLog>> {
+        self.events
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Announces a committed event to this process's telemetry.
+    fn publish(&self, event: Option<ExecutionEvent>) {
+        if let Some(e) = event {
+            self.notifier.execution_event(e);
+        }
     }
 
     /// Tells waiters of a watched job what happened to it (after the commit).
@@ -536,10 +617,13 @@ impl JobStore for SqliteStore {
     }
 
     async fn job_complete(&self, p: JobCompleteParams) -> StoreResult<Job> {
-        self.writer
-            .run_one(move |c| {
+        let log = self.event_log();
+        let (job, event) = self
+            .writer
+            .run(move |c| {
+                let now = now_ms(p.now);
                 let (token, key) = p.proof.split();
-                query_job(
+                let job = query_job(
                     c,
                     sql::COMPLETE,
                     &[
@@ -548,22 +632,34 @@ impl JobStore for SqliteStore {
                         &key,
                         &p.result.to_string(),
                         &p.result_type.as_str(),
-                        &now_ms(p.now),
+                        &now,
                     ],
                 )?
-                .ok_or(StoreError::LeaseLost)
+                .ok_or(StoreError::LeaseLost)?;
+                let event = job_event(
+                    c,
+                    log.as_deref(),
+                    &job,
+                    Ending::Fulfilled,
+                    Some(&p.result),
+                    now,
+                )?;
+                Ok((job, event))
             })
-            .await
-            .inspect(|job| self.announce(job, JobChange::Settled(job.state)))
+            .await?;
+        self.announce(&job, JobChange::Settled(job.state));
+        self.publish(event);
+        Ok(job)
     }
 
     async fn job_fail(&self, p: JobFailParams) -> StoreResult<Job> {
         let now = now_ms(p.now);
-        let job = self
+        let log = self.event_log();
+        let (job, event) = self
             .writer
-            .run_one(move |c| {
+            .run(move |c| {
                 let (token, key) = p.proof.split();
-                query_job(
+                let job = query_job(
                     c,
                     &SQLITE_SQL.fail,
                     &[
@@ -577,7 +673,13 @@ impl JobStore for SqliteStore {
                         &p.max_backoff_ms,
                     ],
                 )?
-                .ok_or(StoreError::LeaseLost)
+                .ok_or(StoreError::LeaseLost)?;
+                let ending = Ending::Failed {
+                    error: &p.error,
+                    dead: job.state == JobState::Dead,
+                };
+                let event = job_event(c, log.as_deref(), &job, ending, None, now)?;
+                Ok((job, event))
             })
             .await?;
         // A retry due at once (refunded attempt) wakes waiters now; a delayed
@@ -588,6 +690,7 @@ impl JobStore for SqliteStore {
         if job.state.is_terminal() {
             self.announce(&job, JobChange::Settled(job.state));
         }
+        self.publish(event);
         Ok(job)
     }
 
@@ -623,18 +726,29 @@ impl JobStore for SqliteStore {
     }
 
     async fn job_cancel(&self, p: JobCancelParams) -> StoreResult<Job> {
-        self.writer
+        let log = self.event_log();
+        let (before, event) = self
+            .writer
             .run(move |c| {
                 let before = query_job(c, &SQLITE_SQL.get_for_update, &[&p.id, &p.scope.tenant()])?
                     .ok_or(StoreError::NotFound)?;
                 if before.state.is_terminal() {
                     return Err(StoreError::InvalidState(before.state));
                 }
-                exec(c, sql::CANCEL, &[&p.id, &p.reason, &now_ms(p.now)])?;
-                Ok(before)
+                let now = now_ms(p.now);
+                exec(c, sql::CANCEL, &[&p.id, &p.reason, &now])?;
+                let event = if cancel_ends_dispatch(&before) {
+                    let ending = Ending::Cancelled { reason: &p.reason };
+                    job_event(c, log.as_deref(), &before, ending, None, now)?
+                } else {
+                    None
+                };
+                Ok((before, event))
             })
-            .await
-            .inspect(|before| self.announce(before, JobChange::Settled(JobState::Cancelled)))
+            .await?;
+        self.announce(&before, JobChange::Settled(JobState::Cancelled));
+        self.publish(event);
+        Ok(before)
     }
 
     async fn job_get(&self, id: &str, scope: &Scope) -> StoreResult<Option<Job>> {
@@ -661,35 +775,37 @@ impl JobStore for SqliteStore {
     }
 
     async fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>> {
-        let expired = self
+        let log = self.event_log();
+        let (expired, events) = self
             .writer
-            .run_one(move |c| {
-                let rows = query(c, sql::EXPIRE_LEASES, &[&to_ms(now)], |r| {
-                    Ok((
-                        r.get::<_, String>("id")?,
-                        r.get::<_, String>("topic")?,
-                        r.get::<_, Option<String>>("lease_holder")?,
-                        r.get::<_, Option<String>>("lease_token")?,
-                        r.get::<_, String>("state")?,
-                    ))
-                })?;
-                rows.into_iter()
-                    .map(|(id, topic, holder, token, state)| {
-                        let new_state = JobState::parse(&state)
-                            .ok_or_else(|| StoreError::Corrupt(format!("jobs.state: {state}")))?;
-                        Ok(ExpiredLease {
-                            job_id: id,
-                            topic,
-                            holder: holder.unwrap_or_default(),
-                            token: token.unwrap_or_default(),
-                            new_state,
-                        })
-                    })
-                    .collect::<StoreResult<Vec<_>>>()
+            .run(move |c| {
+                let now = to_ms(now);
+                let rows = query(c, sql::EXPIRE_LEASES, &[&now], job_row)?;
+                let mut expired = Vec::with_capacity(rows.len());
+                let mut events = Vec::new();
+                for row in rows {
+                    let (holder, token) = (row.lease_holder.clone(), row.lease_token.clone());
+                    let job = Job::try_from(row)?;
+                    let ending = Ending::Expired {
+                        dead: job.state == JobState::Dead,
+                    };
+                    events.extend(job_event(c, log.as_deref(), &job, ending, None, now)?);
+                    expired.push(ExpiredLease {
+                        job_id: job.id,
+                        topic: job.topic,
+                        holder: holder.unwrap_or_default(),
+                        token: token.unwrap_or_default(),
+                        new_state: job.state,
+                    });
+                }
+                Ok((expired, events))
             })
             .await?;
         for e in expired.iter().filter(|e| e.new_state == JobState::Open) {
             self.notifier.notify(&e.topic);
+        }
+        for e in events {
+            self.publish(Some(e));
         }
         Ok(expired)
     }
@@ -722,6 +838,18 @@ impl JobStore for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn jobs_stats(&self) -> StoreResult<Vec<crate::JobStats>> {
+        let rows: Vec<(String, String, i64, i64)> = self
+            .reader
+            .run(|c| {
+                query(c, sql::JOBS_STATS, &[], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+            })
+            .await?;
+        crate::row::job_stats(rows)
     }
 
     async fn jobs_count_open(&self, scope: &Scope) -> StoreResult<i64> {
@@ -822,8 +950,10 @@ impl JobStore for SqliteStore {
     }
 
     async fn trace_insert(&self, t: Trace) -> StoreResult<()> {
-        self.writer
-            .run_one(move |c| {
+        let log = self.event_log();
+        let event = self
+            .writer
+            .run(move |c| {
                 let b = TraceBinds::of(&t);
                 exec(
                     c,
@@ -848,10 +978,18 @@ impl JobStore for SqliteStore {
                         &b.created_at,
                         &b.settled_at,
                     ],
-                )
-                .map(drop)
+                )?;
+                match log.as_deref() {
+                    Some(log) if t.decision == BLOCK => {
+                        let link = chain_link(c, &t.id)?;
+                        insert_event(c, log.block_event(&t, t.inputs.as_ref(), link)?).map(Some)
+                    }
+                    _ => Ok(None),
+                }
             })
-            .await
+            .await?;
+        self.publish(event);
+        Ok(())
     }
 
     async fn trace_settle(&self, p: TraceSettleParams) -> StoreResult<bool> {
@@ -964,6 +1102,153 @@ impl JobStore for SqliteStore {
         self.writer
             .run_one(move |c| Ok(exec(c, sql::SECRET_DELETE, &[&tenant, &name])? == 1))
             .await
+    }
+
+    async fn schema_put(&self, s: crate::CapabilitySchema) -> StoreResult<()> {
+        self.writer
+            .run_one(move |c| {
+                let b = crate::row::SchemaBinds::of(&s);
+                exec(
+                    c,
+                    sql::SCHEMA_PUT,
+                    &[
+                        &s.capability,
+                        &b.input_schema,
+                        &b.output_schema,
+                        &b.updated_at,
+                    ],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn schema_get(&self, capability: &str) -> StoreResult<Option<crate::CapabilitySchema>> {
+        let capability = capability.to_owned();
+        self.reader
+            .run(move |c| {
+                query_one(c, sql::SCHEMA_GET, &[&capability], |r| {
+                    Ok(crate::row::CapabilitySchemaRow {
+                        capability: r.get(0)?,
+                        input_schema: r.get(1)?,
+                        output_schema: r.get(2)?,
+                        updated_at: r.get(3)?,
+                    })
+                })
+            })
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    async fn schema_delete(&self, capability: &str) -> StoreResult<bool> {
+        let capability = capability.to_owned();
+        self.writer
+            .run_one(move |c| Ok(exec(c, sql::SCHEMA_DELETE, &[&capability])? == 1))
+            .await
+    }
+
+    async fn events_list(&self, q: EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        let rows: Vec<(i64, String)> = self
+            .reader
+            .run(move |c| {
+                let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
+                query(
+                    c,
+                    sql::EVENTS_LIST,
+                    &[
+                        &q.after_seq,
+                        &q.scope.tenant(),
+                        &q.correlation_id,
+                        &q.topic,
+                        &q.protocol,
+                        &q.status,
+                        &ms(q.since),
+                        &ms(q.until),
+                        &q.limit,
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await?;
+        rows.into_iter().map(crate::row::stored_event).collect()
+    }
+
+    async fn event_key_put(&self, k: EventKey) -> StoreResult<()> {
+        self.writer
+            .run_one(move |c| {
+                exec(
+                    c,
+                    sql::EVENT_KEY_PUT,
+                    &[&k.key_id, &k.public_key, &to_ms(k.created_at)],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn event_keys(&self) -> StoreResult<Vec<EventKey>> {
+        self.reader
+            .run(|c| {
+                query(c, sql::EVENT_KEYS, &[], |r| {
+                    Ok(EventKey {
+                        key_id: r.get(0)?,
+                        public_key: r.get(1)?,
+                        created_at: crate::model::from_ms(r.get(2)?),
+                    })
+                })
+            })
+            .await
+    }
+
+    async fn event_ingest(&self, e: IngestedEvent) -> StoreResult<bool> {
+        self.writer
+            .run_one(move |c| {
+                let n = exec(
+                    c,
+                    sql::INGEST_INSERT,
+                    &[
+                        &e.event_id,
+                        &e.tenant,
+                        &e.correlation_id,
+                        &to_ms(e.received_at),
+                        &e.body.to_string(),
+                    ],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn events_ingested(
+        &self,
+        scope: &Scope,
+        correlation_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, serde_json::Value)>> {
+        let (tenant, corr) = (
+            scope.tenant().map(str::to_owned),
+            correlation_id.map(str::to_owned),
+        );
+        let rows: Vec<(i64, String)> = self
+            .reader
+            .run(move |c| {
+                query(
+                    c,
+                    sql::INGEST_LIST,
+                    &[&after_seq, &tenant, &corr, &limit],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(seq, body)| {
+                serde_json::from_str(&body)
+                    .map(|v| (seq, v))
+                    .map_err(|e| StoreError::Corrupt(format!("ingested_events.body: {e}")))
+            })
+            .collect()
     }
 
     async fn device_insert(&self, d: DeviceCode) -> StoreResult<()> {
@@ -1118,6 +1403,7 @@ mod tests {
             "updated_at",
             "completed_at",
             "progress",
+            "leased_at",
         ];
         assert_eq!(cols, expected);
     }

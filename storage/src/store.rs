@@ -1,9 +1,13 @@
 //! The store API ([`JobStore`]) and [`Store`], the driver chosen by URL scheme.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::CapabilitySchema;
+use crate::JobStats;
+use crate::eventlog::EventLog;
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::{
@@ -13,6 +17,7 @@ use crate::{
     OAuthClient, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
 };
 use crate::{DecisionCount, Secret, Trace, TraceSettleParams};
+use crate::{EventKey, EventQuery, IngestedEvent, StoredEvent};
 
 /// The job store. Every method is one atomic unit: it commits entirely or not
 /// at all, and two concurrent calls never observe each other half-done.
@@ -110,6 +115,11 @@ pub trait JobStore: Send + Sync {
     /// Counts jobs by state for one tenant or all (`Scope::All`). Read only.
     fn jobs_count_open(&self, scope: &Scope) -> impl Future<Output = StoreResult<i64>> + Send;
 
+    /// Live (open and leased) jobs counted by topic and state, with the
+    /// oldest of each (see [`JobStats`]), for queue gauges. Read only; one
+    /// statement.
+    fn jobs_stats(&self) -> impl Future<Output = StoreResult<Vec<JobStats>>> + Send;
+
     /// Sets a KV entry (insert or replace) that expires after `ttl_ms`.
     fn kv_set(&self, params: KvSetParams) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -201,12 +211,52 @@ pub trait JobStore: Send + Sync {
         name: &str,
     ) -> impl Future<Output = StoreResult<Option<Secret>>> + Send;
 
+    /// Lists stored execution events in storage order, filtered. Read only.
+    fn events_list(
+        &self,
+        query: EventQuery,
+    ) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
+
+    /// Publishes a public key that verifies events (kept if the id exists).
+    fn event_key_put(&self, key: EventKey) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every published event key.
+    fn event_keys(&self) -> impl Future<Output = StoreResult<Vec<EventKey>>> + Send;
+
+    /// Stores an event a worker posted; `false` when its `event_id` was
+    /// stored before (nothing changed). One statement.
+    fn event_ingest(&self, event: IngestedEvent) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Lists posted events of `scope` (one correlation id, or all), after a
+    /// sequence number, in storage order. Read only.
+    fn events_ingested(
+        &self,
+        scope: &Scope,
+        correlation_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<(i64, serde_json::Value)>>> + Send;
+
     /// Deletes a tenant's secret; `false` when there was none. One statement.
     fn secret_delete(
         &self,
         tenant: &str,
         name: &str,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Stores the schemas of a capability, replacing any earlier ones whole
+    /// (an absent output schema clears the old one). One statement.
+    fn schema_put(&self, schema: CapabilitySchema) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Reads the schemas of a capability. Read only.
+    fn schema_get(
+        &self,
+        capability: &str,
+    ) -> impl Future<Output = StoreResult<Option<CapabilitySchema>>> + Send;
+
+    /// Deletes the schemas of a capability; `false` when there were none.
+    /// One statement.
+    fn schema_delete(&self, capability: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// The store, with its driver chosen by the URL scheme.
@@ -248,6 +298,16 @@ impl Store {
                 "{}: expected sqlite://PATH or postgres://...",
                 redact_url(url)
             )))
+        }
+    }
+
+    /// Turns on execution events: from now on every settlement writes its
+    /// signed event in its own transaction. Without it (operator commands,
+    /// tests that do not need events) settlements write none.
+    pub fn set_event_log(&self, log: Arc<EventLog>) {
+        match self {
+            Self::Sqlite(s) => s.set_event_log(log),
+            Self::Postgres(s) => s.set_event_log(log),
         }
     }
 
@@ -326,6 +386,7 @@ delegate! {
     fn jobs_due_topics(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<Vec<String>>;
     fn jobs_purge(&self, params: PurgeParams) -> StoreResult<PurgeReport>;
     fn jobs_count_open(&self, scope: &Scope) -> StoreResult<i64>;
+    fn jobs_stats(&self) -> StoreResult<Vec<JobStats>>;
     fn kv_set(&self, params: KvSetParams) -> StoreResult<()>;
     fn kv_get(&self, scope: &str, key: &str, now: Option<DateTime<Utc>>) -> StoreResult<Option<serde_json::Value>>;
     fn nonce_record(&self, params: NonceParams) -> StoreResult<bool>;
@@ -343,6 +404,14 @@ delegate! {
     fn secret_put(&self, secret: Secret) -> StoreResult<()>;
     fn secret_get(&self, tenant: &str, name: &str) -> StoreResult<Option<Secret>>;
     fn secret_delete(&self, tenant: &str, name: &str) -> StoreResult<bool>;
+    fn schema_put(&self, schema: CapabilitySchema) -> StoreResult<()>;
+    fn schema_get(&self, capability: &str) -> StoreResult<Option<CapabilitySchema>>;
+    fn schema_delete(&self, capability: &str) -> StoreResult<bool>;
+    fn events_list(&self, query: EventQuery) -> StoreResult<Vec<StoredEvent>>;
+    fn event_key_put(&self, key: EventKey) -> StoreResult<()>;
+    fn event_keys(&self) -> StoreResult<Vec<EventKey>>;
+    fn event_ingest(&self, event: IngestedEvent) -> StoreResult<bool>;
+    fn events_ingested(&self, scope: &Scope, correlation_id: Option<&str>, after_seq: i64, limit: i64) -> StoreResult<Vec<(i64, serde_json::Value)>>;
 }
 
 #[cfg(test)]

@@ -1230,6 +1230,7 @@ fn trace(id: &str, tenant: &str, decision: &str, at: DateTime<Utc>) -> Trace {
         latency_ms: 0.0,
         created_at: at,
         settled_at: None,
+        inputs: None,
     }
 }
 
@@ -1384,6 +1385,380 @@ async fn secrets_per_tenant(s: Store) {
     assert_eq!(s.secret_get("acme", "missing").await.expect("get"), None);
 }
 
+async fn capability_schemas_put_get_delete(s: Store) {
+    let t = t0();
+    let schema =
+        |input: serde_json::Value, output: Option<serde_json::Value>, at| CapabilitySchema {
+            capability: "acme/echo".into(),
+            input_schema: input,
+            output_schema: output,
+            updated_at: at,
+        };
+    assert_eq!(s.schema_get("acme/echo").await.expect("get"), None);
+    assert!(
+        !s.schema_delete("acme/echo").await.expect("delete"),
+        "nothing to delete"
+    );
+    // Documents round-trip exactly (nesting, unicode, numbers).
+    let first = schema(
+        json!({"type": "object", "required": ["x"], "properties": {"x": {"type": "integer", "maximum": 1.5e3}, "é": {"const": "✓"}}}),
+        Some(json!({"type": "object"})),
+        t,
+    );
+    s.schema_put(first.clone()).await.expect("put");
+    assert_eq!(s.schema_get("acme/echo").await.expect("get"), Some(first));
+    assert_eq!(s.schema_get("acme/other").await.expect("get"), None);
+    // A put replaces the whole row: no output schema clears the old one.
+    let later = t + Duration::minutes(5);
+    let second = schema(json!(true), None, later);
+    s.schema_put(second.clone()).await.expect("replace");
+    assert_eq!(s.schema_get("acme/echo").await.expect("get"), Some(second));
+    assert!(s.schema_delete("acme/echo").await.expect("delete"));
+    assert!(!s.schema_delete("acme/echo").await.expect("delete"), "gone");
+    assert_eq!(s.schema_get("acme/echo").await.expect("get"), None);
+    // Concurrent puts of distinct capabilities all land.
+    let puts = (0..8).map(|i| {
+        let s = s.clone();
+        async move {
+            s.schema_put(CapabilitySchema {
+                capability: format!("acme/c{i}"),
+                input_schema: json!({"const": i}),
+                output_schema: None,
+                updated_at: t,
+            })
+            .await
+        }
+    });
+    for r in futures_util::future::join_all(puts).await {
+        r.expect("put");
+    }
+    for i in 0..8 {
+        let got = s.schema_get(&format!("acme/c{i}")).await.expect("get");
+        assert_eq!(got.map(|g| g.input_schema), Some(json!({"const": i})));
+    }
+}
+
+async fn job_stats_by_topic_and_state(s: Store) {
+    let t = t0();
+    let at = |secs| t + Duration::seconds(secs);
+    assert!(
+        s.jobs_stats().await.expect("stats").is_empty(),
+        "empty store"
+    );
+    // q/a: four jobs, one of them delayed a minute; q/b: one that dies; q/c: one open.
+    let first = insert_at(&s, new_job("a", "q/a"), at(0)).await;
+    let second = insert_at(&s, new_job("a", "q/a"), at(1)).await;
+    let mut delayed = new_job("a", "q/a");
+    delayed.delay_ms = 60_000;
+    insert_at(&s, delayed, at(2)).await;
+    insert_at(&s, new_job("a", "q/a"), at(3)).await;
+    let mut doomed = new_job("b", "q/b");
+    doomed.max_attempts = 1;
+    insert_at(&s, doomed, at(0)).await;
+    insert_at(&s, new_job("c", "q/c"), at(4)).await;
+    // Settled jobs leave the figures: the oldest q/a job is fulfilled, q/b dies.
+    let c1 = claim_one(&s, claim("a", Some("q/a"), "w", at(5)))
+        .await
+        .expect("claim");
+    assert_eq!(c1.id, first.id);
+    s.job_complete(complete(&c1.id, token(&c1), at(6)))
+        .await
+        .expect("complete");
+    let c2 = claim_one(&s, claim("a", Some("q/a"), "w", at(10)))
+        .await
+        .expect("claim");
+    assert_eq!(c2.id, second.id);
+    let cb = claim_one(&s, claim("b", Some("q/b"), "w", at(10)))
+        .await
+        .expect("claim");
+    let mut terminal = fail(&cb.id, token(&cb), at(11));
+    terminal.terminal = true;
+    s.job_fail(terminal).await.expect("fail");
+    let stats = |topic: &str, state, count, oldest| JobStats {
+        topic: topic.into(),
+        state,
+        count,
+        oldest,
+    };
+    // Open: the earliest run_at (the delayed job's lies ahead); leased: the
+    // earliest grant. Ordered by topic, then state.
+    assert_eq!(
+        s.jobs_stats().await.expect("stats"),
+        vec![
+            stats("q/a", JobState::Leased, 1, at(10)),
+            stats("q/a", JobState::Open, 2, at(3)),
+            stats("q/c", JobState::Open, 1, at(4)),
+        ]
+    );
+    // A renewal does not make a lease younger.
+    s.job_extend(JobExtendParams {
+        id: c2.id.clone(),
+        proof: token(&c2),
+        lease_ms: 30_000,
+        now: Some(at(20)),
+    })
+    .await
+    .expect("extend");
+    let leased = s.jobs_stats().await.expect("stats");
+    assert_eq!(leased[0], stats("q/a", JobState::Leased, 1, at(10)));
+}
+
+fn enable_events(s: &Store) -> events::EventPublicKey {
+    let signer = events::EventSigner::generate("gw-test").expect("signer");
+    let public = signer.public_key();
+    s.set_event_log(std::sync::Arc::new(EventLog::new(
+        signer,
+        events::CaptureMode::Redacted,
+        events::default_redact_keys(),
+    )));
+    public
+}
+
+async fn all_events(s: &Store, scope: Scope) -> Vec<events::ExecutionEvent> {
+    s.events_list(EventQuery {
+        scope,
+        correlation_id: None,
+        topic: None,
+        protocol: None,
+        status: None,
+        since: None,
+        until: None,
+        after_seq: 0,
+        limit: 1000,
+    })
+    .await
+    .expect("list")
+    .into_iter()
+    .map(|e| e.event)
+    .collect()
+}
+
+async fn settlements_write_signed_chained_events(s: Store) {
+    let public = enable_events(&s);
+    let now = Utc::now();
+    // Fail (retry) then fulfil: one chain of two events on the job id.
+    let mut job = new_job("acme", "ev/chain");
+    job.input = json!({"q": 1, "api_key": "sk-live"});
+    let job = insert_at(&s, job, now).await;
+    let first = claim_one(&s, claim("acme", Some("ev/chain"), "w1", now))
+        .await
+        .expect("claim");
+    // A settlement that does not happen writes nothing.
+    let lost = s
+        .job_complete(JobCompleteParams {
+            id: job.id.clone(),
+            proof: LeaseProof::Token("wrong".into()),
+            result: json!("x"),
+            result_type: ResultType::Json,
+            now: Some(now),
+        })
+        .await;
+    assert!(matches!(lost, Err(StoreError::LeaseLost)));
+    assert!(
+        all_events(&s, Scope::All).await.is_empty(),
+        "no event without a settlement"
+    );
+    s.job_fail(JobFailParams {
+        id: job.id.clone(),
+        proof: LeaseProof::Token(claim_token_of(&first)),
+        error: "boom".into(),
+        terminal: false,
+        refund_attempt: false,
+        max_backoff_ms: 0,
+        now: Some(now),
+    })
+    .await
+    .expect("fail");
+    let later = now + Duration::seconds(5);
+    let second = claim_one(&s, claim("acme", Some("ev/chain"), "w2", later))
+        .await
+        .expect("reclaim");
+    s.job_complete(JobCompleteParams {
+        id: job.id.clone(),
+        proof: LeaseProof::Token(claim_token_of(&second)),
+        result: json!({"answer": 42, "token": "t-secret"}),
+        result_type: ResultType::Json,
+        now: Some(later),
+    })
+    .await
+    .expect("complete");
+    let evs = all_events(&s, Scope::Tenant("acme".into())).await;
+    assert_eq!(evs.len(), 2);
+    assert_eq!(
+        evs.iter()
+            .map(|e| (e.correlation_id.as_str(), e.chain_position))
+            .collect::<Vec<_>>(),
+        [(job.id.as_str(), 1), (job.id.as_str(), 2)]
+    );
+    assert_eq!(
+        (evs[0].status, evs[1].status),
+        (events::EventStatus::Error, events::EventStatus::Ok)
+    );
+    assert_eq!(evs[1].action, "intent_bus.ev/chain");
+    assert_eq!(evs[1].prev_event_hash, events::event_hash(&evs[0]).unwrap());
+    let attrs = evs[1].attributes.as_ref().unwrap();
+    assert_eq!(
+        (attrs["worker"].as_str(), attrs["attempt"].as_i64()),
+        (Some("w2"), Some(2))
+    );
+    // Redaction: secrets in inputs and output never reach the event.
+    let text = serde_json::to_string(&evs).unwrap();
+    assert!(
+        !text.contains("sk-live") && !text.contains("t-secret"),
+        "{text}"
+    );
+    assert_eq!(evs[1].output.as_ref().unwrap()["answer"], 42);
+    let key = public;
+    let summary = events::verify_chain(&evs, |_| Some(key)).expect("chain verifies");
+    assert_eq!(summary.events, 2);
+    assert!(
+        all_events(&s, Scope::Tenant("other".into()))
+            .await
+            .is_empty(),
+        "tenant-scoped"
+    );
+
+    // Expiry and cancel of a leased job end dispatches; cancelling an open
+    // (never dispatched) Intent Bus job does not.
+    let exp = insert_at(&s, new_job("acme", "ev/exp"), now).await;
+    claim_one(&s, claim("acme", Some("ev/exp"), "w3", now))
+        .await
+        .expect("claim");
+    s.jobs_expire_leases(now + Duration::minutes(5))
+        .await
+        .expect("expire");
+    let idle = insert_at(&s, new_job("acme", "ev/idle"), now).await;
+    s.job_cancel(JobCancelParams {
+        id: idle.id.clone(),
+        scope: Scope::All,
+        reason: "r".into(),
+        now: Some(now),
+    })
+    .await
+    .expect("cancel");
+    let mut gov = new_job("acme", "ev/gov");
+    gov.protocol = Protocol::Governance;
+    gov.metadata = Some(json!({"trace_id": "trace-1", "kind": "chat"}));
+    let gov = insert_at(&s, gov, now).await;
+    s.job_cancel(JobCancelParams {
+        id: gov.id.clone(),
+        scope: Scope::All,
+        reason: "run timed out".into(),
+        now: Some(now),
+    })
+    .await
+    .expect("cancel");
+    let mut blocked = trace("trace-2", "acme", "BLOCK", now);
+    blocked.inputs = Some(json!({"input": "my password is hunter2", "password": "hunter2"}));
+    s.trace_insert(blocked).await.expect("trace");
+    s.trace_insert(trace("trace-3", "acme", "ALLOW", now))
+        .await
+        .expect("trace");
+    let evs = all_events(&s, Scope::All).await;
+    let by_corr = |c: &str| {
+        evs.iter()
+            .filter(|e| e.correlation_id == c)
+            .collect::<Vec<_>>()
+    };
+    let e = by_corr(&exp.id);
+    assert_eq!(
+        (e.len(), e[0].error.as_ref().unwrap()["message"].as_str()),
+        (1, Some("lease_expired"))
+    );
+    assert!(by_corr(&idle.id).is_empty(), "no dispatch, no event");
+    let g = by_corr("trace-1");
+    assert_eq!((g.len(), g[0].action.as_str()), (1, "governance.chat"));
+    let b = by_corr("trace-2");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].error.as_ref().unwrap()["name"], "GovernanceBlock");
+    assert!(
+        !serde_json::to_string(b[0]).unwrap().contains("\"hunter2\""),
+        "redacted key"
+    );
+    assert!(
+        by_corr("trace-3").is_empty(),
+        "allowed runs get their event when the job settles"
+    );
+    let key = public;
+    events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
+
+    // Filters and the cursor.
+    let q = |corr: Option<&str>, status: Option<&str>, after: i64, limit: i64| EventQuery {
+        scope: Scope::Tenant("acme".into()),
+        correlation_id: corr.map(Into::into),
+        topic: None,
+        protocol: None,
+        status: status.map(Into::into),
+        since: None,
+        until: None,
+        after_seq: after,
+        limit,
+    };
+    let ok = s.events_list(q(None, Some("ok"), 0, 100)).await.unwrap();
+    assert_eq!(ok.len(), 1);
+    let page1 = s.events_list(q(None, None, 0, 2)).await.unwrap();
+    let page2 = s
+        .events_list(q(None, None, page1[1].seq, 100))
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), evs.len());
+    assert!(page2.iter().all(|e| e.seq > page1[1].seq));
+    assert_eq!(
+        s.events_list(q(Some(&job.id), None, 0, 100))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn event_keys_and_ingest(s: Store) {
+    let t = t0();
+    let key = |id: &str, pk: &str| EventKey {
+        key_id: id.into(),
+        public_key: pk.into(),
+        created_at: t,
+    };
+    s.event_key_put(key("gw-a:k1", "AAA")).await.unwrap();
+    s.event_key_put(key("gw-a:k1", "BBB")).await.unwrap();
+    s.event_key_put(key("gw-b:k1", "CCC")).await.unwrap();
+    assert_eq!(
+        s.event_keys().await.unwrap(),
+        vec![key("gw-a:k1", "AAA"), key("gw-b:k1", "CCC")],
+        "first key wins"
+    );
+    let ev = |id: &str, tenant: &str| IngestedEvent {
+        tenant: tenant.into(),
+        event_id: id.into(),
+        correlation_id: "c1".into(),
+        body: json!({"event_id": id}),
+        received_at: t,
+    };
+    assert!(s.event_ingest(ev("e1", "acme")).await.unwrap());
+    assert!(
+        !s.event_ingest(ev("e1", "acme")).await.unwrap(),
+        "duplicates ignored"
+    );
+    assert!(s.event_ingest(ev("e2", "other")).await.unwrap());
+    let mine = s
+        .events_ingested(&Scope::Tenant("acme".into()), Some("c1"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter()
+            .map(|(_, v)| v["event_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["e1"]
+    );
+    assert_eq!(
+        s.events_ingested(&Scope::All, None, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 // === stamping ===
 
 macro_rules! conformance {
@@ -1401,7 +1776,9 @@ macro_rules! conformance {
                 retention_purge, api_keys_and_settings, wakeups_on_insert,
                 failing_operation_spares_concurrent_ones, progress_needs_the_live_lease, device_flow,
                 leases_by_holder, job_events_for_watched_jobs_only,
-                traces_settle_scope_and_count, secrets_per_tenant);
+                traces_settle_scope_and_count, secrets_per_tenant,
+                settlements_write_signed_chained_events, event_keys_and_ingest,
+                capability_schemas_put_get_delete, job_stats_by_topic_and_state);
         }
     };
     (@cases $make:expr; $($case:ident),*) => {

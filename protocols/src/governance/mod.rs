@@ -101,6 +101,8 @@ pub struct GovernanceState {
     pub secrets: Arc<SecretBox>,
     /// Counters.
     pub metrics: Arc<GovMetrics>,
+    /// Job lifecycle hooks (metrics).
+    pub observer: Arc<dyn crate::observe::Observer>,
 }
 
 impl FromRef<GovernanceState> for Arc<Authenticator> {

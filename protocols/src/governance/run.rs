@@ -221,6 +221,9 @@ pub async fn admit(
         latency_ms: 0.0,
         created_at: Utc::now(),
         settled_at: None,
+        inputs: Some(
+            json!({"input": spec.input, "session_id": spec.session_id, "agent_id": spec.agent_id, "mode_hint": spec.mode_hint}),
+        ),
     };
     if decision.verdict == Verdict::Block {
         trace.latency_ms = ms_since(started);
@@ -268,9 +271,12 @@ pub async fn admit(
                 required_capability: None,
                 on_behalf_of: None,
                 input,
-                metadata: crate::http::trace::with_traceparent(Some(
-                    json!({"trace_id": trace_id, "kind": spec.kind.as_str()}),
-                )),
+                metadata: crate::http::trace::with_traceparent(Some(json!({
+                    "trace_id": trace_id,
+                    "kind": spec.kind.as_str(),
+                    "decision": decision.verdict.as_str(),
+                    "policy": decision.policy,
+                }))),
             },
             idempotency: None,
             max_open_per_tenant: (cap > 0 && !p.is_admin()).then_some(cap),
@@ -278,7 +284,7 @@ pub async fn admit(
         })
         .await;
     match inserted {
-        Ok(JobInsertOutcome::Inserted(_)) => {}
+        Ok(JobInsertOutcome::Inserted(job)) => s.observer.published(&job),
         Ok(JobInsertOutcome::Replayed { .. }) => {
             return Err(GovError::Api(crate::http::ApiError::Internal(
                 "unexpected idempotent replay".into(),
@@ -441,6 +447,8 @@ async fn cancel_job(s: &GovernanceState, job_id: &str, reason: &str) -> Result<(
             now: None,
         })
         .await?;
+    s.observer
+        .settled(&before, crate::observe::Settlement::Cancelled);
     if before.lease.is_some() {
         s.hub.revoke_lease(job_id, reason);
     }

@@ -41,6 +41,14 @@ pub enum ApiError {
     /// Well-formed, but a field is missing, mistyped or out of range.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A task input that does not match its capability's registered JSON Schema.
+    #[error("{message}")]
+    SchemaMismatch {
+        /// A summary naming the capability and the first violation.
+        message: String,
+        /// Every violation reported (the body's `error.errors`).
+        errors: Vec<SchemaViolation>,
+    },
     /// Route exists, method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -64,6 +72,15 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// One JSON Schema violation: where in the instance, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaViolation {
+    /// JSON Pointer of the offending value (`""` is the whole input).
+    pub path: String,
+    /// The validator's message.
+    pub message: String,
+}
+
 /// The real cause of a 5xx, attached to the response for the logging layer.
 #[derive(Debug, Clone)]
 pub struct ErrorDetail(pub String);
@@ -84,6 +101,7 @@ impl ApiError {
             Self::PayloadTooDeep(_) => (StatusCode::BAD_REQUEST, "payload_too_deep"),
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::SchemaMismatch { .. } => (StatusCode::BAD_REQUEST, "schema_mismatch"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::TooManyOpen { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_open_intents"),
@@ -107,7 +125,10 @@ impl IntoResponse for ApiError {
             Self::Unavailable(d) | Self::Internal(d) => Some(ErrorDetail(d.clone())),
             _ => None,
         };
-        let body = json!({"error": {"code": code, "message": self.to_string()}});
+        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+        if let Self::SchemaMismatch { errors, .. } = &self {
+            body["error"]["errors"] = json!(errors);
+        }
         let mut res = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {
             res.headers_mut()

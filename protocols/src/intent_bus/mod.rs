@@ -29,6 +29,7 @@ use agw_storage::{
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Principal, create_api_key, require_api_key};
 use crate::http::body::{check_payload, parse_body, path_segment};
+use crate::observe::{Observer, Settlement};
 use wire::{
     ClaimQuery, ClaimResponse, ExtendRequest, FailRequest, FulfillRequest, GenerateKeyRequest,
     KvSetRequest, MAX_ERROR_LEN, MAX_NAME_LEN, PublishRequest, ResultResponse, StatusResponse,
@@ -51,6 +52,8 @@ pub struct IntentBusState {
     pub limits: Arc<Limits>,
     /// Fires at shutdown: long polls answer at once.
     pub shutdown: CancellationToken,
+    /// Job lifecycle hooks (metrics).
+    pub observer: Arc<dyn Observer>,
 }
 
 /// The Intent Bus routes. Everything but `GET /` requires an API key.
@@ -97,7 +100,8 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let job = parse_body::<PublishRequest>(&body)?.into_job(&p.tenant, &s.limits)?;
+    let mut job = parse_body::<PublishRequest>(&body)?.into_job(&p.tenant, &s.limits)?;
+    job.metadata = crate::http::trace::with_traceparent(job.metadata.take());
     let now = Utc::now();
     let idem_key = match header(&headers, "idempotency-key") {
         Some(k) if k.len() > 128 => {
@@ -131,7 +135,10 @@ async fn publish(
         })
         .await?;
     let (status, body, replayed) = match outcome {
-        JobInsertOutcome::Inserted(_) => (StatusCode::CREATED, response_body, false),
+        JobInsertOutcome::Inserted(job) => {
+            s.observer.published(&job);
+            (StatusCode::CREATED, response_body, false)
+        }
         JobInsertOutcome::Replayed {
             request_hash: first,
             response_status,
@@ -242,6 +249,7 @@ async fn claim(
     let mut wakeups = s.store.notifier().subscribe();
     loop {
         if let Some(job) = s.store.job_claim(params.clone()).await? {
+            s.observer.leased(&job);
             return Ok(Json(ClaimResponse::new(job, claim_timeout)?).into_response());
         }
         let woke = tokio::select! {
@@ -310,6 +318,7 @@ async fn fulfill(
             now: None,
         })
         .await?;
+    s.observer.settled(&job, Settlement::Fulfilled);
     Ok(Json(
         json!({"ok": true, "id": job.id, "status": status_name(job.state)}),
     ))
@@ -352,6 +361,7 @@ async fn fail(
             now: None,
         })
         .await?;
+    s.observer.settled(&job, Settlement::Failed);
     let st = StatusResponse::from(&job);
     Ok(Json(json!({
         "ok": true, "id": st.id, "status": st.status, "run_at": st.run_at,

@@ -387,6 +387,10 @@ pub struct ClaimResponse {
     pub target_worker: Option<String>,
     /// Required capability, if any.
     pub required_capability: Option<String>,
+    /// The publisher's W3C trace context, so the worker's spans join its
+    /// trace (both SDK generations keep unknown members).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl ClaimResponse {
@@ -407,6 +411,7 @@ impl ClaimResponse {
             max_attempts: j.max_attempts,
             priority: j.priority,
             claim_timeout,
+            traceparent: crate::http::trace::from_metadata(j.metadata.as_ref()),
             target_worker: j.target_worker,
             required_capability: j.required_capability,
         })

@@ -12,9 +12,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use agw_storage::{ExpiredLease, Job, JobClaimParams, JobStore, Scope, Store};
+use agw_storage::{CapabilitySchema, ExpiredLease, Job, JobClaimParams, JobStore, Scope, Store};
 
+use super::schemas::SchemaRegistry;
 use super::wire::{Capability, LeasePayload, ServerFrame, TaskPayload, iso, lease_id};
+use crate::observe::Observer;
 
 /// One connected neuron.
 #[derive(Debug)]
@@ -272,8 +274,9 @@ impl Hub {
     }
 }
 
-/// The lease frame for a freshly claimed job.
-pub fn lease_frame(job: &Job) -> Option<ServerFrame> {
+/// The lease frame for a freshly claimed job, with its capability's
+/// registered schemas when there are any.
+pub fn lease_frame(job: &Job, schema: Option<&CapabilitySchema>) -> Option<ServerFrame> {
     let lease = job.lease.as_ref()?;
     let workflow_id = job
         .metadata
@@ -282,7 +285,7 @@ pub fn lease_frame(job: &Job) -> Option<ServerFrame> {
         .and_then(|w| w.as_str())
         .map_or_else(|| job.id.clone(), str::to_owned);
     Some(ServerFrame::Lease {
-        lease: LeasePayload {
+        lease: Box::new(LeasePayload {
             lease_id: lease_id(&job.id, &lease.token),
             expires_at: iso(lease.expires_at),
             task: TaskPayload {
@@ -294,7 +297,9 @@ pub fn lease_frame(job: &Job) -> Option<ServerFrame> {
                 attempt: (job.attempts - 1).max(0),
                 metadata: job.metadata.clone().filter(serde_json::Value::is_object),
             },
-        },
+            input_schema: schema.map(|s| s.input_schema.clone()),
+            output_schema: schema.and_then(|s| s.output_schema.clone()),
+        }),
         sent_at: iso(Utc::now()),
     })
 }
@@ -302,7 +307,13 @@ pub fn lease_frame(job: &Job) -> Option<ServerFrame> {
 /// Leases work to `session` until it closes: fills every capability's free
 /// slots, then sleeps until a store wake-up for one of its topics or a freed
 /// slot. Never more leases in flight per capability than its concurrency.
-pub async fn dispatch(store: Store, session: Arc<Session>, default_ttl_ms: i64) {
+pub async fn dispatch(
+    store: Store,
+    schemas: Arc<SchemaRegistry>,
+    session: Arc<Session>,
+    default_ttl_ms: i64,
+    observer: Arc<dyn Observer>,
+) {
     let mut wakeups = store.notifier().subscribe();
     loop {
         let caps: Vec<Capability> = session
@@ -332,7 +343,15 @@ pub async fn dispatch(store: Store, session: Arc<Session>, default_ttl_ms: i64) 
                     .await;
                 match claimed {
                     Ok(Some(job)) => {
-                        let Some(frame) = lease_frame(&job) else {
+                        observer.leased(&job);
+                        // Without its schema the lease still goes out: the
+                        // neuron falls back to the schemas it registered itself.
+                        let schema = schemas.get(&store, &job.topic).await.unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, capability = %job.topic, "schema lookup failed");
+                            None
+                        });
+                        let Some(frame) = lease_frame(&job, schema.as_ref().map(|c| &c.schema))
+                        else {
                             break;
                         };
                         if let ServerFrame::Lease { lease, .. } = &frame {

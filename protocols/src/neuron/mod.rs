@@ -6,6 +6,7 @@
 //! tasks flow between Intent Bus workers and neurons in both directions.
 
 pub mod hub;
+pub mod schemas;
 pub mod tasks;
 pub mod wire;
 
@@ -35,6 +36,7 @@ use agw_storage::{
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, Principal};
 use crate::http::body::{check_payload, parse_body};
+use crate::observe::{Observer, Settlement};
 use hub::{Hub, Session, holder_key};
 use wire::{
     Ack, Heartbeat, Nack, Progress, Register, ServerFrame, UpdateCapability, iso, parse_lease_id,
@@ -67,8 +69,12 @@ pub struct NeuronState {
     pub limits: Arc<Limits>,
     /// Live sessions.
     pub hub: Arc<Hub>,
+    /// Operator-registered capability schemas (cached, compiled).
+    pub schemas: Arc<schemas::SchemaRegistry>,
     /// Fires at shutdown: streams send `disconnect` and end.
     pub shutdown: CancellationToken,
+    /// Job lifecycle hooks (metrics).
+    pub observer: Arc<dyn Observer>,
 }
 
 impl FromRef<NeuronState> for Arc<Authenticator> {
@@ -77,7 +83,8 @@ impl FromRef<NeuronState> for Arc<Authenticator> {
     }
 }
 
-/// The neuron routes, the Task API, and the operator's capability revocation.
+/// The neuron routes, the Task API, and the operator's capability revocation
+/// and schema registry.
 pub fn router(state: NeuronState) -> Router {
     Router::new()
         .route("/neuron/events", get(events))
@@ -91,6 +98,10 @@ pub fn router(state: NeuronState) -> Router {
         .route("/api/v1/tasks/{id}", get(tasks::get))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/admin/capabilities/revoke", post(revoke_capability))
+        .route(
+            "/admin/capabilities/schema",
+            get(schemas::get).put(schemas::put).delete(schemas::delete),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .with_state(state)
 }
@@ -149,8 +160,10 @@ async fn events(
     tracing::info!(neuron = %id, tenant = %p.tenant, session = %session.id, "neuron connected");
     tokio::spawn(hub::dispatch(
         s.store.clone(),
+        s.schemas.clone(),
         session.clone(),
         s.cfg.lease_ttl_ms as i64,
+        s.observer.clone(),
     ));
     let guard = SessionGuard {
         hub: s.hub.clone(),
@@ -412,6 +425,7 @@ async fn ack(
         })
         .await
         .map_err(lease_error)?;
+    s.observer.settled(&job, Settlement::Ack);
     Ok(settled(holder, &job))
 }
 
@@ -449,6 +463,7 @@ async fn nack(
         })
         .await
         .map_err(lease_error)?;
+    s.observer.settled(&job, Settlement::Nack);
     Ok(settled(holder, &job))
 }
 

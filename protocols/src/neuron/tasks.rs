@@ -76,6 +76,11 @@ pub(crate) async fn submit(
         .input
         .ok_or_else(|| ApiError::InvalidRequest("input is required".into()))?;
     check_payload(&input, &s.limits)?;
+    // Intent Bus publishes on the same topic are not checked here; the
+    // neuron checks them against the schema its lease frame carries.
+    if let Some(schema) = s.schemas.get(&s.store, &t.capability).await? {
+        schema.check_input(&input)?;
+    }
     if let Some(m) = &t.metadata
         && !m.is_object()
     {
@@ -116,7 +121,7 @@ pub(crate) async fn submit(
                 required_capability: None,
                 on_behalf_of,
                 input,
-                metadata: t.metadata,
+                metadata: crate::http::trace::with_traceparent(t.metadata),
             },
             idempotency: None,
             max_open_per_tenant: (cap > 0 && !p.is_admin()).then_some(cap),
@@ -124,7 +129,10 @@ pub(crate) async fn submit(
         })
         .await?;
     match outcome {
-        JobInsertOutcome::Inserted(job) => Ok((StatusCode::CREATED, Json(view(&job)))),
+        JobInsertOutcome::Inserted(job) => {
+            s.observer.published(&job);
+            Ok((StatusCode::CREATED, Json(view(&job))))
+        }
         JobInsertOutcome::Replayed { .. } => {
             Err(ApiError::Internal("unexpected idempotent replay".into()))
         }
@@ -170,6 +178,8 @@ pub(crate) async fn cancel(
             }
             other => other.into(),
         })?;
+    s.observer
+        .settled(&before, crate::observe::Settlement::Cancelled);
     if before.lease.is_some() {
         s.hub.revoke_lease(&id, "task cancelled by its submitter");
     }

@@ -232,6 +232,13 @@ pub struct LeasePayload {
     pub expires_at: String,
     /// The work.
     pub task: TaskPayload,
+    /// The capability's registered input schema; the SDK checks the input
+    /// against it before running the handler (nack `schema-mismatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    /// The capability's registered output schema, checked by the SDK likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
 }
 
 /// Server → neuron frames; the SSE event name is `type`.
@@ -251,8 +258,8 @@ pub enum ServerFrame {
     /// Work.
     #[serde(rename_all = "camelCase")]
     Lease {
-        /// The lease.
-        lease: LeasePayload,
+        /// The lease (boxed: by far the largest frame).
+        lease: Box<LeasePayload>,
         /// When.
         sent_at: String,
     },
@@ -342,7 +349,7 @@ mod tests {
     #[test]
     fn frames_omit_absent_optionals() {
         let f = ServerFrame::Lease {
-            lease: LeasePayload {
+            lease: Box::new(LeasePayload {
                 lease_id: "j.t".into(),
                 expires_at: "2030-01-01T00:00:00.000Z".into(),
                 task: TaskPayload {
@@ -354,7 +361,9 @@ mod tests {
                     attempt: 0,
                     metadata: None,
                 },
-            },
+                input_schema: None,
+                output_schema: None,
+            }),
             sent_at: "2030-01-01T00:00:00.000Z".into(),
         };
         let v = serde_json::to_value(&f).unwrap();
@@ -362,6 +371,8 @@ mod tests {
         assert_eq!(f.event(), "lease");
         let task = v["lease"]["task"].as_object().unwrap();
         assert!(!task.contains_key("onBehalfOf") && !task.contains_key("metadata"));
+        let lease = v["lease"].as_object().unwrap();
+        assert!(!lease.contains_key("inputSchema") && !lease.contains_key("outputSchema"));
         assert_eq!(v["lease"]["task"]["taskId"], "j");
         let r = serde_json::to_value(ServerFrame::CapabilityRevoked {
             capability: "a/b".into(),

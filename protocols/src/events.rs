@@ -1,0 +1,319 @@
+//! The execution event API: list and export the events the gateway wrote
+//! (tenant-scoped, filtered, paginated, v1 or compact, JSON or JSONL), the
+//! public keys that verify them, and `POST /v1/events`, the IntentProof
+//! ingest route for workers that emit events themselves (schema-validated,
+//! stored beside the gateway's chains, linked by correlation id).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRef, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use agw_storage::events::{EventPublicKey, to_compact};
+use agw_storage::{EventQuery, IngestedEvent, JobStore, Store};
+
+use crate::http::ApiError;
+use crate::http::auth::{Authenticator, Bearer};
+
+/// The IntentProof v1 event schema (MIT, IntentProof/intentproof-spec).
+const SCHEMA: &str =
+    include_str!("../../storage/tests/data/intentproof/execution_event.v1.schema.json");
+
+/// Largest page.
+const MAX_LIMIT: i64 = 1000;
+/// Largest JSONL export page.
+const MAX_EXPORT: i64 = 10_000;
+/// Largest posted event, bytes.
+const MAX_INGEST_BYTES: usize = 256 * 1024;
+
+/// What the event routes need.
+#[derive(Debug, Clone)]
+pub struct EventsState {
+    /// The store.
+    pub store: Store,
+    /// Bearer authentication.
+    pub auth: Arc<Authenticator>,
+    /// The v1 schema, compiled once.
+    pub schema: Arc<jsonschema::Validator>,
+}
+
+impl FromRef<EventsState> for Arc<Authenticator> {
+    fn from_ref(s: &EventsState) -> Self {
+        s.auth.clone()
+    }
+}
+
+/// Compiles the bundled schema.
+pub fn compile_schema() -> Result<jsonschema::Validator, String> {
+    let schema: Value = serde_json::from_str(SCHEMA).map_err(|e| format!("event schema: {e}"))?;
+    jsonschema::validator_for(&schema).map_err(|e| format!("event schema: {e}"))
+}
+
+/// The event routes.
+pub fn router(state: EventsState) -> Router {
+    Router::new()
+        .route("/api/v1/events", get(list))
+        .route("/api/v1/events/keys", get(keys))
+        .route("/v1/events", post(ingest))
+        .with_state(state)
+}
+
+fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    q.get(key)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ApiError::InvalidRequest(format!("{key} must be an RFC 3339 time: {e}"))
+                })
+        })
+        .transpose()
+}
+
+fn int_param(
+    q: &HashMap<String, String>,
+    key: &str,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (0..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::InvalidRequest(format!(
+                "{key} must be an integer in 0..={max}, got {v:?}"
+            ))),
+        },
+    }
+}
+
+const KNOWN_PARAMS: [&str; 11] = [
+    "correlation_id",
+    "topic",
+    "protocol",
+    "status",
+    "since",
+    "until",
+    "after",
+    "limit",
+    "format",
+    "export",
+    "source",
+];
+
+async fn list(
+    State(s): State<EventsState>,
+    Bearer(p): Bearer,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::InvalidRequest(format!("bad query: {e}")))?;
+    if let Some(k) = q.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::InvalidRequest(format!(
+            "unknown parameter {k:?}; known: {}",
+            KNOWN_PARAMS.join(", ")
+        )));
+    }
+    let compact = match q.get("format").map(String::as_str) {
+        None | Some("v1") => false,
+        Some("compact") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "format must be v1 or compact, got {other:?}"
+            )));
+        }
+    };
+    let jsonl = q.get("export").is_some_and(|v| v == "jsonl")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/x-ndjson"));
+    if let Some(st) = q.get("status")
+        && !matches!(st.as_str(), "ok" | "error")
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "status must be ok or error, got {st:?}"
+        )));
+    }
+    if let Some(pr) = q.get("protocol")
+        && !matches!(pr.as_str(), "intent_bus" | "neuron" | "governance")
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "protocol must be intent_bus, neuron or governance, got {pr:?}"
+        )));
+    }
+    let after = int_param(&q, "after", 0, i64::MAX)?;
+    let limit = int_param(&q, "limit", 100, if jsonl { MAX_EXPORT } else { MAX_LIMIT })?.max(1);
+    let (seqs, bodies): (Vec<i64>, Vec<Value>) = if q.get("source").is_some_and(|v| v == "ingested")
+    {
+        s.store
+            .events_ingested(
+                &p.scope(),
+                q.get("correlation_id").map(String::as_str),
+                after,
+                limit,
+            )
+            .await?
+            .into_iter()
+            .unzip()
+    } else if let Some(src) = q.get("source").filter(|v| *v != "gateway") {
+        return Err(ApiError::InvalidRequest(format!(
+            "source must be gateway or ingested, got {src:?}"
+        )));
+    } else {
+        let events = s
+            .store
+            .events_list(EventQuery {
+                scope: p.scope(),
+                correlation_id: q.get("correlation_id").cloned(),
+                topic: q.get("topic").cloned(),
+                protocol: q.get("protocol").cloned(),
+                status: q.get("status").cloned(),
+                since: time_param(&q, "since")?,
+                until: time_param(&q, "until")?,
+                after_seq: after,
+                limit,
+            })
+            .await?;
+        events
+            .into_iter()
+            .map(|e| {
+                let v = if compact {
+                    to_compact(&e.event)
+                } else {
+                    serde_json::to_value(&e.event).unwrap_or(Value::Null)
+                };
+                (e.seq, v)
+            })
+            .unzip()
+    };
+    // A full page may have more after it.
+    let next = (seqs.len() as i64 == limit)
+        .then(|| seqs.last().copied())
+        .flatten();
+    if jsonl {
+        let mut body = String::new();
+        for v in &bodies {
+            body.push_str(&v.to_string());
+            body.push('\n');
+        }
+        let mut res = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+        if let Some(n) = next {
+            res.headers_mut()
+                .insert("x-next-after", HeaderValue::from(n));
+        }
+        return Ok(res);
+    }
+    Ok(Json(json!({"events": bodies, "next_after": next})).into_response())
+}
+
+async fn keys(State(s): State<EventsState>) -> Result<Json<Value>, ApiError> {
+    let keys = s.store.event_keys().await?;
+    let out: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let jwk = EventPublicKey::from_b64(&k.public_key)
+                .map(|pk| pk.to_jwk(&k.key_id))
+                .unwrap_or(Value::Null);
+            json!({
+                "key_id": k.key_id,
+                "alg": "Ed25519",
+                "public_key": k.public_key,
+                "jwk": jwk,
+                "created_at": k.created_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"keys": out})))
+}
+
+async fn ingest(
+    State(s): State<EventsState>,
+    Bearer(p): Bearer,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let b = b.map_err(|e| ApiError::InvalidRequest(format!("cannot read body: {e}")))?;
+    if b.len() > MAX_INGEST_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "event is {} bytes; the limit is {MAX_INGEST_BYTES}",
+            b.len()
+        )));
+    }
+    let event: Value = serde_json::from_slice(&b)
+        .map_err(|e| ApiError::InvalidJson(format!("body is not JSON: {e}")))?;
+    let errors: Vec<String> = s
+        .schema
+        .iter_errors(&event)
+        .take(10)
+        .map(|e| {
+            let at = e.instance_path().as_str().to_owned();
+            format!("{}: {e}", if at.is_empty() { "/" } else { &at })
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::InvalidRequest(format!(
+            "not an IntentProof v1 event: {}",
+            errors.join("; ")
+        )));
+    }
+    let text = |k: &str| {
+        event
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (event_id, correlation_id) = (text("event_id"), text("correlation_id"));
+    let stored = s
+        .store
+        .event_ingest(IngestedEvent {
+            tenant: p.tenant.clone(),
+            event_id: event_id.clone(),
+            correlation_id: correlation_id.clone(),
+            body: event,
+            received_at: Utc::now(),
+        })
+        .await?;
+    let linked = !s
+        .store
+        .events_list(EventQuery {
+            scope: p.scope(),
+            correlation_id: Some(correlation_id.clone()),
+            topic: None,
+            protocol: None,
+            status: None,
+            since: None,
+            until: None,
+            after_seq: 0,
+            limit: 1,
+        })
+        .await?
+        .is_empty();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "accepted": true,
+            "duplicate": !stored,
+            "event_id": event_id,
+            "correlation_id": correlation_id,
+            "linked": linked,
+        })),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bundled_schema_compiles() {
+        super::compile_schema().unwrap();
+    }
+}
