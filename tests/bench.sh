@@ -3,9 +3,11 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|all]   (default all)
+#   tests/bench.sh [sqlite|postgres|policy|all]   (default all; policy = only
+#   the policy evaluation example, which "all" runs first)
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
+#      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,11 +15,13 @@ cd "$REPO"
 WHICH="${1:-all}"
 DURATION="${BENCH_DURATION:-20s}"
 WORKERS="${BENCH_WORKERS:-8 64}"
+GOV_CALLERS="${BENCH_GOV_CALLERS:-1 8}"
 PG_ADMIN="${AGW_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 ADMIN_KEY="bench-admin-$RANDOM$RANDOM"
 
 cargo build --release --locked -p agw-gateway -p agw-loadgen >&2
 cargo build --release --locked -p agw-storage --example store_bench >&2
+cargo build --release --locked -p agw-gateway --example policy_bench >&2
 TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
 WORK="$(mktemp -d)"
 GW_PID=""
@@ -28,11 +32,23 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 JWT_SECRET="bench-jwt-$RANDOM$RANDOM"
 
+# Governance: runs go to the default topic (gateway/run); one deny rule for
+# the blocked runs of `agw-loadgen gov` (its default --block-input matches it).
+cat >"$WORK/gateway.toml" <<'TOML'
+[governance.policy]
+name = "bench"
+
+[[governance.policy.deny]]
+id = "prompt-injection"
+pattern = '(?i)ignore\s+(all\s+)?(previous|prior|above)\s+instructions'
+reason = "prompt injection"
+TOML
+
 start_gateway() { # $1 = database url
   PORT="$(free_port)"
   AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" AGW_JWT_SECRET="$JWT_SECRET" \
     AGW_LIMITS_RATE_LIMIT_PER_MINUTE=0 AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT=1000000 RUST_LOG=warn \
-    "$TARGET/agent-gateway" serve 2>"$WORK/gateway.log" &
+    "$TARGET/agent-gateway" serve --config "$WORK/gateway.toml" 2>"$WORK/gateway.log" &
   GW_PID=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return 0; sleep 0.1; done
   cat "$WORK/gateway.log" >&2; exit 1
@@ -53,12 +69,21 @@ run_store() { # $1 = name, $2 = url
   TOKEN="$(AGW_JWT_SECRET="$JWT_SECRET" AGW_DATABASE_URL="$2" "$TARGET/agent-gateway" token mint --sub bench --tenant bench)"
   "$TARGET/agw-loadgen" neurons --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --token "$TOKEN" \
     --tenant bench --neurons 4 --concurrency 8 --duration "$DURATION"
+  for c in $GOV_CALLERS; do
+    echo "### governance: POST /api/v1/run served by Intent Bus workers, $c callers / $c workers; then blocked runs"
+    "$TARGET/agw-loadgen" gov --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --callers "$c" --workers "$c" \
+      --duration "$DURATION" --block-duration 5s
+  done
   stop_gateway
   echo "### store only (no HTTP): insert + nonce + claim + complete, 8 tasks"
   if [ "$1" = sqlite ]; then "$TARGET/examples/store_bench" sqlite 8 5; else AGW_BENCH_PG_URL="$2" "$TARGET/examples/store_bench" postgres 8 5; fi
 }
 
 echo "# agent-gateway benchmarks — $(date -u +%F), $(nproc) cores, commit $(git rev-parse --short HEAD)"
+if [ "$WHICH" = policy ] || [ "$WHICH" = all ]; then
+  echo "## policy evaluation (no HTTP, no store): 1,000,000 decisions per case"
+  "$TARGET/examples/policy_bench" 1000000
+fi
 if [ "$WHICH" = sqlite ] || [ "$WHICH" = all ]; then
   run_store sqlite "sqlite://$WORK/bench.db"
 fi

@@ -2,10 +2,12 @@
 //!
 //! Speaks the signed Intent Bus protocol byte-for-byte like the Python SDKs
 //! (`X-API-KEY`, `X-Timestamp`, `X-Nonce`, `X-Signature`) and drives a
-//! running gateway over keep-alive HTTP/1.1 connections. Three subcommands:
+//! running gateway over keep-alive HTTP/1.1 connections. Four subcommands:
 //! `cycles` (publish → claim → fulfill throughput and latency), `http`
-//! (plain GETs, the HTTP ceiling) and `neurons` (neurons on the SSE lease
-//! channel fed by Intent Bus publishes: publish → lease latency, leases/s).
+//! (plain GETs, the HTTP ceiling), `neurons` (neurons on the SSE lease
+//! channel fed by Intent Bus publishes: publish → lease latency, leases/s)
+//! and `gov` (governance runs served by Intent Bus workers: run round trip,
+//! the gateway's added latency, and blocked runs).
 //! Every run is bounded by `--warmup` + `--duration` and only ever targets
 //! the given loopback URL. Results print as human lines or,
 //! with `--json`, as one JSON object for BENCHMARKS.md.
@@ -22,12 +24,14 @@
 //! - `sse`: incremental server-sent-event parser and the pure bits of the
 //!   neuron wire (lease frames, ISO-8601 stamps, a JWT's tenant claim).
 //! - `neurons`: the `neurons` subcommand.
+//! - `gov`: the `gov` subcommand.
 //! - `report`: human and JSON rendering shared by the subcommands.
 
 mod ceiling;
 mod cli;
 mod client;
 mod cycles;
+mod gov;
 mod neurons;
 mod report;
 mod sign;
@@ -69,6 +73,7 @@ fn run_cli(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             cli::Command::Cycles(args) => cycles::run(args).await,
             cli::Command::Http(args) => ceiling::run(args).await,
             cli::Command::Neurons(args) => neurons::run(args).await,
+            cli::Command::Gov(args) => gov::run(args).await,
         }
     })?;
     report::print(&outcome, json);

@@ -16,6 +16,8 @@ pub(crate) enum Outcome {
     Http(HttpReport),
     /// `agw-loadgen neurons`.
     Neurons(NeuronsReport),
+    /// `agw-loadgen gov`.
+    Gov(GovReport),
 }
 
 impl Outcome {
@@ -25,6 +27,7 @@ impl Outcome {
             Self::Cycles(r) => r.cycles > 0,
             Self::Http(r) => r.latency.count > 0,
             Self::Neurons(r) => r.acks > 0,
+            Self::Gov(r) => r.rtt.count > 0,
         }
     }
 }
@@ -140,6 +143,48 @@ pub(crate) struct NeuronsReport {
     pub(crate) errors: Errors,
 }
 
+/// Figures of a `gov` run. Latencies cover requests started in their
+/// phase's measured window; errors cover the whole run, warmup included.
+#[derive(Debug)]
+pub(crate) struct GovReport {
+    /// Target origin.
+    pub(crate) url: String,
+    /// Owner of the tenant key created for the run.
+    pub(crate) owner: String,
+    /// Topic the workers served.
+    pub(crate) topic: String,
+    /// Caller tasks.
+    pub(crate) callers: u32,
+    /// Worker tasks.
+    pub(crate) workers: u32,
+    /// Size of each run's input.
+    pub(crate) input_bytes: u32,
+    /// Unmeasured run-in of the run phase.
+    pub(crate) warmup: Duration,
+    /// Measured window of the run phase.
+    pub(crate) window: Duration,
+    /// Measured runs answered THROTTLE (included in `rtt`).
+    pub(crate) throttled: u64,
+    /// Round trips of runs answered 200 with their own output.
+    pub(crate) rtt: Summary,
+    /// Claim response arrived → fulfill response arrived, per matched run.
+    pub(crate) worker: Summary,
+    /// Round trip − worker time, per matched run.
+    pub(crate) added: Summary,
+    /// Measured runs with no worker time under their trace id.
+    pub(crate) unmatched: u64,
+    /// Jobs still on the topic once every caller had its answer.
+    pub(crate) leftover_jobs: u64,
+    /// Measured window of the block phase (0 = skipped).
+    pub(crate) block_window: Duration,
+    /// Round trips of blocked runs answered 403 with a trace id.
+    pub(crate) block_rtt: Summary,
+    /// Jobs found on the topic after the block phase (should be 0).
+    pub(crate) enqueued_by_blocks: u64,
+    /// Failures by operation and status.
+    pub(crate) errors: Errors,
+}
+
 /// Prints `outcome` to stdout as text or as one JSON line.
 pub(crate) fn print(outcome: &Outcome, json: bool) {
     if json {
@@ -240,6 +285,33 @@ pub(crate) fn to_json(outcome: &Outcome) -> Value {
             "streams": r.streams,
             "registered": r.registered,
             "keepalives": r.comments,
+            "errors": errors_json(&r.errors),
+        }),
+        Outcome::Gov(r) => json!({
+            "mode": "gov",
+            "url": r.url,
+            "owner": r.owner,
+            "topic": r.topic,
+            "callers": r.callers,
+            "workers": r.workers,
+            "input_bytes": r.input_bytes,
+            "warmup_s": r.warmup.as_secs_f64(),
+            "window_s": r.window.as_secs_f64(),
+            "runs": r.rtt.count,
+            "runs_per_sec": per_sec(r.rtt.count, r.window),
+            "throttled": r.throttled,
+            "run_rtt": latency_json(&r.rtt),
+            "worker_time": latency_json(&r.worker),
+            "added": latency_json(&r.added),
+            "unmatched": r.unmatched,
+            "leftover_jobs": r.leftover_jobs,
+            "block": {
+                "window_s": r.block_window.as_secs_f64(),
+                "blocks": r.block_rtt.count,
+                "blocks_per_sec": per_sec(r.block_rtt.count, r.block_window),
+                "rtt": latency_json(&r.block_rtt),
+                "enqueued": r.enqueued_by_blocks,
+            },
             "errors": errors_json(&r.errors),
         }),
     }
@@ -352,6 +424,45 @@ pub(crate) fn to_text(outcome: &Outcome) -> String {
             out.push_str(&errors_text(&r.errors));
             out
         }
+        Outcome::Gov(r) => {
+            let mut out = format!(
+                "agw-loadgen gov  {}  topic={}  tenant={}  callers={}  workers={}  input={} B\n\
+                 window        {:.1}s after {:.1}s warmup\n\
+                 runs/s        {:.1}  ({} runs, {} throttled)\n",
+                r.url,
+                r.topic,
+                r.owner,
+                r.callers,
+                r.workers,
+                r.input_bytes,
+                r.window.as_secs_f64(),
+                r.warmup.as_secs_f64(),
+                per_sec(r.rtt.count, r.window),
+                r.rtt.count,
+                r.throttled,
+            );
+            out.push_str(&latency_line("run RTT", &r.rtt));
+            out.push_str(&latency_line("worker", &r.worker));
+            out.push_str(&latency_line("added", &r.added));
+            out.push_str(&format!(
+                "matched       {} of {} runs by trace_id; {} jobs left once the callers stopped\n",
+                r.rtt.count - r.unmatched,
+                r.rtt.count,
+                r.leftover_jobs,
+            ));
+            if !r.block_window.is_zero() {
+                out.push_str(&format!(
+                    "blocks/s      {:.1}  ({} blocked runs in {:.1}s, {} jobs enqueued)\n",
+                    per_sec(r.block_rtt.count, r.block_window),
+                    r.block_rtt.count,
+                    r.block_window.as_secs_f64(),
+                    r.enqueued_by_blocks,
+                ));
+                out.push_str(&latency_line("block RTT", &r.block_rtt));
+            }
+            out.push_str(&errors_text(&r.errors));
+            out
+        }
     }
 }
 
@@ -446,6 +557,47 @@ mod tests {
         );
         assert!(text.contains("pub→lease"), "{text}");
         assert!(text.contains("3 leased before the 201"), "{text}");
+    }
+
+    #[test]
+    fn gov_report_carries_the_figures() {
+        let outcome = Outcome::Gov(GovReport {
+            url: "http://127.0.0.1:8080".to_owned(),
+            owner: "bench-00".to_owned(),
+            topic: "gateway/run".to_owned(),
+            callers: 8,
+            workers: 8,
+            input_bytes: 200,
+            warmup: Duration::from_secs(3),
+            window: Duration::from_secs(20),
+            throttled: 0,
+            rtt: summary(),
+            worker: summary(),
+            added: summary(),
+            unmatched: 2,
+            leftover_jobs: 0,
+            block_window: Duration::from_secs(5),
+            block_rtt: Summary {
+                count: 50,
+                ..summary()
+            },
+            enqueued_by_blocks: 0,
+            errors: Errors::default(),
+        });
+        assert!(outcome.succeeded());
+        let v = to_json(&outcome);
+        assert_eq!(v["mode"], "gov");
+        assert_eq!(v["runs_per_sec"], 10.0);
+        assert_eq!(v["added"]["p99_ms"], 5.0);
+        assert_eq!(v["block"]["blocks_per_sec"], 10.0);
+        assert_eq!(v["block"]["enqueued"], 0);
+        let text = to_text(&outcome);
+        assert!(
+            text.contains("runs/s        10.0  (200 runs, 0 throttled)"),
+            "{text}"
+        );
+        assert!(text.contains("matched       198 of 200"), "{text}");
+        assert!(text.contains("block RTT"), "{text}");
     }
 
     #[test]
