@@ -1,7 +1,8 @@
 //! Store-level cycle benchmark (no HTTP): W tasks each loop insert → claim →
 //! complete against one store; prints cycles per second.
 //!
-//! `cargo run --release -p agw-storage --example store_bench -- [sqlite|postgres] [workers] [secs]`
+//! `cargo run --release -p agw-storage --example store_bench -- [sqlite|postgres] [workers] [secs] [events]`
+//! (`events`: every settlement also writes its signed execution event.)
 //! (PostgreSQL: database from `AGW_BENCH_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`.)
 
 #![allow(missing_docs)]
@@ -26,6 +27,15 @@ async fn main() -> Result<(), StoreError> {
         format!("sqlite://{}", dir.join("b.db").display())
     };
     let store = Store::connect(&url, &ConnectOptions::default()).await?;
+    if args.get(4).is_some_and(|a| a == "events") {
+        let signer = events::EventSigner::generate("bench")
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        store.set_event_log(std::sync::Arc::new(EventLog::new(
+            signer,
+            events::CaptureMode::Redacted,
+            events::default_redact_keys(),
+        )));
+    }
     let topic = format!("bench/{}", new_token());
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();

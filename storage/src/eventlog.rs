@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::events::{
     CaptureMode, ChainLink, EventParams, EventSigner, EventStatus, ExecutionEvent,
-    RedactionSummary, event_hash, redact_with_paths,
+    RedactionSummary, redact_with_paths,
 };
 use crate::{Job, Protocol, StoreError, Trace};
 
@@ -119,12 +119,10 @@ impl EventLog {
             });
         }
         let completed_at = params.completed_at.timestamp_millis();
-        let event = self
+        let (event, hash) = self
             .signer
-            .seal(params, link)
+            .seal_hashed(params, link)
             .map_err(|e| StoreError::Corrupt(format!("cannot sign event: {e}")))?;
-        let hash =
-            event_hash(&event).map_err(|e| StoreError::Corrupt(format!("event hash: {e}")))?;
         let body = serde_json::to_string(&event)
             .map_err(|e| StoreError::Corrupt(format!("event JSON: {e}")))?;
         Ok(EventRow {

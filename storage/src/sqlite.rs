@@ -270,12 +270,37 @@ fn query_job(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> StoreResult
 /// The decision whose trace also writes an event (no job will).
 const BLOCK: &str = "BLOCK";
 
+/// The last event (hash, position) of `correlation_id`'s chain.
+fn chain_head(c: &Connection, correlation_id: &str) -> StoreResult<Option<(String, i64)>> {
+    query_one(c, sql::EVENT_LAST, &[&correlation_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })
+}
+
 /// The link after the last event of `correlation_id`'s chain.
 fn chain_link(c: &Connection, correlation_id: &str) -> StoreResult<ChainLink> {
-    let last = query_one(c, sql::EVENT_LAST, &[&correlation_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    Ok(next_link(last))
+    Ok(next_link(chain_head(c, correlation_id)?))
+}
+
+/// A settlement's event built and signed ahead of the settlement.
+struct Presigned {
+    row: EventRow,
+    /// The chain head it links to.
+    head: Option<(String, i64)>,
+    /// The job state and attempts it was built for.
+    state: JobState,
+    attempts: i32,
+}
+
+impl Presigned {
+    /// Whether the settlement came out as predicted and the chain did not
+    /// move since (then the event is exactly what the writer would build).
+    fn still_valid(&self, c: &Connection, job: &Job) -> StoreResult<bool> {
+        if job.state != self.state || job.attempts != self.attempts {
+            return Ok(false);
+        }
+        Ok(chain_head(c, &self.row.correlation_id)? == self.head)
+    }
 }
 
 fn insert_event(c: &Connection, row: EventRow) -> StoreResult<ExecutionEvent> {
@@ -465,6 +490,59 @@ impl SqliteStore {
             .clone()
     }
 
+    /// Builds and signs a settlement's event before the settlement, on the
+    /// caller's thread, from the job as its lease holder sees it and the
+    /// chain head as committed. `predict` gives the job as the settlement
+    /// will leave it. `None` when the proof does not name the live lease
+    /// (the settlement will fail, or fall back to building in the writer).
+    async fn presign<'e>(
+        &self,
+        log: &EventLog,
+        id: &str,
+        proof: &crate::LeaseProof,
+        now: i64,
+        result: Option<&serde_json::Value>,
+        predict: impl FnOnce(&Job) -> (Job, Ending<'e>),
+    ) -> StoreResult<Option<Presigned>> {
+        let id = id.to_owned();
+        let read = self
+            .reader
+            .run(move |c| {
+                let Some(job) = query_job(c, sql::GET, &[&id, &None::<String>])? else {
+                    return Ok(None);
+                };
+                let head = chain_head(c, &correlation_id(&job))?;
+                Ok(Some((job, head)))
+            })
+            .await?;
+        let Some((job, head)) = read else {
+            return Ok(None);
+        };
+        let Some(lease) = &job.lease else {
+            return Ok(None);
+        };
+        let (token, key) = proof.split();
+        if token.is_some_and(|t| t != lease.token)
+            || key.is_some_and(|k| Some(k) != lease.holder_key.as_deref())
+        {
+            return Ok(None);
+        }
+        let (after, ending) = predict(&job);
+        let row = log.job_event(
+            &after,
+            ending,
+            result,
+            crate::model::from_ms(now),
+            next_link(head.clone()),
+        )?;
+        Ok(Some(Presigned {
+            row,
+            head,
+            state: after.state,
+            attempts: after.attempts,
+        }))
+    }
+
     /// Announces a committed event to this process's telemetry.
     fn publish(&self, event: Option<ExecutionEvent>) {
         if let Some(e) = event {
@@ -618,10 +696,24 @@ impl JobStore for SqliteStore {
 
     async fn job_complete(&self, p: JobCompleteParams) -> StoreResult<Job> {
         let log = self.event_log();
+        let now = now_ms(p.now);
+        // The event is built and signed here, off the writer thread, from the
+        // job as the lease holder sees it; the writer only checks the chain
+        // head is unchanged and inserts it (else rebuilds it in place).
+        let pre = match &log {
+            Some(log) => {
+                self.presign(log, &p.id, &p.proof, now, Some(&p.result), |job| {
+                    let mut after = job.clone();
+                    after.state = JobState::Fulfilled;
+                    (after, Ending::Fulfilled)
+                })
+                .await?
+            }
+            None => None,
+        };
         let (job, event) = self
             .writer
             .run(move |c| {
-                let now = now_ms(p.now);
                 let (token, key) = p.proof.split();
                 let job = query_job(
                     c,
@@ -636,14 +728,17 @@ impl JobStore for SqliteStore {
                     ],
                 )?
                 .ok_or(StoreError::LeaseLost)?;
-                let event = job_event(
-                    c,
-                    log.as_deref(),
-                    &job,
-                    Ending::Fulfilled,
-                    Some(&p.result),
-                    now,
-                )?;
+                let event = match pre {
+                    Some(pre) if pre.still_valid(c, &job)? => Some(insert_event(c, pre.row)?),
+                    _ => job_event(
+                        c,
+                        log.as_deref(),
+                        &job,
+                        Ending::Fulfilled,
+                        Some(&p.result),
+                        now,
+                    )?,
+                };
                 Ok((job, event))
             })
             .await?;
@@ -655,6 +750,27 @@ impl JobStore for SqliteStore {
     async fn job_fail(&self, p: JobFailParams) -> StoreResult<Job> {
         let now = now_ms(p.now);
         let log = self.event_log();
+        let pre = match &log {
+            Some(log) => {
+                let (terminal, refund) = (p.terminal, p.refund_attempt);
+                self.presign(log, &p.id, &p.proof, now, None, |job| {
+                    // What the fail statement will make of it.
+                    let mut after = job.clone();
+                    after.attempts -= i32::from(refund);
+                    let dead = terminal || after.attempts >= after.max_attempts;
+                    after.state = if dead { JobState::Dead } else { JobState::Open };
+                    (
+                        after,
+                        Ending::Failed {
+                            error: &p.error,
+                            dead,
+                        },
+                    )
+                })
+                .await?
+            }
+            None => None,
+        };
         let (job, event) = self
             .writer
             .run(move |c| {
@@ -674,11 +790,16 @@ impl JobStore for SqliteStore {
                     ],
                 )?
                 .ok_or(StoreError::LeaseLost)?;
-                let ending = Ending::Failed {
-                    error: &p.error,
-                    dead: job.state == JobState::Dead,
+                let event = match pre {
+                    Some(pre) if pre.still_valid(c, &job)? => Some(insert_event(c, pre.row)?),
+                    _ => {
+                        let ending = Ending::Failed {
+                            error: &p.error,
+                            dead: job.state == JobState::Dead,
+                        };
+                        job_event(c, log.as_deref(), &job, ending, None, now)?
+                    }
                 };
-                let event = job_event(c, log.as_deref(), &job, ending, None, now)?;
                 Ok((job, event))
             })
             .await?;

@@ -6,7 +6,7 @@ ALTER TABLE jobs ADD COLUMN leased_at BIGINT;
 
 CREATE TABLE events (
     seq            BIGSERIAL PRIMARY KEY,
-    event_id       TEXT NOT NULL UNIQUE,
+    event_id       TEXT NOT NULL,
     tenant         TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
     chain_position BIGINT NOT NULL,

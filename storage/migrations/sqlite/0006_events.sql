@@ -6,7 +6,7 @@ ALTER TABLE jobs ADD COLUMN leased_at INTEGER;
 
 CREATE TABLE events (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id       TEXT NOT NULL UNIQUE,
+    event_id       TEXT NOT NULL,
     tenant         TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
     chain_position INTEGER NOT NULL,

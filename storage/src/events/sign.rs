@@ -197,9 +197,24 @@ impl EventSigner {
 
     /// A new signed event of this instance from `params` at `link`.
     pub fn seal(&self, params: EventParams, link: ChainLink) -> Result<ExecutionEvent, EventError> {
+        self.seal_hashed(params, link).map(|(event, _)| event)
+    }
+
+    /// [`EventSigner::seal`], also returning the event's [`event_hash`]
+    /// (the same digest the signature covers, computed once).
+    pub fn seal_hashed(
+        &self,
+        params: EventParams,
+        link: ChainLink,
+    ) -> Result<(ExecutionEvent, String), EventError> {
         let mut event = ExecutionEvent::unsigned(params, &self.instance_id, link);
-        self.sign(&mut event)?;
-        Ok(event)
+        let digest = signing_digest(&event)?;
+        event.signature = Some(Signature {
+            alg: SIGNATURE_ALG.to_owned(),
+            key_id: self.key_id.clone(),
+            value: STANDARD.encode(self.pair.sign(&digest)),
+        });
+        Ok((event, format!("sha256:{}", hex::encode(digest))))
     }
 }
 
