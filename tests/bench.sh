@@ -3,8 +3,9 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|all]   (default all; policy = only
-#   the policy evaluation example, which "all" runs first)
+#   tests/bench.sh [sqlite|postgres|policy|events|all]   (default all; policy =
+#   only the policy evaluation example, which "all" runs first; events = job
+#   throughput with execution events and OTLP export off / on, both stores)
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
@@ -44,9 +45,10 @@ pattern = '(?i)ignore\s+(all\s+)?(previous|prior|above)\s+instructions'
 reason = "prompt injection"
 TOML
 
-start_gateway() { # $1 = database url
+EXTRA_ENV=()
+start_gateway() { # $1 = database url; EXTRA_ENV: more VAR=value for the daemon
   PORT="$(free_port)"
-  AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" AGW_JWT_SECRET="$JWT_SECRET" \
+  env "${EXTRA_ENV[@]}" AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" AGW_JWT_SECRET="$JWT_SECRET" \
     AGW_LIMITS_RATE_LIMIT_PER_MINUTE=0 AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT=1000000 RUST_LOG=warn \
     "$TARGET/agent-gateway" serve --config "$WORK/gateway.toml" 2>"$WORK/gateway.log" &
   GW_PID=$!
@@ -79,6 +81,52 @@ run_store() { # $1 = name, $2 = url
   if [ "$1" = sqlite ]; then "$TARGET/examples/store_bench" sqlite 8 5; else AGW_BENCH_PG_URL="$2" "$TARGET/examples/store_bench" postgres 8 5; fi
 }
 
+# Throughput cost of execution events (and of exporting them over OTLP to a
+# local sink that answers 200): 8 workers, fresh database per run, modes
+# interleaved over EVENTS_ROUNDS rounds so machine noise hits all alike.
+events_compare() { # $1 = store name
+  local mode round url rate sink_pid sink_port
+  sink_port="$(free_port)"
+  python3 - "$sink_port" <<'PY' &
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+  sink_pid=$!
+  echo "## events on/off, $1, 8 workers, ${EVENTS_DURATION} per run, ${EVENTS_ROUNDS} rounds"
+  for round in $(seq 1 "$EVENTS_ROUNDS"); do
+    for mode in off events events+otlp; do
+      case "$mode" in
+        off) EXTRA_ENV=(AGW_EVENTS_ENABLED=false) ;;
+        events) EXTRA_ENV=(AGW_EVENTS_ENABLED=true) ;;
+        events+otlp) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
+                                OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
+      esac
+      if [ "$1" = sqlite ]; then
+        rm -f "$WORK"/ev.db*; url="sqlite://$WORK/ev.db"
+      else
+        psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
+        psql "$PG_ADMIN" -qc "CREATE DATABASE agw_bench_ev"; url="${PG_ADMIN%/*}/agw_bench_ev"
+      fi
+      start_gateway "$url"
+      rate="$("$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 \
+        --duration "$EVENTS_DURATION" | awk '$1=="cycles/s" {print $2}')"
+      stop_gateway
+      echo "round $round  $mode  cycles/s $rate"
+    done
+  done
+  EXTRA_ENV=()
+  kill "$sink_pid" 2>/dev/null || true
+  [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
+}
+EVENTS_DURATION="${BENCH_EVENTS_DURATION:-10s}"
+EVENTS_ROUNDS="${BENCH_EVENTS_ROUNDS:-3}"
+
 echo "# agent-gateway benchmarks — $(date -u +%F), $(nproc) cores, commit $(git rev-parse --short HEAD)"
 if [ "$WHICH" = policy ] || [ "$WHICH" = all ]; then
   echo "## policy evaluation (no HTTP, no store): 1,000,000 decisions per case"
@@ -92,4 +140,8 @@ if [ "$WHICH" = postgres ] || [ "$WHICH" = all ]; then
   psql "$PG_ADMIN" -qc "CREATE DATABASE $DB"
   run_store postgres "${PG_ADMIN%/*}/$DB"
   psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+fi
+if [ "$WHICH" = events ] || [ "$WHICH" = all ]; then
+  events_compare sqlite
+  events_compare postgres
 fi

@@ -7,11 +7,13 @@
 #      conformance suite on SQLite and on PostgreSQL — a fresh database per case);
 #   4. runs the pytest end-to-end suites with the pinned real SDKs (own venvs)
 #      against the built binary, on SQLite and on PostgreSQL: Intent Bus
-#      (intent-bus 1.3.2 and 2.1.2), neurons (holokai-neuron-sdk 0.1.1 and 0.2.0)
-#      and governance (hestiaos 1.0.1).
+#      (intent-bus 1.3.2 and 2.1.2), neurons (holokai-neuron-sdk 0.1.1 and 0.2.0),
+#      governance (hestiaos 1.0.1), OpenTelemetry export (OTLP receivers on
+#      opentelemetry-proto), and metrics (a real Prometheus scraping the gateway
+#      under a workload; every Grafana panel query must return data).
 #
 #   tests/run-all.sh            setup + everything
-#   tests/run-all.sh --setup    setup only (PostgreSQL, build, venvs)
+#   tests/run-all.sh --setup    setup only (PostgreSQL, Prometheus, build, venvs)
 #
 # Environment: CARGO_TARGET_DIR (reuse a build), AGW_TEST_PG_URL (admin URL of
 # the PostgreSQL server to create test databases on; default
@@ -54,6 +56,26 @@ ensure_postgres() {
   echo "PostgreSQL ready: $AGW_TEST_PG_URL"
 }
 
+# The metrics suite runs a real Prometheus server: Debian's `prometheus`
+# package, installed only when no `prometheus` is on PATH (or AGW_PROMETHEUS).
+ensure_prometheus() {
+  say "Prometheus"
+  local bin="${AGW_PROMETHEUS:-prometheus}"
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    echo "Prometheus not installed: installing it from Debian's packages"
+    if ! { as_root apt-get update -qq \
+           && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }; then
+      echo "cannot install Prometheus (apt-get install -y prometheus failed): install a prometheus binary" \
+           "(2.x) on PATH or set AGW_PROMETHEUS to one, then re-run" >&2
+      exit 1
+    fi
+    # The package may start its service where an init system runs; the suite
+    # starts its own server on a free port and does not need it.
+  fi
+  command -v "$bin" >/dev/null 2>&1 || { echo "no $bin on PATH after installing Prometheus" >&2; exit 1; }
+  echo "Prometheus ready: $("$bin" --version 2>&1 | head -n1)"
+}
+
 build() {
   say "cargo build"
   cargo build --workspace --all-targets --locked
@@ -62,11 +84,14 @@ build() {
 }
 
 ensure_postgres
+ensure_prometheus
 build
 if [ "$SETUP_ONLY" = 1 ]; then
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_neuron/run.sh
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_governance/run.sh
+  AGW_E2E_SETUP_ONLY=1 bash tests/e2e_otel/run.sh
+  AGW_E2E_SETUP_ONLY=1 bash tests/e2e_metrics/run.sh
   say "setup done"
   exit 0
 fi
@@ -83,5 +108,7 @@ status=0
 bash tests/e2e/run.sh || status=1
 bash tests/e2e_neuron/run.sh || status=1
 bash tests/e2e_governance/run.sh || status=1
+bash tests/e2e_otel/run.sh || status=1
+bash tests/e2e_metrics/run.sh || status=1
 [ "$status" = 0 ] || { echo "end-to-end suites failed" >&2; exit 1; }
 say "all tests passed"

@@ -12,6 +12,8 @@
 #   AGW_E2E_PYTHON     interpreter for creating the venvs (default: python3, needs >= 3.10)
 #   AGW_E2E_SDKS       subset of "sdk1 sdk2" to run (default: both)
 #   AGW_E2E_TIMEOUT    wall-clock limit per pytest run in seconds (default: 900)
+#   AGW_EVENTS_PYTHON  python with tests/requirements-events.txt (default: the venv <prefix>-events,
+#                      created here): checks every stopped gateway's execution events
 #   AGW_E2E_KEEP=1     keep gateway work dirs (logs, SQLite files) even on success
 #   AGW_E2E_SETUP_ONLY=1  prepare the venvs and exit
 #
@@ -35,6 +37,7 @@ require_python
 # Both venvs are always prepared: each run drives the other generation too (cross-version tests).
 ensure_venv sdk1
 ensure_venv sdk2
+ensure_events_venv
 if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
   echo "$E2E_NAME: venvs ready"
   exit 0

@@ -12,6 +12,8 @@
 #   AGW_VENV_DIR       venv prefix (default: $REPO/tests/.venv -> .venv-hestia)
 #   AGW_E2E_PYTHON     interpreter for creating the venv (default: python3; hestiaos needs >= 3.11)
 #   AGW_E2E_TIMEOUT    wall-clock limit per pytest run in seconds (default: 900)
+#   AGW_EVENTS_PYTHON  python with tests/requirements-events.txt (default: the venv <prefix>-events,
+#                      created here): checks every stopped gateway's execution events
 #   AGW_E2E_KEEP=1     keep gateway work dirs (logs, config files, SQLite files) even on success
 #   AGW_E2E_SETUP_ONLY=1  prepare the venv and exit
 #
@@ -31,6 +33,7 @@ require_python
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
   || die "$PY is $("$PY" -V 2>&1); hestiaos 1.0.1 needs Python >= 3.11"
 ensure_venv hestia
+ensure_events_venv
 if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
   echo "$E2E_NAME: venv ready"
   exit 0

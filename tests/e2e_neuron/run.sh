@@ -13,6 +13,8 @@
 #   AGW_E2E_PYTHON     interpreter for creating the venvs (default: python3, needs >= 3.10)
 #   AGW_E2E_NEURON_SDKS  subset of "neuron1 neuron2" to run (default: both)
 #   AGW_E2E_TIMEOUT    wall-clock limit per pytest run in seconds (default: 600)
+#   AGW_EVENTS_PYTHON  python with tests/requirements-events.txt (default: the venv <prefix>-events,
+#                      created here): checks every stopped gateway's execution events
 #   AGW_E2E_KEEP=1     keep gateway work dirs (logs, SQLite files) even on success
 #   AGW_E2E_NEURON_LOG=FILE  append every SDK log line of every test's neurons to FILE
 #   AGW_E2E_SETUP_ONLY=1  prepare the venvs and exit
@@ -34,6 +36,7 @@ for sdk in $SDKS; do
 done
 require_python
 for sdk in $SDKS; do ensure_venv "$sdk"; done
+ensure_events_venv
 if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
   echo "$E2E_NAME: venvs ready"
   exit 0

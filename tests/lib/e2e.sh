@@ -38,8 +38,19 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# The execution-event checker's venv (tests/requirements-events.txt: intentproof,
+# jsonschema), exported as AGW_EVENTS_PYTHON: every gateway the suites stop has
+# its events schema-checked and verified with it (tests/events/check_gateway_events.py).
+ensure_events_venv() {
+  [ -n "${AGW_EVENTS_PYTHON:-}" ] && [ -x "$AGW_EVENTS_PYTHON" ] && return 0
+  ensure_venv events
+  AGW_EVENTS_PYTHON="$(venv_dir events)/bin/python"
+  export AGW_EVENTS_PYTHON
+}
+
 # AGW_BIN must name the gateway binary; exported as an absolute path.
 require_bin() {
+  ensure_events_venv  # a runner that forgot it still checks its gateways' events
   [ -n "${AGW_BIN:-}" ] || die "AGW_BIN is not set (path of the agent-gateway binary, e.g. \$CARGO_TARGET_DIR/debug/agent-gateway)"
   [ -f "$AGW_BIN" ] && [ -x "$AGW_BIN" ] || die "AGW_BIN=$AGW_BIN is not an executable file"
   AGW_BIN="$(cd "$(dirname "$AGW_BIN")" && pwd)/$(basename "$AGW_BIN")"

@@ -43,7 +43,9 @@ pub struct Violation {
     pub kind: &'static str,
     /// What it found.
     pub message: String,
-    /// What the rule asks for.
+    /// What the rule asks for (not shown: the trace's violations are the
+    /// flat `{rule, kind, message}` dicts the SDK documents).
+    #[serde(skip)]
     pub effect: Verdict,
 }
 

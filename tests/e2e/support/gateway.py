@@ -9,11 +9,19 @@ Environment read here:
 A gateway may also get a config file (`config=` TOML text): it is written to
 its work dir and named by AGW_CONFIG; write_config() replaces it later (the
 governance suite's hot-reload tests).
+
+When a gateway's use ends (running_gateway), all its execution events are
+exported with the admin key and checked independently (tests/events/
+check_gateway_events.py in the AGW_EVENTS_PYTHON venv: JSON Schema + the
+`intentproof` package), then `agent-gateway events verify` runs on its
+database; any failure fails the test whose teardown stopped it.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -34,6 +42,9 @@ from .raw import RawClient
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
+REPO = Path(__file__).resolve().parents[3]
+EVENT_SCHEMA = REPO / "storage/tests/data/intentproof/execution_event.v1.schema.json"
+EVENT_CHECKER = REPO / "tests/events/check_gateway_events.py"
 
 # Settings every gateway of the suite gets unless a test overrides them.
 BASE_SETTINGS: Dict[str, str] = {
@@ -127,6 +138,9 @@ class Gateway:
         self.database_url: Optional[str] = None
         self.env: Dict[str, str] = {}  # the daemon's exact environment (for cli() / restart())
         self._owner_seq = 0
+        self.events_checked: Optional[int] = None  # events the last check_events_http() exported
+        self.events_verify_output = ""  # what the last `events verify` printed
+        self.events_in_store: Optional[int] = None  # the events it verified
         self.config_path: Optional[Path] = None
         if config is not None:
             self.config_path = self.workdir / "agent-gateway.toml"
@@ -227,8 +241,9 @@ class Gateway:
                 print(f"warning: could not drop {self.pg.name}: {e}", file=sys.stderr)
             self.pg = None
 
-    def stop(self) -> Optional[int]:
-        """SIGTERM the gateway, wait, return its exit code (None if it had to be killed)."""
+    def stop(self, drop_db: bool = True) -> Optional[int]:
+        """SIGTERM the gateway, wait, return its exit code (None if it had to be killed);
+        drop its PostgreSQL database unless `drop_db` is false."""
         code: Optional[int] = None
         try:
             if self.proc is None:
@@ -243,7 +258,8 @@ class Gateway:
             else:
                 code = self.proc.returncode
         finally:
-            self._drop_db()
+            if drop_db:
+                self._drop_db()
         return code
 
     def restart(self) -> Optional[int]:
@@ -278,6 +294,64 @@ class Gateway:
             [gateway_binary(), *args], env=self.env, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=timeout, cwd=self.workdir,
         )
+
+    # -- execution events --------------------------------------------------------
+    def check_events_http(self) -> List[str]:
+        """Export every event (admin key, all pages) and check it: schema + intentproof.
+        One subprocess in the events venv; returns the failures."""
+        python = os.environ.get("AGW_EVENTS_PYTHON", "")
+        if not python:
+            return ["AGW_EVENTS_PYTHON is not set: cannot check execution events"]
+        out_dir = self.workdir / "events"
+        try:
+            res = subprocess.run(
+                [python, str(EVENT_CHECKER), "--base-url", self.base_url, "--admin-key", self.admin_key,
+                 "--schema", str(EVENT_SCHEMA), "--out-dir", str(out_dir)],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            return ["event check timed out after 300 s"]
+        try:
+            summary = json.loads(res.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return [f"event checker exited {res.returncode} without a summary: "
+                    f"{res.stdout[-500:]!r} {res.stderr[-1500:]!r}"]
+        self.events_checked = summary.get("events", 0)
+        failures = list(summary.get("failures") or [])
+        if res.returncode != 0 and not failures:
+            failures.append(f"event checker exited {res.returncode}: {res.stderr[-1500:]!r}")
+        more = summary.get("failure_count", len(failures)) - len(failures)
+        if more > 0:
+            failures.append(f"... and {more} more (events in {out_dir})")
+        return failures
+
+    def verify_events_cli(self) -> List[str]:
+        """`agent-gateway events verify` on this gateway's database (gateway stopped). Without
+        its config file: AGW_DATABASE_URL names the store, and a test may have left the file
+        invalid on purpose (hot-reload tests)."""
+        if not self.env:
+            return []
+        env = {k: v for k, v in self.env.items() if k != "AGW_CONFIG"}
+        cwd = self.workdir / "events"  # not the work dir: ./agent-gateway.toml is read when present
+        cwd.mkdir(exist_ok=True)
+        try:
+            res = subprocess.run(
+                [gateway_binary(), "events", "verify"], env=env, stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, timeout=120, cwd=cwd,
+            )
+        except subprocess.TimeoutExpired:
+            return ["`agent-gateway events verify` timed out after 120 s"]
+        self.events_verify_output = (res.stdout + res.stderr).strip()
+        if res.returncode != 0:
+            return [f"`agent-gateway events verify` exited {res.returncode}: {self.events_verify_output[-1500:]}"]
+        m = re.search(r"ok: (\d+) events", res.stdout)
+        if m is None:
+            return [f"`agent-gateway events verify` printed no event count: {self.events_verify_output[-500:]!r}"]
+        self.events_in_store = int(m.group(1))
+        if self.events_checked is not None and self.events_in_store < self.events_checked:
+            return [f"`agent-gateway events verify` saw {self.events_in_store} events, "
+                    f"GET /api/v1/events exported {self.events_checked}"]
+        return []
 
     # -- diagnostics -----------------------------------------------------------
     @staticmethod
@@ -328,6 +402,9 @@ class Gateway:
 #: removed on success.
 ALL_GATEWAYS: List[Gateway] = []
 
+#: (gateway name, failures) of every gateway whose execution events did not check out.
+EVENT_FAILURES: List[tuple] = []
+
 
 def check_can_run(session, suite: str) -> None:
     """pytest_sessionstart: stop at once, clearly, when the binary or store is missing."""
@@ -338,12 +415,30 @@ def check_can_run(session, suite: str) -> None:
     try:
         gateway_binary()
         store_kind()
+        events_python = os.environ.get("AGW_EVENTS_PYTHON", "")
+        if not (events_python and os.access(events_python, os.X_OK)):
+            raise GatewayError(
+                f"AGW_EVENTS_PYTHON={events_python!r} is not an executable python: every gateway's "
+                "execution events are checked with it (run the suite's run.sh, which creates the venv "
+                "from tests/requirements-events.txt)")
     except GatewayError as e:
         pytest.exit(f"{suite} cannot run: {e}", returncode=4)
 
 
 def report_kept_logs(terminalreporter, exitstatus) -> None:
     """pytest_terminal_summary: point at the gateway logs of a failed run."""
+    checked = [g for g in ALL_GATEWAYS if g.events_checked is not None]
+    if checked:
+        terminalreporter.write_line(
+            f"execution events: {sum(g.events_checked for g in checked)} events of {len(checked)} gateways "
+            "checked (schema, intentproof, `events verify`)")
+        late = [f"{g.name} +{g.events_in_store - g.events_checked}" for g in checked
+                if g.events_in_store is not None and g.events_in_store > g.events_checked]
+        if late:
+            terminalreporter.write_line("  written after the export (verified by `events verify` only): "
+                                        + ", ".join(late))
+    for name, failures in EVENT_FAILURES:
+        terminalreporter.write_line(f"EXECUTION EVENTS FAILED on gateway {name}: {failures[0]}", red=True)
     if exitstatus != 0 and ALL_GATEWAYS:
         terminalreporter.write_line("gateway logs kept for inspection:")
         for g in ALL_GATEWAYS:
@@ -352,7 +447,7 @@ def report_kept_logs(terminalreporter, exitstatus) -> None:
 
 def remove_work_dirs(exitstatus) -> None:
     """pytest_sessionfinish: a green run leaves nothing behind (AGW_E2E_KEEP=1 keeps it)."""
-    if exitstatus == 0 and not os.environ.get("AGW_E2E_KEEP"):
+    if exitstatus == 0 and not EVENT_FAILURES and not os.environ.get("AGW_E2E_KEEP"):
         for g in ALL_GATEWAYS:
             shutil.rmtree(g.workdir, ignore_errors=True)
 
@@ -361,7 +456,8 @@ def remove_work_dirs(exitstatus) -> None:
 def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
                     config: Optional[str] = None) -> Iterator[Gateway]:
     """Start a gateway (with `config` as its config file, if given), yield it,
-    SIGTERM it and require a clean exit (code 0)."""
+    check its execution events, SIGTERM it and require a clean exit (code 0)
+    and events that verify (before its PostgreSQL database is dropped)."""
     import pytest
 
     g = Gateway(settings, name=name, config=config)
@@ -371,7 +467,14 @@ def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
         yield g
     finally:
         was_alive = g.alive()
-        code = g.stop()
+        event_failures = g.check_events_http() if was_alive else []
+        code = g.stop(drop_db=False)
+        try:
+            event_failures += g.verify_events_cli()
+        finally:
+            g._drop_db()
+        if event_failures:
+            EVENT_FAILURES.append((name, event_failures))
         if not was_alive:
             hint = " -- it exited cleanly, so something outside the suite stopped it (pkill?)" if code == 0 else ""
             pytest.fail(f"gateway {name} died during the tests (exit {code}){hint}; stderr:\n{g.stderr_tail()}")
@@ -379,3 +482,6 @@ def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
             f"gateway {name} exited with {code} after SIGTERM (None = still running after the grace period, "
             f"e.g. an SSE stream that does not end on shutdown); stderr:\n{g.stderr_tail()}"
         )
+        if event_failures:
+            pytest.fail(f"gateway {name}: its execution events do not verify ({len(event_failures)} "
+                        f"failures; exported to {g.workdir / 'events'}):\n" + "\n".join(event_failures))
