@@ -311,9 +311,11 @@ async fn run_stream(
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|ev| (Ok(ev), rx))
     });
+    // A ping every 5 s also bounds how long a silent client that hung up goes
+    // unnoticed (the write fails, the body drops, the run is cancelled).
     Ok(Sse::new(events).keep_alive(
         KeepAlive::new()
-            .interval(Duration::from_secs(15))
+            .interval(Duration::from_secs(5))
             .text("ping"),
     ))
 }
