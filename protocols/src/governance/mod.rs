@@ -189,15 +189,9 @@ async fn run_once(
 ) -> Result<Json<RunResponse>, GovError> {
     let max = s.policy.settings().max_timeout_ms;
     let req = RunRequest::parse(&body(&s, b)?, max)?;
-    let mut d = match run::admit(&s, &p, &run_spec(req, RunKind::Run)).await? {
-        Admission::Blocked(b) => {
-            return Err(GovError::Blocked {
-                trace_id: b.trace_id,
-                reason: b.decision.reason,
-            });
-        }
-        Admission::Dispatched(d) => d,
-    };
+    let mut d = run::admit(&s, &p, &run_spec(req, RunKind::Run))
+        .await?
+        .dispatched()?;
     let output = d.wait(&s).await?.into_error(&d)?;
     Ok(Json(RunResponse {
         result: d.decision.verdict.as_str(),
@@ -256,7 +250,12 @@ impl Drop for StreamGuard {
             && !d.finished
         {
             let s = self.state.clone();
-            tokio::spawn(async move {
+            // No runtime: the process is ending and cannot cancel; the job
+            // stays in the store and its trace pending.
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            rt.spawn(async move {
                 tracing::info!(trace_id = %d.trace_id, job = %d.job_id, "stream client left; cancelling the run");
                 d.abandon(&s, "the run's stream client disconnected").await;
             });
@@ -397,15 +396,7 @@ async fn chat(
         timeout_ms: None,
         config: None,
     };
-    let mut d = match run::admit(&s, &p, &spec).await? {
-        Admission::Blocked(b) => {
-            return Err(GovError::Blocked {
-                trace_id: b.trace_id,
-                reason: b.decision.reason,
-            });
-        }
-        Admission::Dispatched(d) => d,
-    };
+    let mut d = run::admit(&s, &p, &spec).await?.dispatched()?;
     let output = d.wait(&s).await?.into_error(&d)?;
     Ok(Json(ChatResponse {
         response: output.unwrap_or_default(),

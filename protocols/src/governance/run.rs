@@ -79,6 +79,19 @@ pub enum Admission {
     Dispatched(Dispatch),
 }
 
+impl Admission {
+    /// The dispatched run, or the protocol's 403 for a blocked one.
+    pub fn dispatched(self) -> Result<Dispatch, GovError> {
+        match self {
+            Self::Dispatched(d) => Ok(d),
+            Self::Blocked(b) => Err(GovError::Blocked {
+                trace_id: b.trace_id,
+                reason: b.decision.reason,
+            }),
+        }
+    }
+}
+
 /// A blocked run.
 #[derive(Debug)]
 pub struct Blocked {
