@@ -171,13 +171,15 @@ impl Outcome {
 
 // === families ===
 
-/// Counters keyed by small `Copy` ids.
+/// Series of one metric family keyed by small `Copy` label ids. After its
+/// first observation a series is found under the read lock and updated with
+/// atomics; only a new series takes the write lock.
 #[derive(Debug)]
-struct CounterVec<K> {
-    map: RwLock<HashMap<K, AtomicU64>>,
+struct Family<K, V> {
+    map: RwLock<HashMap<K, V>>,
 }
 
-impl<K> Default for CounterVec<K> {
+impl<K, V> Default for Family<K, V> {
     fn default() -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
@@ -185,31 +187,45 @@ impl<K> Default for CounterVec<K> {
     }
 }
 
-impl<K: Copy + Eq + Hash + Ord> CounterVec<K> {
-    fn add(&self, key: K, n: u64) {
+impl<K: Copy + Eq + Hash + Ord, V: Default> Family<K, V> {
+    /// Runs `f` on the series of `key`, creating it when new.
+    fn with(&self, key: K, f: impl FnOnce(&V)) {
         {
             let r = self.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(c) = r.get(&key) {
-                c.fetch_add(n, Ordering::Relaxed);
+            if let Some(v) = r.get(&key) {
+                f(v);
                 return;
             }
         }
-        self.map
+        f(self
+            .map
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(key)
-            .or_default()
-            .fetch_add(n, Ordering::Relaxed);
+            .or_default());
     }
 
-    fn snapshot(&self) -> Vec<(K, u64)> {
+    /// Every series read by `read`, sorted by key.
+    fn snapshot<T>(&self, read: impl Fn(&V) -> T) -> Vec<(K, T)> {
         let r = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let mut v: Vec<_> = r
-            .iter()
-            .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
-            .collect();
+        let mut v: Vec<_> = r.iter().map(|(k, s)| (*k, read(s))).collect();
         v.sort_unstable_by_key(|(k, _)| *k);
         v
+    }
+}
+
+/// A counter family.
+type CounterVec<K> = Family<K, AtomicU64>;
+
+impl<K: Copy + Eq + Hash + Ord> CounterVec<K> {
+    fn add(&self, key: K, n: u64) {
+        self.with(key, |c| {
+            c.fetch_add(n, Ordering::Relaxed);
+        });
+    }
+
+    fn counts(&self) -> Vec<(K, u64)> {
+        self.snapshot(|c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -238,57 +254,31 @@ impl Histogram {
     }
 }
 
-#[derive(Debug)]
-struct HistogramVec<K> {
-    map: RwLock<HashMap<K, Histogram>>,
-}
+/// A histogram family.
+type HistogramVec<K> = Family<K, Histogram>;
 
-impl<K> Default for HistogramVec<K> {
-    fn default() -> Self {
-        Self {
-            map: RwLock::new(HashMap::new()),
-        }
-    }
-}
+/// A histogram read out: cumulative bucket counts, count, sum.
+type HistogramSample = ([u64; JOB_BUCKETS.len()], u64, f64);
 
 impl<K: Copy + Eq + Hash + Ord> HistogramVec<K> {
     fn observe(&self, key: K, secs: f64) {
-        {
-            let r = self.map.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(h) = r.get(&key) {
-                h.observe(secs);
-                return;
-            }
-        }
-        self.map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .observe(secs);
+        self.with(key, |h| h.observe(secs));
     }
 
-    /// (key, cumulative bucket counts, count, sum), sorted by key.
-    fn snapshot(&self) -> Vec<(K, [u64; JOB_BUCKETS.len()], u64, f64)> {
-        let r = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let mut v: Vec<_> = r
-            .iter()
-            .map(|(k, h)| {
-                let mut acc = 0;
-                let buckets = std::array::from_fn(|i| {
-                    acc += h.buckets[i].load(Ordering::Relaxed);
-                    acc
-                });
-                (
-                    *k,
-                    buckets,
-                    h.count.load(Ordering::Relaxed),
-                    f64::from_bits(h.sum.load(Ordering::Relaxed)),
-                )
-            })
-            .collect();
-        v.sort_unstable_by_key(|(k, ..)| *k);
-        v
+    /// Every series as (key, (cumulative bucket counts, count, sum)), sorted by key.
+    fn histograms(&self) -> Vec<(K, HistogramSample)> {
+        self.snapshot(|h| {
+            let mut acc = 0;
+            let buckets = std::array::from_fn(|i| {
+                acc += h.buckets[i].load(Ordering::Relaxed);
+                acc
+            });
+            (
+                buckets,
+                h.count.load(Ordering::Relaxed),
+                f64::from_bits(h.sum.load(Ordering::Relaxed)),
+            )
+        })
     }
 }
 
@@ -580,7 +570,7 @@ impl Metrics {
             "counter",
             "Jobs accepted (idempotent replays excluded), by protocol, topic and tenant.",
         );
-        for ((p, t, n), v) in inner.published.snapshot() {
+        for ((p, t, n), v) in inner.published.counts() {
             out.sample(
                 "agw_jobs_published_total",
                 &[
@@ -596,7 +586,7 @@ impl Metrics {
             "counter",
             "Leases granted (Intent Bus claims and neuron leases), by protocol and topic.",
         );
-        for ((p, t), v) in inner.leased.snapshot() {
+        for ((p, t), v) in inner.leased.counts() {
             out.sample(
                 "agw_jobs_leased_total",
                 &[("protocol", PROTOCOLS[p as usize]), ("topic", topic(t))],
@@ -608,7 +598,7 @@ impl Metrics {
             "counter",
             "Settlements by protocol, topic, what settled the job (kind: fulfilled, failed, ack, nack, expired, cancelled) and where it went (outcome: fulfilled, retried, dead, cancelled).",
         );
-        for ((p, t, kind, outcome), v) in inner.settled.snapshot() {
+        for ((p, t, kind, outcome), v) in inner.settled.counts() {
             out.sample(
                 "agw_jobs_settled_total",
                 &[
@@ -633,7 +623,7 @@ impl Metrics {
             ),
         ] {
             out.header(name, "histogram", help);
-            for ((p, t), buckets, count, sum) in family.snapshot() {
+            for ((p, t), (buckets, count, sum)) in family.histograms() {
                 let labels = [("protocol", PROTOCOLS[p as usize]), ("topic", topic(t))];
                 for (le, n) in JOB_BUCKETS.iter().zip(buckets) {
                     out.bucket(name, &labels, *le, n);
