@@ -11,6 +11,8 @@
 //! worker, attempt, outcome and the job's `traceparent`; never lease tokens,
 //! keys or secrets.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
@@ -19,6 +21,24 @@ use crate::events::{
     RedactionSummary, redact_with_paths,
 };
 use crate::{Job, Protocol, StoreError, Trace};
+
+/// Where a driver keeps its event log: empty (no events) until
+/// [`crate::Store::set_event_log`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EventSlot(Arc<RwLock<Option<Arc<EventLog>>>>);
+
+impl EventSlot {
+    pub(crate) fn set(&self, log: Arc<EventLog>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(log);
+    }
+
+    pub(crate) fn get(&self) -> Option<Arc<EventLog>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// Holder keys of neuron sessions start with this (see the neuron hub).
 const NEURON_HOLDER_PREFIX: &str = "neuron:";

@@ -117,6 +117,13 @@ impl Notifier {
         let _ = self.events.send(Arc::new(event));
     }
 
+    /// Announces a committed settlement's event, if it wrote one.
+    pub(crate) fn publish(&self, event: Option<ExecutionEvent>) {
+        if let Some(e) = event {
+            self.execution_event(e);
+        }
+    }
+
     /// Subscribes to the execution events this process commits. A receiver
     /// that lags loses events (`Lagged(n)` says how many): telemetry must
     /// never slow a settlement; the store keeps every event regardless.

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::eventlog::{
-    Ending, EventLog, EventRow, cancel_ends_dispatch, correlation_id, next_link,
+    Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
 use crate::events::{ChainLink, ExecutionEvent};
 use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
@@ -21,7 +21,7 @@ use crate::{ConnectOptions, Notifier, StoreResult};
 pub struct PgStore {
     pool: PgPool,
     notifier: Notifier,
-    events: Arc<std::sync::RwLock<Option<Arc<EventLog>>>>,
+    events: EventSlot,
 }
 
 impl PgStore {
@@ -60,7 +60,7 @@ impl PgStore {
         Ok(Self {
             pool,
             notifier,
-            events: Arc::default(),
+            events: EventSlot::default(),
         })
     }
 
@@ -98,24 +98,7 @@ impl PgStore {
 
     /// Turns on execution events (see [`crate::Store::set_event_log`]).
     pub fn set_event_log(&self, log: Arc<EventLog>) {
-        *self
-            .events
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(log);
-    }
-
-    fn event_log(&self) -> Option<Arc<EventLog>> {
-        self.events
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Announces a committed event to this process's telemetry.
-    fn publish(&self, event: Option<ExecutionEvent>) {
-        if let Some(e) = event {
-            self.notifier.execution_event(e);
-        }
+        self.events.set(log);
     }
 
     /// The link after the last event of `correlation_id`'s chain.
@@ -159,7 +142,7 @@ impl PgStore {
         result: Option<&serde_json::Value>,
         now_ms: i64,
     ) -> StoreResult<Option<ExecutionEvent>> {
-        let Some(log) = self.event_log() else {
+        let Some(log) = self.events.get() else {
             return Ok(None);
         };
         let link = Self::chain_link(tx, &correlation_id(job)).await?;
@@ -331,7 +314,7 @@ impl crate::JobStore for PgStore {
             .await?;
         tx.commit().await?;
         self.announce(&job, JobChange::Settled(job.state)).await;
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(job)
     }
 
@@ -365,7 +348,7 @@ impl crate::JobStore for PgStore {
         if job.state.is_terminal() {
             self.announce(&job, JobChange::Settled(job.state)).await;
         }
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(job)
     }
 
@@ -429,7 +412,7 @@ impl crate::JobStore for PgStore {
         tx.commit().await?;
         self.announce(&before, JobChange::Settled(crate::JobState::Cancelled))
             .await;
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(before)
     }
 
@@ -492,7 +475,7 @@ impl crate::JobStore for PgStore {
         }
         tx.commit().await?;
         for e in events {
-            self.publish(Some(e));
+            self.notifier.execution_event(e);
         }
         Ok(out)
     }
@@ -648,7 +631,7 @@ impl crate::JobStore for PgStore {
             .bind(b.settled_at)
             .execute(&mut *tx)
             .await?;
-        let event = match self.event_log() {
+        let event = match self.events.get() {
             Some(log) if t.decision == "BLOCK" => {
                 let link = Self::chain_link(&mut tx, &t.id).await?;
                 let row = log.block_event(&t, t.inputs.as_ref(), link)?;
@@ -657,7 +640,7 @@ impl crate::JobStore for PgStore {
             _ => None,
         };
         tx.commit().await?;
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(())
     }
 
@@ -844,13 +827,7 @@ impl crate::JobStore for PgStore {
             .bind(limit)
             .fetch_all(self.reader())
             .await?;
-        rows.into_iter()
-            .map(|(seq, body)| {
-                serde_json::from_str(&body)
-                    .map(|v| (seq, v))
-                    .map_err(|e| crate::StoreError::Corrupt(format!("ingested_events.body: {e}")))
-            })
-            .collect()
+        rows.into_iter().map(crate::row::ingested_event).collect()
     }
 
     async fn device_insert(&self, d: crate::DeviceCode) -> crate::StoreResult<()> {

@@ -309,3 +309,12 @@ pub(crate) fn stored_event((seq, body): (i64, String)) -> Result<crate::StoredEv
         .map_err(|e| StoreError::Corrupt(format!("events.body: {e}")))?;
     Ok(crate::StoredEvent { seq, event })
 }
+
+/// Decodes a posted event with its sequence number.
+pub(crate) fn ingested_event(
+    (seq, body): (i64, String),
+) -> Result<(i64, serde_json::Value), StoreError> {
+    serde_json::from_str(&body)
+        .map(|v| (seq, v))
+        .map_err(|e| StoreError::Corrupt(format!("ingested_events.body: {e}")))
+}

@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::eventlog::{
-    Ending, EventLog, EventRow, cancel_ends_dispatch, correlation_id, next_link,
+    Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
 use crate::events::{ChainLink, ExecutionEvent};
 use crate::model::{PollStep, poll_step, to_ms};
@@ -348,7 +348,7 @@ pub struct SqliteStore {
     writer: Worker,
     reader: Worker,
     notifier: Notifier,
-    events: Arc<std::sync::RwLock<Option<Arc<EventLog>>>>,
+    events: EventSlot,
     path: Arc<PathBuf>,
     /// Dropping the last clone disconnects this and ends the checkpointer.
     _checkpointer: Arc<std::sync::mpsc::SyncSender<()>>,
@@ -464,7 +464,7 @@ impl SqliteStore {
             writer: Worker::spawn("agw-sqlite-writer", writer, true)?,
             reader: Worker::spawn("agw-sqlite-reader", reader, false)?,
             notifier: Notifier::default(),
-            events: Arc::default(),
+            events: EventSlot::default(),
             path: Arc::new(path),
             _checkpointer: Arc::new(spawn_checkpointer(checkpointer)?),
         })
@@ -477,17 +477,7 @@ impl SqliteStore {
 
     /// Turns on execution events (see [`crate::Store::set_event_log`]).
     pub fn set_event_log(&self, log: Arc<EventLog>) {
-        *self
-            .events
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(log);
-    }
-
-    fn event_log(&self) -> Option<Arc<EventLog>> {
-        self.events
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.events.set(log);
     }
 
     /// Builds and signs a settlement's event before the settlement, on the
@@ -541,13 +531,6 @@ impl SqliteStore {
             state: after.state,
             attempts: after.attempts,
         }))
-    }
-
-    /// Announces a committed event to this process's telemetry.
-    fn publish(&self, event: Option<ExecutionEvent>) {
-        if let Some(e) = event {
-            self.notifier.execution_event(e);
-        }
     }
 
     /// Tells waiters of a watched job what happened to it (after the commit).
@@ -695,7 +678,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn job_complete(&self, p: JobCompleteParams) -> StoreResult<Job> {
-        let log = self.event_log();
+        let log = self.events.get();
         let now = now_ms(p.now);
         // The event is built and signed here, off the writer thread, from the
         // job as the lease holder sees it; the writer only checks the chain
@@ -743,13 +726,13 @@ impl JobStore for SqliteStore {
             })
             .await?;
         self.announce(&job, JobChange::Settled(job.state));
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(job)
     }
 
     async fn job_fail(&self, p: JobFailParams) -> StoreResult<Job> {
         let now = now_ms(p.now);
-        let log = self.event_log();
+        let log = self.events.get();
         let pre = match &log {
             Some(log) => {
                 let (terminal, refund) = (p.terminal, p.refund_attempt);
@@ -811,7 +794,7 @@ impl JobStore for SqliteStore {
         if job.state.is_terminal() {
             self.announce(&job, JobChange::Settled(job.state));
         }
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(job)
     }
 
@@ -847,7 +830,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn job_cancel(&self, p: JobCancelParams) -> StoreResult<Job> {
-        let log = self.event_log();
+        let log = self.events.get();
         let (before, event) = self
             .writer
             .run(move |c| {
@@ -868,7 +851,7 @@ impl JobStore for SqliteStore {
             })
             .await?;
         self.announce(&before, JobChange::Settled(JobState::Cancelled));
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(before)
     }
 
@@ -896,7 +879,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>> {
-        let log = self.event_log();
+        let log = self.events.get();
         let (expired, events) = self
             .writer
             .run(move |c| {
@@ -926,7 +909,7 @@ impl JobStore for SqliteStore {
             self.notifier.notify(&e.topic);
         }
         for e in events {
-            self.publish(Some(e));
+            self.notifier.execution_event(e);
         }
         Ok(expired)
     }
@@ -1071,7 +1054,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn trace_insert(&self, t: Trace) -> StoreResult<()> {
-        let log = self.event_log();
+        let log = self.events.get();
         let event = self
             .writer
             .run(move |c| {
@@ -1109,7 +1092,7 @@ impl JobStore for SqliteStore {
                 }
             })
             .await?;
-        self.publish(event);
+        self.notifier.publish(event);
         Ok(())
     }
 
@@ -1363,13 +1346,7 @@ impl JobStore for SqliteStore {
                 )
             })
             .await?;
-        rows.into_iter()
-            .map(|(seq, body)| {
-                serde_json::from_str(&body)
-                    .map(|v| (seq, v))
-                    .map_err(|e| StoreError::Corrupt(format!("ingested_events.body: {e}")))
-            })
-            .collect()
+        rows.into_iter().map(crate::row::ingested_event).collect()
     }
 
     async fn device_insert(&self, d: DeviceCode) -> StoreResult<()> {
