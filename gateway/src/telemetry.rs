@@ -297,6 +297,16 @@ pub(crate) fn init(format: LogFormat, env: &impl Env) -> anyhow::Result<Telemetr
     let otel = traces.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(SCOPE))
+            // Per-span extras that cost CPU on every request and say
+            // nothing a trace of this gateway needs: source locations,
+            // thread ids, busy/idle timings, the tracing target, and an OTel
+            // context attached on every poll (nothing here reads it: the
+            // job's traceparent comes from the span itself, `propagate`).
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false)
+            .with_context_activation(false)
             .with_filter(filter::filter_fn(|m| {
                 *m.level() <= tracing::Level::INFO && !export_stack(m.target())
             }))

@@ -387,8 +387,11 @@ fn open(path: &std::path::Path, flags: OpenFlags) -> StoreResult<Connection> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
-    // 64 MiB page cache (default 2 MiB): the hot claim index stays in memory.
-    conn.execute_batch("PRAGMA cache_size = -65536;")?;
+    // 8 MiB page cache (default 2 MiB): the hot claim index stays in memory.
+    // Larger was slower, not faster: every commit's cache truncation walks
+    // the page hash, which grows with the cache (64 MiB measured 3-4 % fewer
+    // job cycles/s; BENCHMARKS.md).
+    conn.execute_batch("PRAGMA cache_size = -8192;")?;
     Ok(conn)
 }
 
