@@ -9,6 +9,8 @@
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
+#      BENCH_EVENTS_DURATION (10s), BENCH_EVENTS_ROUNDS (3),
+#      BENCH_EVENTS_MODES ("off events events+otlp"; also events+traces),
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,6 +86,8 @@ run_store() { # $1 = name, $2 = url
 # Throughput cost of execution events (and of exporting them over OTLP to a
 # local sink that answers 200): 8 workers, fresh database per run, modes
 # interleaved over EVENTS_ROUNDS rounds so machine noise hits all alike.
+# Modes: off, events, events+traces (spans only, OTEL_LOGS_EXPORTER=none),
+# events+otlp (spans and event log records); EVENTS_MODES picks them.
 events_compare() { # $1 = store name
   local mode round url rate sink_pid sink_port
   sink_port="$(free_port)"
@@ -100,12 +104,16 @@ PY
   sink_pid=$!
   echo "## events on/off, $1, 8 workers, ${EVENTS_DURATION} per run, ${EVENTS_ROUNDS} rounds"
   for round in $(seq 1 "$EVENTS_ROUNDS"); do
-    for mode in off events events+otlp; do
+    for mode in $EVENTS_MODES; do
       case "$mode" in
         off) EXTRA_ENV=(AGW_EVENTS_ENABLED=false) ;;
         events) EXTRA_ENV=(AGW_EVENTS_ENABLED=true) ;;
+        events+traces) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_LOGS_EXPORTER=none
+                                  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
+                                  OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
         events+otlp) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
                                 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
+        *) echo "unknown events mode: $mode" >&2; exit 2 ;;
       esac
       if [ "$1" = sqlite ]; then
         rm -f "$WORK"/ev.db*; url="sqlite://$WORK/ev.db"
@@ -126,6 +134,7 @@ PY
 }
 EVENTS_DURATION="${BENCH_EVENTS_DURATION:-10s}"
 EVENTS_ROUNDS="${BENCH_EVENTS_ROUNDS:-3}"
+EVENTS_MODES="${BENCH_EVENTS_MODES:-off events events+otlp}"
 
 echo "# agent-gateway benchmarks — $(date -u +%F), $(nproc) cores, commit $(git rev-parse --short HEAD)"
 if [ "$WHICH" = policy ] || [ "$WHICH" = all ]; then

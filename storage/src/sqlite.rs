@@ -388,9 +388,9 @@ fn open(path: &std::path::Path, flags: OpenFlags) -> StoreResult<Connection> {
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     // 8 MiB page cache (default 2 MiB): the hot claim index stays in memory.
-    // Larger was slower, not faster: every commit's cache truncation walks
-    // the page hash, which grows with the cache (64 MiB measured 3-4 % fewer
-    // job cycles/s; BENCHMARKS.md).
+    // 64 MiB was slower, not faster (3-5 % fewer job cycles/s, BENCHMARKS.md):
+    // the page-cache truncation SQLite runs after each commit cost more with
+    // the larger cache.
     conn.execute_batch("PRAGMA cache_size = -8192;")?;
     Ok(conn)
 }
