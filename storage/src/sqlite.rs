@@ -287,19 +287,75 @@ struct Presigned {
     row: EventRow,
     /// The chain head it links to.
     head: Option<(String, i64)>,
-    /// The job state and attempts it was built for.
+    /// The job as predicted after the settlement, which it was built from.
+    job: Job,
+    /// The job state it was built for.
     state: JobState,
-    attempts: i32,
 }
 
 impl Presigned {
     /// Whether the settlement came out as predicted and the chain did not
     /// move since (then the event is exactly what the writer would build).
     fn still_valid(&self, c: &Connection, job: &Job) -> StoreResult<bool> {
-        if job.state != self.state || job.attempts != self.attempts {
+        if job.state != self.state || !same_event_inputs(&self.job, job) {
             return Ok(false);
         }
         Ok(chain_head(c, &self.row.correlation_id)? == self.head)
+    }
+}
+
+/// Whether two versions of a job give the same event: every field
+/// [`EventLog::job_event`] reads, except the state (checked apart).
+fn same_event_inputs(a: &Job, b: &Job) -> bool {
+    a.id == b.id
+        && a.attempts == b.attempts
+        && a.tenant == b.tenant
+        && a.protocol == b.protocol
+        && a.topic == b.topic
+        && a.namespace == b.namespace
+        && a.last_holder == b.last_holder
+        && a.last_holder_key == b.last_holder_key
+        && a.leased_at == b.leased_at
+        && a.created_at == b.created_at
+        && a.metadata == b.metadata
+        && a.input == b.input
+}
+
+/// A job as its claim left it, with its chain head then: what a settlement's
+/// event is built from without reading the job back (see
+/// [`SqliteStore::presign`]). Only a hint: the writer checks the settled job
+/// and the chain head against it before using an event built from it.
+#[derive(Debug)]
+struct LeaseSnapshot {
+    job: Job,
+    head: Option<(String, i64)>,
+}
+
+/// Most lease snapshots kept; past it they are dropped (leases that ended
+/// without a settlement here, by expiry or cancel, leave theirs behind).
+const MAX_SNAPSHOTS: usize = 65_536;
+
+/// Claimed jobs by id, while events are on.
+#[derive(Debug, Default)]
+struct LeaseSnapshots(std::sync::Mutex<std::collections::HashMap<String, LeaseSnapshot>>);
+
+impl LeaseSnapshots {
+    fn put(&self, snapshot: LeaseSnapshot) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= MAX_SNAPSHOTS {
+            map.clear();
+        }
+        map.insert(snapshot.job.id.clone(), snapshot);
+    }
+
+    fn take(&self, id: &str) -> Option<LeaseSnapshot> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id)
     }
 }
 
@@ -349,6 +405,7 @@ pub struct SqliteStore {
     reader: Worker,
     notifier: Notifier,
     events: EventSlot,
+    leases: Arc<LeaseSnapshots>,
     path: Arc<PathBuf>,
     /// Dropping the last clone disconnects this and ends the checkpointer.
     _checkpointer: Arc<std::sync::mpsc::SyncSender<()>>,
@@ -468,6 +525,7 @@ impl SqliteStore {
             reader: Worker::spawn("agw-sqlite-reader", reader, false)?,
             notifier: Notifier::default(),
             events: EventSlot::default(),
+            leases: Arc::default(),
             path: Arc::new(path),
             _checkpointer: Arc::new(spawn_checkpointer(checkpointer)?),
         })
@@ -485,9 +543,11 @@ impl SqliteStore {
 
     /// Builds and signs a settlement's event before the settlement, on the
     /// caller's thread, from the job as its lease holder sees it and the
-    /// chain head as committed. `predict` gives the job as the settlement
-    /// will leave it. `None` when the proof does not name the live lease
-    /// (the settlement will fail, or fall back to building in the writer).
+    /// chain head as committed: as the claim left them when this store made
+    /// it (no read at all), else read back on the reader thread. `predict`
+    /// gives the job as the settlement will leave it. `None` when the proof
+    /// does not name the live lease (the settlement will fail, or fall back
+    /// to building in the writer).
     async fn presign<'e>(
         &self,
         log: &EventLog,
@@ -497,17 +557,21 @@ impl SqliteStore {
         result: Option<&serde_json::Value>,
         predict: impl FnOnce(&Job) -> (Job, Ending<'e>),
     ) -> StoreResult<Option<Presigned>> {
-        let id = id.to_owned();
-        let read = self
-            .reader
-            .run(move |c| {
-                let Some(job) = query_job(c, sql::GET, &[&id, &None::<String>])? else {
-                    return Ok(None);
-                };
-                let head = chain_head(c, &correlation_id(&job))?;
-                Ok(Some((job, head)))
-            })
-            .await?;
+        let read = match self.leases.take(id) {
+            Some(s) => Some((s.job, s.head)),
+            None => {
+                let id = id.to_owned();
+                self.reader
+                    .run(move |c| {
+                        let Some(job) = query_job(c, sql::GET, &[&id, &None::<String>])? else {
+                            return Ok(None);
+                        };
+                        let head = chain_head(c, &correlation_id(&job))?;
+                        Ok(Some((job, head)))
+                    })
+                    .await?
+            }
+        };
         let Some((job, head)) = read else {
             return Ok(None);
         };
@@ -532,7 +596,7 @@ impl SqliteStore {
             row,
             head,
             state: after.state,
-            attempts: after.attempts,
+            job: after,
         }))
     }
 
@@ -649,7 +713,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn job_claim(&self, p: JobClaimParams) -> StoreResult<Option<Job>> {
-        self.writer
+        let events = self.events.get().is_some();
+        let claimed = self
+            .writer
             .run_one(move |c| {
                 let now = now_ms(p.now);
                 let sql = if p.topic.is_some() {
@@ -658,7 +724,7 @@ impl JobStore for SqliteStore {
                     &SQLITE_SQL.claim_any
                 };
                 let caps = format!(",{},", p.capabilities.join(","));
-                query_job(
+                let Some(job) = query_job(
                     c,
                     sql,
                     &[
@@ -675,9 +741,31 @@ impl JobStore for SqliteStore {
                         &caps,
                         &p.on_behalf_of,
                     ],
-                )
+                )?
+                else {
+                    return Ok(None);
+                };
+                // With events on, the settlement's event will be built from
+                // the job as claimed and its chain head, read here while
+                // the writer's pages are hot (a read on the reader thread
+                // would find its cache reset by every commit since).
+                let head = if events {
+                    Some(chain_head(c, &correlation_id(&job))?)
+                } else {
+                    None
+                };
+                Ok(Some((job, head)))
             })
-            .await
+            .await?;
+        Ok(claimed.map(|(job, head)| {
+            if let Some(head) = head {
+                self.leases.put(LeaseSnapshot {
+                    job: job.clone(),
+                    head,
+                });
+            }
+            job
+        }))
     }
 
     async fn job_complete(&self, p: JobCompleteParams) -> StoreResult<Job> {
