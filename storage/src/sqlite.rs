@@ -289,15 +289,13 @@ struct Presigned {
     head: Option<(String, i64)>,
     /// The job as predicted after the settlement, which it was built from.
     job: Job,
-    /// The job state it was built for.
-    state: JobState,
 }
 
 impl Presigned {
     /// Whether the settlement came out as predicted and the chain did not
     /// move since (then the event is exactly what the writer would build).
     fn still_valid(&self, c: &Connection, job: &Job) -> StoreResult<bool> {
-        if job.state != self.state || !same_event_inputs(&self.job, job) {
+        if job.state != self.job.state || !same_event_inputs(&self.job, job) {
             return Ok(false);
         }
         Ok(chain_head(c, &self.row.correlation_id)? == self.head)
@@ -595,7 +593,6 @@ impl SqliteStore {
         Ok(Some(Presigned {
             row,
             head,
-            state: after.state,
             job: after,
         }))
     }
