@@ -85,9 +85,17 @@ run_store() { # $1 = name, $2 = url
 
 # Throughput cost of execution events (and of exporting them over OTLP to a
 # local sink that answers 200): 8 workers, fresh database per run, modes
-# interleaved over EVENTS_ROUNDS rounds so machine noise hits all alike.
+# interleaved over EVENTS_ROUNDS rounds so machine noise hits all alike. Each
+# run also prints the CPU one cycle cost, the gateway's and the machine's
+# (load generator and sink included), over the whole run, warm-up included.
 # Modes: off, events, events+traces (spans only, OTEL_LOGS_EXPORTER=none),
 # events+otlp (spans and event log records); EVENTS_MODES picks them.
+# CPU time in clock ticks: the gateway's (user + system), the whole machine's
+# (user, nice, system, irq and softirq of /proc/stat); per_cycle turns ticks into µs per cycle.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; }
+machine_ticks() { awk '$1=="cpu" {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+per_cycle() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%d", n ? t * 1e6 / hz / n : 0}'; }
+
 events_compare() { # $1 = store name
   local mode round url rate sink_pid sink_port
   sink_port="$(free_port)"
@@ -122,10 +130,14 @@ PY
         psql "$PG_ADMIN" -qc "CREATE DATABASE agw_bench_ev"; url="${PG_ADMIN%/*}/agw_bench_ev"
       fi
       start_gateway "$url"
+      gw0="$(proc_ticks)"; all0="$(machine_ticks)"
       rate="$("$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 \
         --duration "$EVENTS_DURATION" | awk '$1=="cycles/s" {print $2}')"
+      gw1="$(proc_ticks)"; all1="$(machine_ticks)"
+      # Every cycle of the run (warm-up included) settles one job.
+      settled="$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^agw_jobs_settled_total[{]/ {s += $NF} END {print s + 0}')"
       stop_gateway
-      echo "round $round  $mode  cycles/s $rate"
+      echo "round $round  $mode  cycles/s $rate  cpu-us/cycle gateway $(per_cycle $((gw1 - gw0)) "$settled") machine $(per_cycle $((all1 - all0)) "$settled")"
     done
   done
   EXTRA_ENV=()
