@@ -73,7 +73,7 @@ pub fn router(state: IntentBusState) -> Router {
             state.auth.clone(),
             require_api_key,
         ))
-        .with_state(state);
+        .with_state(Arc::new(state));
     Router::new().route("/", get(banner)).merge(authed)
 }
 
@@ -95,7 +95,7 @@ fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 async fn publish(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
@@ -165,7 +165,7 @@ async fn publish(
 }
 
 async fn claim(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     query: Result<Query<ClaimQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -282,7 +282,7 @@ async fn next_wakeup(rx: &mut tokio::sync::broadcast::Receiver<Arc<str>>, topic:
 }
 
 async fn fulfill(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
@@ -325,7 +325,7 @@ async fn fulfill(
 }
 
 async fn fail(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
@@ -370,7 +370,7 @@ async fn fail(
 }
 
 async fn extend_claim(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
@@ -418,7 +418,7 @@ async fn own_intent(
 }
 
 async fn status(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<StatusResponse>, ApiError> {
@@ -427,7 +427,7 @@ async fn status(
 }
 
 async fn result(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ResultResponse>, ApiError> {
@@ -436,7 +436,7 @@ async fn result(
 }
 
 async fn kv_set(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     key: Result<Path<String>, PathRejection>,
     body: Bytes,
@@ -466,7 +466,7 @@ async fn kv_set(
 }
 
 async fn kv_get(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     key: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -480,7 +480,7 @@ async fn kv_get(
 }
 
 async fn generate_key(
-    State(s): State<IntentBusState>,
+    State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
