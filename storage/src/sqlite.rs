@@ -295,7 +295,7 @@ impl Presigned {
     /// Whether the settlement came out as predicted and the chain did not
     /// move since (then the event is exactly what the writer would build).
     fn still_valid(&self, c: &Connection, job: &Job) -> StoreResult<bool> {
-        if job.state != self.job.state || !same_event_inputs(&self.job, job) {
+        if !same_event_inputs(&self.job, job) {
             return Ok(false);
         }
         Ok(chain_head(c, &self.row.correlation_id)? == self.head)
@@ -303,9 +303,10 @@ impl Presigned {
 }
 
 /// Whether two versions of a job give the same event: every field
-/// [`EventLog::job_event`] reads, except the state (checked apart).
+/// [`EventLog::job_event`] reads.
 fn same_event_inputs(a: &Job, b: &Job) -> bool {
     a.id == b.id
+        && a.state == b.state
         && a.attempts == b.attempts
         && a.tenant == b.tenant
         && a.protocol == b.protocol
