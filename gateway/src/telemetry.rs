@@ -53,7 +53,7 @@ use tracing_subscriber::{EnvFilter, filter};
 
 use agw_config::{Env, LogFormat};
 use agw_protocols::http::trace::{self, TRACEPARENT};
-use agw_storage::events::ExecutionEvent;
+use agw_storage::CommittedEvent;
 
 use crate::metrics::TELEMETRY_DROPPED;
 use export::{BoundedLogs, BoundedSpans, CountedLogs, CountedSpans, OtlpHttpClient, Queue};
@@ -404,7 +404,7 @@ impl Telemetry {
     /// the task drains what is queued once `stop` fires.
     pub(crate) fn export_events(
         &self,
-        events: Receiver<Arc<ExecutionEvent>>,
+        events: Receiver<Arc<CommittedEvent>>,
         stop: CancellationToken,
     ) -> Option<JoinHandle<()>> {
         let provider = self.logs.clone()?;

@@ -17,10 +17,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::events::{
-    CaptureMode, ChainLink, EventParams, EventSigner, EventStatus, ExecutionEvent,
-    RedactionSummary, redact_with_paths,
+    CaptureMode, ChainLink, EventParams, EventSigner, EventStatus, RedactionSummary,
+    redact_with_paths,
 };
-use crate::{Job, Protocol, StoreError, Trace};
+use crate::{CommittedEvent, Job, Protocol, StoreError, Trace};
 
 /// Where a driver keeps its event log: empty (no events) until
 /// [`crate::Store::set_event_log`].
@@ -87,9 +87,8 @@ pub(crate) struct EventRow {
     pub(crate) topic: String,
     pub(crate) status: String,
     pub(crate) completed_at: i64,
-    pub(crate) body: String,
-    /// The event itself, announced after the commit.
-    pub(crate) event: ExecutionEvent,
+    /// The event and its JSON (the `body` column), announced after the commit.
+    pub(crate) event: CommittedEvent,
 }
 
 impl EventLog {
@@ -139,18 +138,17 @@ impl EventLog {
             });
         }
         let completed_at = params.completed_at.timestamp_millis();
-        let (event, hash) = self
+        let sealed = self
             .signer
-            .seal_hashed(params, link)
+            .sealed(params, link)
             .map_err(|e| StoreError::Corrupt(format!("cannot sign event: {e}")))?;
-        let body = serde_json::to_string(&event)
-            .map_err(|e| StoreError::Corrupt(format!("event JSON: {e}")))?;
+        let event = sealed.event;
         Ok(EventRow {
             event_id: event.event_id.clone(),
             tenant: event.tenant_id.clone(),
             correlation_id: event.correlation_id.clone(),
             chain_position: event.chain_position as i64,
-            event_hash: hash,
+            event_hash: sealed.hash,
             protocol: protocol.to_owned(),
             topic: topic.to_owned(),
             status: if event.status == EventStatus::Ok {
@@ -160,8 +158,10 @@ impl EventLog {
             }
             .to_owned(),
             completed_at,
-            body,
-            event,
+            event: CommittedEvent {
+                event,
+                json: sealed.json,
+            },
         })
     }
 

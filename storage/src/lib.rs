@@ -36,7 +36,7 @@ mod store;
 pub use error::{StoreError, StoreResult};
 pub use eventlog::EventLog;
 pub use model::*;
-pub use notify::{JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
+pub use notify::{CommittedEvent, JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::{ConnectOptions, JobStore, Store, redact_url};

@@ -11,6 +11,16 @@ use tokio::sync::broadcast;
 use crate::events::ExecutionEvent;
 use crate::{Job, JobState, Protocol};
 
+/// An execution event this process committed, with its stored JSON (so
+/// exporters need not serialize it again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedEvent {
+    /// The event.
+    pub event: ExecutionEvent,
+    /// The event as JSON, as stored.
+    pub json: String,
+}
+
 /// Channel name used with PostgreSQL `LISTEN`/`NOTIFY` for topic wake-ups.
 pub const PG_CHANNEL: &str = "agw_jobs";
 
@@ -76,7 +86,7 @@ impl JobEvent {
 pub struct Notifier {
     tx: broadcast::Sender<Arc<str>>,
     jobs: broadcast::Sender<Arc<JobEvent>>,
-    events: broadcast::Sender<Arc<ExecutionEvent>>,
+    events: broadcast::Sender<Arc<CommittedEvent>>,
 }
 
 impl Default for Notifier {
@@ -113,12 +123,12 @@ impl Notifier {
 
     /// Announces an execution event this process committed (for telemetry
     /// export; other replicas export their own).
-    pub fn execution_event(&self, event: ExecutionEvent) {
+    pub fn execution_event(&self, event: CommittedEvent) {
         let _ = self.events.send(Arc::new(event));
     }
 
     /// Announces a committed settlement's event, if it wrote one.
-    pub(crate) fn publish(&self, event: Option<ExecutionEvent>) {
+    pub(crate) fn publish(&self, event: Option<CommittedEvent>) {
         if let Some(e) = event {
             self.execution_event(e);
         }
@@ -127,7 +137,7 @@ impl Notifier {
     /// Subscribes to the execution events this process commits. A receiver
     /// that lags loses events (`Lagged(n)` says how many): telemetry must
     /// never slow a settlement; the store keeps every event regardless.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<ExecutionEvent>> {
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<CommittedEvent>> {
         self.events.subscribe()
     }
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::CommittedEvent;
 use crate::eventlog::{
     Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
-use crate::events::{ChainLink, ExecutionEvent};
+use crate::events::ChainLink;
 use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
 use crate::sql::{POSTGRES_SQL, Sql};
 use crate::{ConnectOptions, Notifier, StoreResult};
@@ -116,7 +117,7 @@ impl PgStore {
     async fn insert_event(
         tx: &mut Transaction<'_, Postgres>,
         row: EventRow,
-    ) -> StoreResult<ExecutionEvent> {
+    ) -> StoreResult<CommittedEvent> {
         sqlx::query(crate::sql::EVENT_INSERT)
             .bind(&row.event_id)
             .bind(&row.tenant)
@@ -127,7 +128,7 @@ impl PgStore {
             .bind(&row.topic)
             .bind(&row.status)
             .bind(row.completed_at)
-            .bind(&row.body)
+            .bind(&row.event.json)
             .execute(&mut **tx)
             .await?;
         Ok(row.event)
@@ -141,7 +142,7 @@ impl PgStore {
         ending: Ending<'_>,
         result: Option<&serde_json::Value>,
         now_ms: i64,
-    ) -> StoreResult<Option<ExecutionEvent>> {
+    ) -> StoreResult<Option<CommittedEvent>> {
         let Some(log) = self.events.get() else {
             return Ok(None);
         };

@@ -22,10 +22,11 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::CommittedEvent;
 use crate::eventlog::{
     Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
-use crate::events::{ChainLink, ExecutionEvent};
+use crate::events::ChainLink;
 use crate::model::{PollStep, poll_step, to_ms};
 use crate::row::{ApiKeyRow, JobRow, SecretRow, TraceBinds, TraceRow};
 use crate::sql::{self, SQLITE_SQL};
@@ -358,7 +359,7 @@ impl LeaseSnapshots {
     }
 }
 
-fn insert_event(c: &Connection, row: EventRow) -> StoreResult<ExecutionEvent> {
+fn insert_event(c: &Connection, row: EventRow) -> StoreResult<CommittedEvent> {
     exec(
         c,
         sql::EVENT_INSERT,
@@ -372,7 +373,7 @@ fn insert_event(c: &Connection, row: EventRow) -> StoreResult<ExecutionEvent> {
             &row.topic,
             &row.status,
             &row.completed_at,
-            &row.body,
+            &row.event.json,
         ],
     )?;
     Ok(row.event)
@@ -386,7 +387,7 @@ fn job_event(
     ending: Ending<'_>,
     result: Option<&serde_json::Value>,
     now: i64,
-) -> StoreResult<Option<ExecutionEvent>> {
+) -> StoreResult<Option<CommittedEvent>> {
     let Some(log) = log else { return Ok(None) };
     let link = chain_link(c, &correlation_id(job))?;
     let row = log.job_event(job, ending, result, crate::model::from_ms(now), link)?;

@@ -1535,6 +1535,7 @@ async fn all_events(s: &Store, scope: Scope) -> Vec<events::ExecutionEvent> {
 
 async fn settlements_write_signed_chained_events(s: Store) {
     let public = enable_events(&s);
+    let mut announced = s.notifier().subscribe_events();
     let now = Utc::now();
     // Fail (retry) then fulfil: one chain of two events on the job id.
     let mut job = new_job("acme", "ev/chain");
@@ -1611,6 +1612,15 @@ async fn settlements_write_signed_chained_events(s: Store) {
     let key = public;
     let summary = events::verify_chain(&evs, |_| Some(key)).expect("chain verifies");
     assert_eq!(summary.events, 2);
+    // Each committed event is announced once, with the JSON as stored.
+    for stored in &evs {
+        let committed = announced.try_recv().expect("announced");
+        assert_eq!(&committed.event, stored);
+        let parsed: events::ExecutionEvent =
+            serde_json::from_str(&committed.json).expect("announced JSON");
+        assert_eq!(&parsed, stored);
+    }
+    assert!(announced.try_recv().is_err(), "announced once");
     assert!(
         all_events(&s, Scope::Tenant("other".into()))
             .await

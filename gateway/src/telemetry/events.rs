@@ -1,6 +1,6 @@
 //! Execution events as OTLP log records: every event this process commits
 //! (`Notifier::subscribe_events`) becomes one record whose body is the event
-//! JSON, whose attributes are its identifying fields, and whose trace context
+//! JSON as stored, whose attributes are its identifying fields, and whose trace context
 //! is the dispatch's `traceparent` (the event attribute of that name).
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
 use agw_protocols::http::trace::TRACEPARENT;
+use agw_storage::CommittedEvent;
 use agw_storage::events::ExecutionEvent;
 
 use crate::metrics::TELEMETRY_DROPPED;
@@ -30,7 +31,7 @@ const EVENT_NAME: &str = "intentproof.execution_event";
 /// lagging receiver loses events, counted as dropped logs.
 pub(super) async fn run(
     provider: SdkLoggerProvider,
-    mut events: Receiver<Arc<ExecutionEvent>>,
+    mut events: Receiver<Arc<CommittedEvent>>,
     stop: CancellationToken,
 ) {
     let logger = provider.logger("agent-gateway");
@@ -62,13 +63,13 @@ fn lagged(n: u64) {
     );
 }
 
-fn emit(logger: &SdkLogger, event: &ExecutionEvent) {
-    let record = LogFields::of(event);
+fn emit(logger: &SdkLogger, committed: &CommittedEvent) {
+    let record = LogFields::of(&committed.event);
     let mut r = logger.create_log_record();
     r.set_event_name(EVENT_NAME);
     r.set_severity_number(record.severity);
     r.set_severity_text(record.severity.name());
-    r.set_body(AnyValue::String(record.body.into()));
+    r.set_body(AnyValue::String(committed.json.clone().into()));
     if let Some(t) = record.timestamp {
         r.set_timestamp(t);
     }
@@ -83,7 +84,6 @@ fn emit(logger: &SdkLogger, event: &ExecutionEvent) {
 /// What a record carries for one event.
 #[derive(Debug)]
 struct LogFields {
-    body: String,
     severity: Severity,
     timestamp: Option<SystemTime>,
     attributes: Vec<(Key, AnyValue)>,
@@ -113,7 +113,6 @@ impl LogFields {
             }
         }
         Self {
-            body: serde_json::to_string(e).unwrap_or_default(),
             severity: match e.status {
                 agw_storage::events::EventStatus::Ok => Severity::Info,
                 agw_storage::events::EventStatus::Error => Severity::Warn,
@@ -196,8 +195,6 @@ mod tests {
             Some(&AnyValue::from("intent_bus"))
         );
         assert_eq!(f.severity, Severity::Warn);
-        let body: Value = serde_json::from_str(&f.body).expect("body is the event JSON");
-        assert_eq!(body["event_id"], "01JMR9F0X4M9V0K2YH8M0X3D9N");
         let cx = f.trace.expect("trace context");
         assert_eq!(
             cx.trace_id().to_string(),

@@ -38,6 +38,6 @@ pub use redact::{
     redact_with_paths,
 };
 pub use sign::{
-    EventError, EventPublicKey, EventSigner, SignatureError, canonical_event_bytes, event_hash,
-    key_id_for, signing_digest, verify_signature,
+    EventError, EventPublicKey, EventSigner, Sealed, SignatureError, canonical_event_bytes,
+    event_hash, key_id_for, signing_digest, verify_signature,
 };

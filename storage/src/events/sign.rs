@@ -61,11 +61,15 @@ pub fn key_id_for(instance_id: &str) -> String {
 
 /// The JCS bytes of `event` without its `signature`: what is hashed and signed.
 pub fn canonical_event_bytes(event: &ExecutionEvent) -> Result<Vec<u8>, EventError> {
+    canonical_event_string(event).map(String::into_bytes)
+}
+
+fn canonical_event_string(event: &ExecutionEvent) -> Result<String, EventError> {
     let mut value = serde_json::to_value(event)?;
     if let Value::Object(map) = &mut value {
         map.remove("signature");
     }
-    Ok(jcs::to_canonical_bytes(&value)?)
+    Ok(jcs::to_canonical_string(&value)?)
 }
 
 /// SHA-256 of [`canonical_event_bytes`]: the message Ed25519 signs.
@@ -197,25 +201,55 @@ impl EventSigner {
 
     /// A new signed event of this instance from `params` at `link`.
     pub fn seal(&self, params: EventParams, link: ChainLink) -> Result<ExecutionEvent, EventError> {
-        self.seal_hashed(params, link).map(|(event, _)| event)
+        self.sealed(params, link).map(|s| s.event)
     }
 
-    /// [`EventSigner::seal`], also returning the event's [`event_hash`]
-    /// (the same digest the signature covers, computed once).
-    pub fn seal_hashed(
-        &self,
-        params: EventParams,
-        link: ChainLink,
-    ) -> Result<(ExecutionEvent, String), EventError> {
+    /// [`EventSigner::seal`], also returning the event's [`event_hash`] and
+    /// its JSON, both from the one canonical serialization the signature
+    /// covers.
+    pub fn sealed(&self, params: EventParams, link: ChainLink) -> Result<Sealed, EventError> {
         let mut event = ExecutionEvent::unsigned(params, &self.instance_id, link);
-        let digest = signing_digest(&event)?;
-        event.signature = Some(Signature {
+        let canonical = canonical_event_string(&event)?;
+        let digest: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
+        let signature = Signature {
             alg: SIGNATURE_ALG.to_owned(),
             key_id: self.key_id.clone(),
             value: STANDARD.encode(self.pair.sign(&digest)),
-        });
-        Ok((event, format!("sha256:{}", hex::encode(digest))))
+        };
+        let json = with_member(canonical, "signature", &serde_json::to_string(&signature)?);
+        event.signature = Some(signature);
+        Ok(Sealed {
+            event,
+            hash: format!("sha256:{}", hex::encode(digest)),
+            json,
+        })
     }
+}
+
+/// A signed event with what its store row needs, computed once.
+#[derive(Debug)]
+pub struct Sealed {
+    /// The event.
+    pub event: ExecutionEvent,
+    /// Its [`event_hash`].
+    pub hash: String,
+    /// The event as JSON: its canonical form with the `signature` member
+    /// appended (members otherwise in canonical order).
+    pub json: String,
+}
+
+/// `object` (a non-empty JSON object) with `"name":value_json` added as its
+/// last member.
+fn with_member(mut object: String, name: &str, value_json: &str) -> String {
+    debug_assert!(object.len() > 2 && object.ends_with('}'));
+    object.pop();
+    object.reserve(name.len() + value_json.len() + 5);
+    object.push_str(",\"");
+    object.push_str(name);
+    object.push_str("\":");
+    object.push_str(value_json);
+    object.push('}');
+    object
 }
 
 impl fmt::Debug for EventSigner {
@@ -290,6 +324,35 @@ mod tests {
             EventSigner::generate("inst_a").expect("key").public_key(),
             signer.public_key()
         );
+    }
+
+    #[test]
+    fn sealed_json_is_the_signed_event_and_the_hash_its_content_hash() {
+        use crate::events::model::EventStatus;
+        let signer = EventSigner::generate("inst_a").expect("key");
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).expect("time");
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("topic".into(), "résumé \u{1F600}".into());
+        let params = EventParams {
+            tenant_id: "acme".into(),
+            correlation_id: "job-1".into(),
+            intent: "summarize".into(),
+            action: "intent_bus.summarize".into(),
+            status: EventStatus::Ok,
+            started_at: at,
+            completed_at: at,
+            inputs: Some(json!({"b": 1.5, "a": [null, "x\"y"]})),
+            output: None,
+            error: None,
+            attributes,
+            untrusted_payload: true,
+            redaction_summary: None,
+        };
+        let sealed = signer.sealed(params, ChainLink::first()).expect("seal");
+        let parsed: ExecutionEvent = serde_json::from_str(&sealed.json).expect("json");
+        assert_eq!(parsed, sealed.event);
+        assert_eq!(sealed.hash, event_hash(&parsed).expect("hash"));
+        verify_signature(&parsed, &signer.public_key()).expect("verifies");
     }
 
     #[test]
