@@ -51,6 +51,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0005_capability_schemas.sql"),
     ),
     (6, include_str!("../migrations/sqlite/0006_events.sql")),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_events_rowid.sql"),
+    ),
 ];
 
 /// Most operations one group commit takes.
@@ -453,10 +457,14 @@ fn open(path: &std::path::Path, flags: OpenFlags) -> StoreResult<Connection> {
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+fn migrate_with(conn: &Connection, migrations: &[(i64, &str)]) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS agw_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
-    for (version, text) in MIGRATIONS {
+    for (version, text) in migrations {
         let done: Option<i64> = conn
             .query_row(
                 "SELECT version FROM agw_migrations WHERE version = ?1",
@@ -1594,5 +1602,58 @@ mod tests {
             "leased_at",
         ];
         assert_eq!(cols, expected);
+    }
+
+    /// Migration 7 rebuilds `events` without `AUTOINCREMENT`, keeping every
+    /// row and its `seq`; later inserts continue above the largest.
+    #[test]
+    fn events_rowid_migration_keeps_rows_and_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        let before_7 = MIGRATIONS.iter().position(|(v, _)| *v == 7).unwrap();
+        migrate_with(&conn, &MIGRATIONS[..before_7]).unwrap();
+        let insert = |c: &Connection, seq: Option<i64>, corr: &str| {
+            c.execute(
+                "INSERT INTO events (seq, event_id, tenant, correlation_id, chain_position,
+                 event_hash, protocol, topic, status, completed_at, body)
+                 VALUES (?1, ?2, 't', ?3, 1, 'h', 'intent_bus', 'x', 'ok', 0, '{}')",
+                rusqlite::params![seq, format!("ev-{corr}"), corr],
+            )
+            .unwrap();
+        };
+        for (seq, corr) in [(3, "a"), (10, "b"), (11, "c")] {
+            insert(&conn, Some(seq), corr);
+        }
+        migrate(&conn).unwrap();
+        let table_sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!table_sql.contains("AUTOINCREMENT"), "{table_sql}");
+        insert(&conn, None, "d");
+        let rows: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, correlation_id FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [(3, "a"), (10, "b"), (11, "c"), (12, "d")]
+            .map(|(s, c)| (s, c.to_owned()))
+            .to_vec();
+        assert_eq!(rows, expected);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            indexes, 2,
+            "the unique (correlation_id, chain_position) and (tenant, seq)"
+        );
     }
 }
