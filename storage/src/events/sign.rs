@@ -9,8 +9,9 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ring::rand::{SecureRandom as _, SystemRandom};
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use rand::TryRngCore as _;
+use rand::rngs::OsRng;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -100,9 +101,11 @@ pub fn verify_signature(
     let raw = STANDARD
         .decode(&signature.value)
         .map_err(|_| SignatureError::Encoding)?;
+    let raw: [u8; 64] = raw.try_into().map_err(|_| SignatureError::Mismatch)?;
     let digest = signing_digest(event).map_err(|e| SignatureError::Canon(e.to_string()))?;
-    UnparsedPublicKey::new(&ED25519, key.as_bytes())
-        .verify(&digest, &raw)
+    // Strict: a small-order key or a non-canonical signature never verifies.
+    VerifyingKey::from_bytes(key.as_bytes())
+        .and_then(|k| k.verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&raw)))
         .map_err(|_| SignatureError::Mismatch)
 }
 
@@ -114,22 +117,18 @@ pub fn verify_signature(
 pub struct EventSigner {
     instance_id: String,
     key_id: String,
-    seed: [u8; 32],
-    pair: Ed25519KeyPair,
+    key: SigningKey,
 }
 
 impl EventSigner {
     /// The signer of `instance_id` from a stored 32-byte seed.
-    pub fn from_seed(instance_id: impl Into<String>, seed: [u8; 32]) -> Result<Self, EventError> {
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| EventError::InvalidKey("seed rejected"))?;
+    pub fn from_seed(instance_id: impl Into<String>, seed: [u8; 32]) -> Self {
         let instance_id = instance_id.into();
-        Ok(Self {
+        Self {
             key_id: key_id_for(&instance_id),
             instance_id,
-            seed,
-            pair,
-        })
+            key: SigningKey::from_bytes(&seed),
+        }
     }
 
     /// The signer of `instance_id` from a base64 seed (as [`Self::seed_b64`]
@@ -144,16 +143,16 @@ impl EventSigner {
         let seed: [u8; 32] = raw
             .try_into()
             .map_err(|_| EventError::InvalidKey("seed is not 32 bytes"))?;
-        Self::from_seed(instance_id, seed)
+        Ok(Self::from_seed(instance_id, seed))
     }
 
     /// A signer with a fresh random key.
     pub fn generate(instance_id: impl Into<String>) -> Result<Self, EventError> {
         let mut seed = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut seed)
+        OsRng
+            .try_fill_bytes(&mut seed)
             .map_err(|_| EventError::Random)?;
-        Self::from_seed(instance_id, seed)
+        Ok(Self::from_seed(instance_id, seed))
     }
 
     /// The instance this key signs for.
@@ -168,19 +167,17 @@ impl EventSigner {
 
     /// The 32-byte seed, for storage. Secret.
     pub fn seed(&self) -> &[u8; 32] {
-        &self.seed
+        self.key.as_bytes()
     }
 
     /// The seed as standard base64, for storage. Secret.
     pub fn seed_b64(&self) -> String {
-        STANDARD.encode(self.seed)
+        STANDARD.encode(self.key.as_bytes())
     }
 
     /// The public half.
     pub fn public_key(&self) -> EventPublicKey {
-        let mut raw = [0u8; 32];
-        raw.copy_from_slice(self.pair.public_key().as_ref());
-        EventPublicKey(raw)
+        EventPublicKey(self.key.verifying_key().to_bytes())
     }
 
     /// The signature of `event` (its current `signature` is ignored).
@@ -189,7 +186,7 @@ impl EventSigner {
         Ok(Signature {
             alg: SIGNATURE_ALG.to_owned(),
             key_id: self.key_id.clone(),
-            value: STANDARD.encode(self.pair.sign(&digest)),
+            value: STANDARD.encode(self.key.sign(&digest).to_bytes()),
         })
     }
 
@@ -214,7 +211,7 @@ impl EventSigner {
         let signature = Signature {
             alg: SIGNATURE_ALG.to_owned(),
             key_id: self.key_id.clone(),
-            value: STANDARD.encode(self.pair.sign(&digest)),
+            value: STANDARD.encode(self.key.sign(&digest).to_bytes()),
         };
         let json = with_member(canonical, "signature", &serde_json::to_string(&signature)?);
         event.signature = Some(signature);
