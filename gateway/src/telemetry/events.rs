@@ -1,7 +1,8 @@
 //! Execution events as OTLP log records: every event this process commits
 //! (`Notifier::subscribe_events`) becomes one record whose body is the event
-//! JSON as stored, whose attributes are its identifying fields, and whose trace context
-//! is the dispatch's `traceparent` (the event attribute of that name).
+//! JSON as stored, whose attributes are its identifying fields, and whose
+//! trace context is the dispatch's `traceparent` (the event attribute of that
+//! name).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
