@@ -85,7 +85,12 @@ pub fn signing_digest(event: &ExecutionEvent) -> Result<[u8; 32], EventError> {
 /// chain links event contents, and each content is bound to its signer by its
 /// own signature.
 pub fn event_hash(event: &ExecutionEvent) -> Result<String, EventError> {
-    Ok(format!("sha256:{}", hex::encode(signing_digest(event)?)))
+    Ok(digest_hash(&signing_digest(event)?))
+}
+
+/// `sha256:<lowercase hex>` of a digest.
+fn digest_hash(digest: &[u8; 32]) -> String {
+    format!("sha256:{}", hex::encode(digest))
 }
 
 /// Checks `event.signature` against `key` (its `key_id` is not looked at;
@@ -182,12 +187,16 @@ impl EventSigner {
 
     /// The signature of `event` (its current `signature` is ignored).
     pub fn signature(&self, event: &ExecutionEvent) -> Result<Signature, EventError> {
-        let digest = signing_digest(event)?;
-        Ok(Signature {
+        Ok(self.signature_over(&signing_digest(event)?))
+    }
+
+    /// The `signature` member for a [`signing_digest`].
+    fn signature_over(&self, digest: &[u8; 32]) -> Signature {
+        Signature {
             alg: SIGNATURE_ALG.to_owned(),
             key_id: self.key_id.clone(),
-            value: STANDARD.encode(self.key.sign(&digest).to_bytes()),
-        })
+            value: STANDARD.encode(self.key.sign(digest).to_bytes()),
+        }
     }
 
     /// Signs `event` in place.
@@ -208,16 +217,12 @@ impl EventSigner {
         let mut event = ExecutionEvent::unsigned(params, &self.instance_id, link);
         let canonical = canonical_event_string(&event)?;
         let digest: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
-        let signature = Signature {
-            alg: SIGNATURE_ALG.to_owned(),
-            key_id: self.key_id.clone(),
-            value: STANDARD.encode(self.key.sign(&digest).to_bytes()),
-        };
+        let signature = self.signature_over(&digest);
         let json = with_member(canonical, "signature", &serde_json::to_string(&signature)?);
         event.signature = Some(signature);
         Ok(Sealed {
             event,
-            hash: format!("sha256:{}", hex::encode(digest)),
+            hash: digest_hash(&digest),
             json,
         })
     }
