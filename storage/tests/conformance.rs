@@ -1805,3 +1805,94 @@ macro_rules! conformance {
 
 conformance!(sqlite, TestStore::sqlite());
 conformance!(postgres, TestStore::postgres());
+
+/// PostgreSQL only (SQLite's one writer serialises settlements): a
+/// settlement whose statement waited for its job's row lock while the lock's
+/// holder committed an event on the job's chain must link after that event,
+/// although its statement's snapshot does not have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_settlement_links_after_an_event_committed_while_it_waited() {
+    use sqlx::Connection as _;
+    let t = TestStore::postgres().await;
+    let s = t.store.clone();
+    let public = enable_events(&s);
+    let now = Utc::now();
+    let job = insert_at(&s, new_job("acme", "ev/race"), now).await;
+    let leased = claim_one(&s, claim("acme", Some("ev/race"), "w1", now))
+        .await
+        .expect("claimed");
+    let url = t.pg_url().expect("postgres");
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+    // Another transaction holds the job's row lock and appends to its chain.
+    let other_hash = format!("sha256:{}", "ab".repeat(32));
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("UPDATE jobs SET updated_at = updated_at WHERE id = $1")
+        .bind(&job.id)
+        .execute(&mut holder)
+        .await
+        .expect("lock the job");
+    sqlx::query(
+        "INSERT INTO events (event_id, tenant, correlation_id, chain_position, event_hash,
+            protocol, topic, status, completed_at, body)
+         VALUES ('other', 'acme', $1, 1, $2, 'intent_bus', 'ev/race', 'error', 0, '{}')",
+    )
+    .bind(&job.id)
+    .bind(&other_hash)
+    .execute(&mut holder)
+    .await
+    .expect("other event");
+    let settle = tokio::spawn({
+        let s = s.clone();
+        let p = complete(&job.id, token(&leased), Utc::now());
+        async move { s.job_complete(p).await }
+    });
+    // Commit only once the settlement is waiting for the lock (polled from a
+    // third connection: a transaction sees one snapshot of the activity view).
+    let mut waited = false;
+    for _ in 0..1000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    assert!(waited, "the settlement never waited for the row lock");
+    sqlx::query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("commit");
+    let done = settle
+        .await
+        .expect("task")
+        .expect("the settlement succeeds");
+    assert_eq!(done.state, JobState::Fulfilled);
+    let chain: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT chain_position, body FROM events WHERE correlation_id = $1 ORDER BY chain_position",
+    )
+    .bind(&job.id)
+    .fetch_all(&mut watch)
+    .await
+    .expect("chain");
+    assert_eq!(
+        chain.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        [1, 2],
+        "the settlement's event follows the other one"
+    );
+    let event: events::ExecutionEvent = serde_json::from_str(&chain[1].1).expect("event");
+    assert_eq!(event.prev_event_hash, other_hash);
+    assert_eq!(event.chain_position, 2);
+    events::verify_signature(&event, &public).expect("signed after relinking");
+    drop((holder, watch));
+    t.cleanup().await;
+}

@@ -54,6 +54,13 @@ impl TestStore {
         }
     }
 
+    /// The URL of its PostgreSQL database (`None` on SQLite).
+    pub(crate) fn pg_url(&self) -> Option<String> {
+        let (admin, name) = self.pg.as_ref()?;
+        let (base, _) = admin.rsplit_once('/')?;
+        Some(format!("{base}/{name}"))
+    }
+
     pub(crate) async fn cleanup(self) {
         self.store.close().await;
         if let Some(dir) = self.dir {
