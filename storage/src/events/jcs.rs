@@ -1,9 +1,13 @@
 //! RFC 8785 JSON Canonicalization Scheme (JCS): the exact bytes an execution
 //! event is hashed and signed over.
 
+use std::cmp::Ordering;
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use serde_json::{Map, Number, Value};
+
+mod direct;
 
 /// Integers with a larger magnitude are not exact in an IEEE 754 double, so
 /// they are rendered as the double ECMAScript would hold (as the IntentProof
@@ -17,11 +21,26 @@ pub enum CanonError {
     /// `arbitrary_precision` holds a literal such as `1e400`).
     #[error("number {0} is not finite")]
     NonFinite(String),
+    /// A value JSON cannot hold (a map key that is not a string, an integer
+    /// beyond 64 bits) or a `Serialize` implementation's own error.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// The RFC 8785 canonical UTF-8 bytes of `value`.
 pub fn to_canonical_bytes(value: &Value) -> Result<Vec<u8>, CanonError> {
     to_canonical_string(value).map(String::into_bytes)
+}
+
+/// The RFC 8785 canonical form of any serializable `value`: the same string
+/// as [`to_canonical_string`] of `serde_json::to_value(value)`, without the
+/// `Value` in between; `omit` names a member of the top-level object to leave
+/// out.
+pub fn to_canonical_string_of<T: Serialize + ?Sized>(
+    value: &T,
+    omit: Option<&str>,
+) -> Result<String, CanonError> {
+    direct::to_string(value, omit)
 }
 
 /// The RFC 8785 canonical form of `value` as a string.
@@ -59,9 +78,9 @@ fn write_value(out: &mut String, value: &Value) -> Result<(), CanonError> {
 
 fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), CanonError> {
     let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    // RFC 8785 §3.2.3: compare names as UTF-16 code unit sequences, which
-    // differs from UTF-8 byte order once characters beyond the BMP appear.
-    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    // Without serde_json's `preserve_order` the map iterates in byte order,
+    // which the sort then confirms in one pass.
+    members.sort_by(|a, b| utf16_order(a.0, b.0));
     out.push('{');
     for (i, (name, value)) in members.into_iter().enumerate() {
         if i > 0 {
@@ -108,24 +127,83 @@ fn write_double(out: &mut String, f: f64) {
     }
 }
 
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
+/// RFC 8785 §3.2.3: names compare as UTF-16 code unit sequences. That is
+/// code point (and UTF-8 byte) order except where a character beyond the BMP
+/// (a surrogate pair) meets one in U+E000..U+FFFF, so only the first
+/// character that differs is looked at in UTF-16.
+fn utf16_order(a: &str, b: &str) -> Ordering {
+    let mut i = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    // The common prefix is the same bytes in both, so a boundary in one.
+    while !a.is_char_boundary(i) {
+        i -= 1;
     }
+    match (a[i..].chars().next(), b[i..].chars().next()) {
+        (Some(x), Some(y)) => first_unit(x).cmp(&first_unit(y)).then(x.cmp(&y)),
+        (x, y) => x.is_some().cmp(&y.is_some()),
+    }
+}
+
+/// The first UTF-16 code unit of `c` (its high surrogate beyond the BMP).
+fn first_unit(c: char) -> u16 {
+    let mut units = [0; 2];
+    c.encode_utf16(&mut units)[0]
+}
+
+/// Copies runs that need no escape whole, skipping eight bytes at a time
+/// while none of them can need one; every byte escaped is ASCII, so each run
+/// ends on a character boundary.
+fn write_string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
+    let (mut run, mut i) = (0, 0);
+    while i < bytes.len() {
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !may_need_escape(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
+        let escape = match bytes[i] {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", bytes[i]);
+        } else {
+            out.push_str(escape);
+        }
+        i += 1;
+        run = i;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
+/// Whether any of the eight bytes of `word` may be a control character, `"`
+/// or `\\` (never false when one is; the byte loop decides).
+fn may_need_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let zero = |w: u64| below(w, 1);
+    (below(word, 0x20)
+        | zero(word ^ (ONES * u64::from(b'"')))
+        | zero(word ^ (ONES * u64::from(b'\\'))))
+        != 0
 }
 
 #[cfg(test)]
@@ -179,6 +257,46 @@ mod tests {
                 "\"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}"
             )
         );
+    }
+
+    #[test]
+    fn name_order_is_utf16_code_unit_order_for_every_pair() {
+        // Prefixes, equal strings, and each side of the surrogate range.
+        let names = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "b",
+            "\u{7f}",
+            "\u{80}",
+            "\u{7ff}",
+            "\u{800}",
+            "\u{d7ff}",
+            "\u{e000}",
+            "\u{fb33}",
+            "\u{ffff}",
+            "\u{10000}",
+            "\u{1f600}",
+            "\u{10ffff}",
+            "x\u{ffff}",
+            "x\u{1f600}",
+            "x\u{1f600}a",
+            "x\u{1f601}",
+            "x\u{e9}",
+            "xe",
+            "\u{1f600}\u{fb33}",
+            "\u{1f600}\u{1f600}",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    utf16_order(a, b),
+                    a.encode_utf16().cmp(b.encode_utf16()),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -236,6 +354,158 @@ mod tests {
         assert_eq!(
             to_canonical_string(&value).expect("canonical"),
             "\"\\u0000\\u001f\u{7f}\\b\\f\\n\\r\\t\\\"\\\\/é😀\""
+        );
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_offset_of_a_long_string() {
+        for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..20 {
+                let mut text = "abcdefghijklmnopqrst".to_owned();
+                text.replace_range(at..=at, &special.to_string());
+                let want = serde_json::to_string(&text).expect("json");
+                assert_eq!(
+                    to_canonical_string(&json!(text)).expect("canonical"),
+                    want,
+                    "{special:?} at {at}"
+                );
+            }
+        }
+        // Bytes just above the escaped ones, and multi-byte characters.
+        let plain = " !#$%&'()*+,-./[]^_`{|}~\u{7f}é€😀 and more than eight bytes";
+        assert_eq!(
+            to_canonical_string(&json!(plain)).expect("canonical"),
+            format!("\"{plain}\"")
+        );
+    }
+
+    /// Both ways to the canonical form, which must agree.
+    fn both<T: Serialize>(value: &T) -> String {
+        let direct = to_canonical_string_of(value, None).expect("direct");
+        let via_value = serde_json::to_value(value).expect("to_value");
+        assert_eq!(
+            direct,
+            to_canonical_string(&via_value).expect("canonical"),
+            "direct and Value forms differ"
+        );
+        direct
+    }
+
+    #[test]
+    fn the_direct_form_is_the_value_form() {
+        let texts = [
+            r#"{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001,
+                -0.0, 0, 1e21, 1e-7, 9007199254740992, 9007199254740993, -9007199254740993,
+                18446744073709551615, -1, 10.0]}"#,
+            r#"{"\u20ac": 1, "\r": 2, "\ufb33": 3, "1": 4, "\ud83d\ude00": 5, "\u0080": 6}"#,
+            r#"{"b": [{"z": 1, "a": null}, [], {}, [[true, false]]], "a": {}, "c": "x\"\\\n\u0001y"}"#,
+            r#"[]"#,
+            r#""just a string""#,
+            r#"null"#,
+            r#"{"": {"": [""]}, "a": {"b": {"c": {"d": 1.5}}}}"#,
+        ];
+        for text in texts {
+            let value: Value = serde_json::from_str(text).expect("test JSON");
+            both(&value);
+        }
+    }
+
+    #[test]
+    fn the_direct_form_of_rust_types_is_their_value_form() {
+        #[derive(Serialize)]
+        enum Kind {
+            Unit,
+            New(u8),
+            Tuple(i32, &'static str),
+            Fields { z: bool, a: Option<f64> },
+        }
+        #[derive(Serialize)]
+        struct Inner {
+            zeta: char,
+            alpha: (u16, i64),
+            #[serde(flatten)]
+            rest: std::collections::BTreeMap<String, u32>,
+        }
+        #[derive(Serialize)]
+        struct Outer {
+            kinds: Vec<Kind>,
+            inner: Inner,
+            none: Option<u8>,
+            unit: (),
+            #[serde(with = "serde_bytes_as_seq")]
+            bytes: Vec<u8>,
+            f32: f32,
+            nan: f64,
+            big: u64,
+            keyed: std::collections::BTreeMap<u32, &'static str>,
+        }
+        mod serde_bytes_as_seq {
+            pub(super) fn serialize<S: serde::Serializer>(
+                v: &[u8],
+                s: S,
+            ) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(v)
+            }
+        }
+        let outer = Outer {
+            kinds: vec![
+                Kind::Unit,
+                Kind::New(7),
+                Kind::Tuple(-3, "t"),
+                Kind::Fields {
+                    z: true,
+                    a: Some(0.1),
+                },
+                Kind::Fields { z: false, a: None },
+            ],
+            inner: Inner {
+                zeta: '\u{1f600}',
+                alpha: (1, i64::MIN),
+                rest: [("m".to_owned(), 1), ("\u{e9}".to_owned(), 2)].into(),
+            },
+            none: None,
+            unit: (),
+            bytes: vec![0, 255],
+            f32: 0.1,
+            nan: f64::NAN,
+            big: u64::MAX,
+            keyed: [(10, "ten"), (9, "nine")].into(),
+        };
+        let canonical = both(&outer);
+        assert!(
+            canonical.contains(r#""keyed":{"10":"ten","9":"nine"}"#),
+            "{canonical}"
+        );
+        assert!(canonical.contains(r#""nan":null"#), "{canonical}");
+    }
+
+    #[test]
+    fn the_direct_form_leaves_out_the_named_top_level_member_only() {
+        let value = json!({"signature": {"signature": 1}, "a": 1, "z": {"signature": 2}});
+        assert_eq!(
+            to_canonical_string_of(&value, Some("signature")).expect("canonical"),
+            r#"{"a":1,"z":{"signature":2}}"#
+        );
+    }
+
+    #[test]
+    fn the_direct_form_refuses_what_json_cannot_hold() {
+        let float_keys = std::collections::BTreeMap::from([((), 1)]);
+        assert!(matches!(
+            to_canonical_string_of(&float_keys, None),
+            Err(CanonError::Unsupported(_))
+        ));
+        assert!(matches!(
+            to_canonical_string_of(&u128::MAX, None),
+            Err(CanonError::Unsupported(_))
+        ));
+        assert_eq!(
+            to_canonical_string_of(&(1_u128 << 53), None).expect("fits in u64"),
+            "9007199254740992"
+        );
+        assert_eq!(
+            to_canonical_string_of(&(1_i128 << 60), None).expect("fits in i64"),
+            "1152921504606847000"
         );
     }
 

@@ -66,11 +66,7 @@ pub fn canonical_event_bytes(event: &ExecutionEvent) -> Result<Vec<u8>, EventErr
 }
 
 fn canonical_event_string(event: &ExecutionEvent) -> Result<String, EventError> {
-    let mut value = serde_json::to_value(event)?;
-    if let Value::Object(map) = &mut value {
-        map.remove("signature");
-    }
-    Ok(jcs::to_canonical_string(&value)?)
+    Ok(jcs::to_canonical_string_of(event, Some("signature"))?)
 }
 
 /// SHA-256 of [`canonical_event_bytes`]: the message Ed25519 signs.
