@@ -30,7 +30,7 @@ use axum::http;
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::KeyValue;
-use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
@@ -533,10 +533,22 @@ pub(crate) async fn propagate(req: Request, next: Next) -> Response {
 
 /// The span context a W3C `traceparent` names, if it is valid.
 fn remote_context(traceparent: &str) -> Option<SpanContext> {
-    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
-    let cx = TraceContextPropagator::new().extract(&carrier);
+    let cx = TraceContextPropagator::new().extract(&OnlyTraceparent(traceparent));
     let span = cx.span().span_context().clone();
     span.is_valid().then_some(span)
+}
+
+/// A carrier holding just a `traceparent` (no map to build per call).
+struct OnlyTraceparent<'a>(&'a str);
+
+impl Extractor for OnlyTraceparent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ impl LogFields {
                 traceparent = v.as_str();
             }
             if let Some(v) = scalar(v) {
-                attributes.push((format!("attributes.{k}").into(), v));
+                attributes.push((attribute_key(k), v));
             }
         }
         Self {
@@ -125,6 +125,33 @@ impl LogFields {
             trace: traceparent.and_then(super::remote_context),
         }
     }
+}
+
+/// The names the gateway's own events carry, as record keys.
+const KNOWN_KEYS: &[&str] = &[
+    "attributes.protocol",
+    "attributes.job.protocol",
+    "attributes.topic",
+    "attributes.namespace",
+    "attributes.tenant",
+    "attributes.job_id",
+    "attributes.attempt",
+    "attributes.outcome",
+    "attributes.worker",
+    "attributes.traceparent",
+    "attributes.decision",
+    "attributes.policy",
+];
+
+/// `attributes.<name>`, without an allocation for the gateway's own names.
+fn attribute_key(name: &str) -> Key {
+    KNOWN_KEYS
+        .iter()
+        .find(|known| known.strip_prefix("attributes.") == Some(name))
+        .map_or_else(
+            || format!("attributes.{name}").into(),
+            |known| Key::from_static_str(known),
+        )
 }
 
 fn int(n: u64) -> i64 {
@@ -204,6 +231,17 @@ mod tests {
         assert_eq!(cx.span_id().to_string(), "00f067aa0ba902b7");
         assert!(cx.is_sampled());
         assert!(f.timestamp.is_some());
+    }
+
+    #[test]
+    fn attribute_keys_are_prefixed_known_or_not() {
+        assert_eq!(attribute_key("topic").as_str(), "attributes.topic");
+        assert_eq!(
+            attribute_key("job.protocol").as_str(),
+            "attributes.job.protocol"
+        );
+        assert_eq!(attribute_key("custom").as_str(), "attributes.custom");
+        assert_eq!(attribute_key("").as_str(), "attributes.");
     }
 
     #[test]
