@@ -3,14 +3,17 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|events|all]   (default all; policy =
-#   only the policy evaluation example, which "all" runs first; events = job
-#   throughput with execution events and OTLP export off / on, both stores)
+#   tests/bench.sh [sqlite|postgres|policy|events|events-ir|all]   (default all;
+#   policy = only the policy evaluation example, which "all" runs first; events
+#   = job throughput with execution events and OTLP export off / on, both
+#   stores; events-ir = the same modes in instructions per cycle under
+#   valgrind's callgrind, not part of "all")
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
 #      BENCH_EVENTS_DURATION (10s), BENCH_EVENTS_ROUNDS (3),
 #      BENCH_EVENTS_MODES ("off events events+otlp"; also events+traces),
+#      BENCH_IR_DURATION (15s per events-ir run),
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,13 +51,14 @@ reason = "prompt injection"
 TOML
 
 EXTRA_ENV=()
-start_gateway() { # $1 = database url; EXTRA_ENV: more VAR=value for the daemon
+WRAPPER=()
+start_gateway() { # $1 = database url; EXTRA_ENV: more VAR=value for the daemon; WRAPPER: runs it
   PORT="$(free_port)"
   env "${EXTRA_ENV[@]}" AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" AGW_JWT_SECRET="$JWT_SECRET" \
     AGW_LIMITS_RATE_LIMIT_PER_MINUTE=0 AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT=1000000 RUST_LOG=warn \
-    "$TARGET/agent-gateway" serve --config "$WORK/gateway.toml" 2>"$WORK/gateway.log" &
+    "${WRAPPER[@]}" "$TARGET/agent-gateway" serve --config "$WORK/gateway.toml" 2>"$WORK/gateway.log" &
   GW_PID=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return 0; sleep 0.1; done
+  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return 0; sleep 0.1; done
   cat "$WORK/gateway.log" >&2; exit 1
 }
 
@@ -96,10 +100,10 @@ proc_ticks() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; }
 machine_ticks() { awk '$1=="cpu" {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 per_cycle() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%d", n ? t * 1e6 / hz / n : 0}'; }
 
-events_compare() { # $1 = store name
-  local mode round url rate sink_pid sink_port
-  sink_port="$(free_port)"
-  python3 - "$sink_port" <<'PY' &
+# An OTLP/HTTP sink answering 200 to every export: SINK_PORT, SINK_PID.
+start_sink() {
+  SINK_PORT="$(free_port)"
+  python3 - "$SINK_PORT" <<'PY' &
 import http.server, sys
 class Sink(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
@@ -109,42 +113,94 @@ class Sink(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 PY
-  sink_pid=$!
+  SINK_PID=$!
+}
+
+# Jobs the gateway settled so far (every cycle settles one).
+settled_cycles() {
+  curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^agw_jobs_settled_total[{]/ {s += $NF} END {print s + 0}'
+}
+
+# EXTRA_ENV for an events mode ($1), exporting to the sink on port $2.
+events_env() {
+  case "$1" in
+    off) EXTRA_ENV=(AGW_EVENTS_ENABLED=false) ;;
+    events) EXTRA_ENV=(AGW_EVENTS_ENABLED=true) ;;
+    events+traces) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_LOGS_EXPORTER=none
+                              OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$2"
+                              OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
+    events+otlp) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$2"
+                            OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
+    *) echo "unknown events mode: $1" >&2; exit 2 ;;
+  esac
+}
+
+# A fresh, empty database of store $1; prints its URL.
+fresh_events_db() {
+  if [ "$1" = sqlite ]; then
+    rm -f "$WORK"/ev.db*; echo "sqlite://$WORK/ev.db"
+  else
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)" >/dev/null
+    psql "$PG_ADMIN" -qc "CREATE DATABASE agw_bench_ev" >/dev/null; echo "${PG_ADMIN%/*}/agw_bench_ev"
+  fi
+}
+
+events_compare() { # $1 = store name
+  local mode round url rate settled
+  start_sink
   echo "## events on/off, $1, 8 workers, ${EVENTS_DURATION} per run, ${EVENTS_ROUNDS} rounds"
   for round in $(seq 1 "$EVENTS_ROUNDS"); do
     for mode in $EVENTS_MODES; do
-      case "$mode" in
-        off) EXTRA_ENV=(AGW_EVENTS_ENABLED=false) ;;
-        events) EXTRA_ENV=(AGW_EVENTS_ENABLED=true) ;;
-        events+traces) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_LOGS_EXPORTER=none
-                                  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
-                                  OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
-        events+otlp) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port"
-                                OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
-        *) echo "unknown events mode: $mode" >&2; exit 2 ;;
-      esac
-      if [ "$1" = sqlite ]; then
-        rm -f "$WORK"/ev.db*; url="sqlite://$WORK/ev.db"
-      else
-        psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
-        psql "$PG_ADMIN" -qc "CREATE DATABASE agw_bench_ev"; url="${PG_ADMIN%/*}/agw_bench_ev"
-      fi
+      events_env "$mode" "$SINK_PORT"
+      url="$(fresh_events_db "$1")"
       start_gateway "$url"
       gw0="$(proc_ticks)"; all0="$(machine_ticks)"
       rate="$("$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 \
         --duration "$EVENTS_DURATION" | awk '$1=="cycles/s" {print $2}')"
       gw1="$(proc_ticks)"; all1="$(machine_ticks)"
-      # Every cycle of the run (warm-up included) settles one job.
-      settled="$(curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^agw_jobs_settled_total[{]/ {s += $NF} END {print s + 0}')"
+      settled="$(settled_cycles)"  # the warm-up's included
       stop_gateway
       echo "round $round  $mode  cycles/s $rate  cpu-us/cycle gateway $(per_cycle $((gw1 - gw0)) "$settled") machine $(per_cycle $((all1 - all0)) "$settled")"
     done
   done
   EXTRA_ENV=()
-  kill "$sink_pid" 2>/dev/null || true
+  kill "$SINK_PID" 2>/dev/null || true
+  [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
+}
+# The same modes, counted in instructions instead of seconds: the gateway runs
+# under valgrind's callgrind (instrumentation on once it is ready, so startup
+# is left out) while agw-loadgen drives it as above; the instructions of every
+# gateway thread are divided by the cycles the gateway settled. Unlike
+# cycles/s, the count barely moves with what else the machine is doing, so it
+# shows what a code change removes; it is not the throughput cost (callgrind
+# counts no kernel time, runs the threads one at a time, and offers the
+# program no SHA extensions, so SHA-256 runs in software).
+events_instructions() { # $1 = store name
+  local mode url out settled total
+  command -v valgrind >/dev/null || { echo "valgrind not found (Debian package valgrind)" >&2; exit 1; }
+  start_sink
+  echo "## events on/off in instructions, $1, 8 workers, ${IR_DURATION} per run under callgrind"
+  for mode in $EVENTS_MODES; do
+    events_env "$mode" "$SINK_PORT"
+    url="$(fresh_events_db "$1")"
+    out="$WORK/callgrind.$mode.out"
+    WRAPPER=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out")
+    start_gateway "$url"
+    WRAPPER=()
+    callgrind_control -i on "$GW_PID" >/dev/null 2>&1
+    "$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 \
+      --duration "$IR_DURATION" >/dev/null
+    settled="$(settled_cycles)"
+    stop_gateway
+    total="$(awk '/^(summary|totals):/ {print $2; exit}' "$out")"
+    echo "$mode  instructions/cycle $(awk -v t="$total" -v n="$settled" 'BEGIN {printf "%d", n ? t / n : 0}')  (settled $settled)"
+  done
+  EXTRA_ENV=()
+  kill "$SINK_PID" 2>/dev/null || true
   [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
 }
 EVENTS_DURATION="${BENCH_EVENTS_DURATION:-10s}"
+IR_DURATION="${BENCH_IR_DURATION:-15s}"
 EVENTS_ROUNDS="${BENCH_EVENTS_ROUNDS:-3}"
 EVENTS_MODES="${BENCH_EVENTS_MODES:-off events events+otlp}"
 
@@ -165,4 +221,8 @@ fi
 if [ "$WHICH" = events ] || [ "$WHICH" = all ]; then
   events_compare sqlite
   events_compare postgres
+fi
+if [ "$WHICH" = events-ir ]; then
+  events_instructions sqlite
+  events_instructions postgres
 fi
