@@ -34,6 +34,24 @@ impl ser::Error for CanonError {
     }
 }
 
+/// `Serializer` methods writing an integer that fits an `i128`.
+macro_rules! integers {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), CanonError> {
+            self.int(v.into())
+        }
+    )*};
+}
+
+/// `Serializer` methods turning an integer map key into its decimal name.
+macro_rules! integer_keys {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> Result<Self::Ok, CanonError> {
+            Ok(Cow::Owned(v.to_string()))
+        }
+    )*};
+}
+
 struct Canon<'a> {
     out: &'a mut String,
     /// A member the object this serializer writes leaves out (top level only).
@@ -93,40 +111,19 @@ impl<'a> ser::Serializer for Canon<'a> {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result<(), CanonError> {
-        self.int(v.into())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), CanonError> {
-        self.int(v.into())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), CanonError> {
-        self.int(v.into())
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<(), CanonError> {
-        self.int(v.into())
-    }
+    integers!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64
+    );
 
     fn serialize_i128(self, v: i128) -> Result<(), CanonError> {
         self.int(v)
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), CanonError> {
-        self.int(v.into())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), CanonError> {
-        self.int(v.into())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), CanonError> {
-        self.int(v.into())
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<(), CanonError> {
-        self.int(v.into())
     }
 
     fn serialize_u128(self, v: u128) -> Result<(), CanonError> {
@@ -298,57 +295,30 @@ impl Array<'_> {
     }
 }
 
-impl ser::SerializeSeq for Array<'_> {
-    type Ok = ();
-    type Error = CanonError;
+/// serde's four sequence traits, all writing elements in order.
+macro_rules! array_traits {
+    ($($name:ident :: $method:ident),*) => {$(
+        impl ser::$name for Array<'_> {
+            type Ok = ();
+            type Error = CanonError;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonError> {
-        self.element(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonError> {
+                self.element(value)
+            }
 
-    fn end(self) -> Result<(), CanonError> {
-        self.close()
-    }
+            fn end(self) -> Result<(), CanonError> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Array<'_> {
-    type Ok = ();
-    type Error = CanonError;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), CanonError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Array<'_> {
-    type Ok = ();
-    type Error = CanonError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), CanonError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Array<'_> {
-    type Ok = ();
-    type Error = CanonError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonError> {
-        self.element(value)
-    }
-
-    fn end(self) -> Result<(), CanonError> {
-        self.close()
-    }
-}
+array_traits!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// An object: members' values written to `buf` as they come, then copied out
 /// in canonical name order.
@@ -430,39 +400,29 @@ impl ser::SerializeMap for Object<'_> {
     }
 }
 
-impl ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = CanonError;
+/// serde's two struct traits, whose members have static names.
+macro_rules! struct_traits {
+    ($($name:ident),*) => {$(
+        impl ser::$name for Object<'_> {
+            type Ok = ();
+            type Error = CanonError;
 
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CanonError> {
-        self.member(Cow::Borrowed(key), value)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), CanonError> {
+                self.member(Cow::Borrowed(key), value)
+            }
 
-    fn end(self) -> Result<(), CanonError> {
-        self.close()
-    }
+            fn end(self) -> Result<(), CanonError> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = CanonError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CanonError> {
-        self.member(Cow::Borrowed(key), value)
-    }
-
-    fn end(self) -> Result<(), CanonError> {
-        self.close()
-    }
-}
+struct_traits!(SerializeStruct, SerializeStructVariant);
 
 /// Map keys: strings, or what serde_json turns into one (chars, integers,
 /// booleans); anything else is refused, as serde_json refuses it.
@@ -497,45 +457,18 @@ impl ser::Serializer for KeyName {
         Ok(Cow::Borrowed(if v { "true" } else { "false" }))
     }
 
-    fn serialize_i8(self, v: i8) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_i128(self, v: i128) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn serialize_u128(self, v: u128) -> Result<Self::Ok, CanonError> {
-        Ok(Cow::Owned(v.to_string()))
-    }
+    integer_keys!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_u128: u128
+    );
 
     fn serialize_f32(self, _v: f32) -> Result<Self::Ok, CanonError> {
         Err(Self::refused())
