@@ -193,8 +193,8 @@ fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Whether any of the eight bytes of `word` may be a control character, `"`
-/// or `\\` (never false when one is; the byte loop decides).
+/// Whether any of the eight bytes of `word` may be a control character, a
+/// quote or a backslash (never false when one is; the byte loop decides).
 fn may_need_escape(word: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;

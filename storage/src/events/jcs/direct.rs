@@ -1,6 +1,6 @@
 //! The RFC 8785 form of any `Serialize` value, written as serde walks it
 //! (no `serde_json::Value` tree in between): the same bytes as serializing to
-//! a `Value` and canonicalizing that, which the tests check member by member.
+//! a `Value` and canonicalizing that, as the tests check.
 //!
 //! Objects are written to a buffer of their own, member after member, and
 //! copied out in canonical name order when they end.
