@@ -167,6 +167,7 @@ events_compare() { # $1 = store name
   kill "$SINK_PID" 2>/dev/null || true
   [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
 }
+
 # The same modes, counted in instructions instead of seconds: the gateway runs
 # under valgrind's callgrind (instrumentation on once it is ready, so startup
 # is left out) while agw-loadgen drives it as above; the instructions of every
