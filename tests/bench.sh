@@ -3,17 +3,22 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|events|events-ir|all]   (default all;
-#   policy = only the policy evaluation example, which "all" runs first; events
-#   = job throughput with execution events and OTLP export off / on, both
-#   stores; events-ir = the same modes in instructions per cycle under
-#   valgrind's callgrind, not part of "all")
+#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|all]
+#   (default all; policy = only the policy evaluation example, which "all" runs
+#   first; events = job throughput with execution events and OTLP export off /
+#   on, both stores; events-load = the same modes at a fixed offered load, in
+#   CPU per cycle and latency; events-ir = the same modes in instructions per
+#   cycle under valgrind's callgrind; noisy = 8-worker cycles with and without
+#   another tenant's private backlog on the same goal, both stores; none of the
+#   last three is part of "all")
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
 #      BENCH_EVENTS_DURATION (10s), BENCH_EVENTS_ROUNDS (3),
 #      BENCH_EVENTS_MODES ("off events events+otlp"; also events+traces),
 #      BENCH_IR_DURATION (15s per events-ir run),
+#      BENCH_LOAD_RATE_SQLITE (1500), BENCH_LOAD_RATE_PG (200): events-load's offered cycles/s,
+#      BENCH_BACKLOG (3200): noisy's backlog of the other tenant,
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -168,6 +173,55 @@ events_compare() { # $1 = store name
   [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
 }
 
+# The same modes at a fixed offered load below saturation (`--rate`, each of
+# the 8 workers publishing its own intent before it claims): throughput is
+# then the offered rate in every mode, and what events and export cost shows
+# as CPU per cycle and as request latency instead.
+events_load() { # $1 = store name, $2 = offered cycles per second
+  local mode round url out settled
+  start_sink
+  echo "## events on/off at a fixed $2 cycles/s offered, $1, 8 workers, ${EVENTS_DURATION} per run, ${EVENTS_ROUNDS} rounds"
+  for round in $(seq 1 "$EVENTS_ROUNDS"); do
+    for mode in $EVENTS_MODES; do
+      events_env "$mode" "$SINK_PORT"
+      url="$(fresh_events_db "$1")"
+      start_gateway "$url"
+      gw0="$(proc_ticks)"; all0="$(machine_ticks)"
+      out="$("$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 \
+        --publishers 0 --rate "$2" --duration "$EVENTS_DURATION")"
+      gw1="$(proc_ticks)"; all1="$(machine_ticks)"
+      settled="$(settled_cycles)"  # the warm-up's included
+      stop_gateway
+      echo "round $round  $mode  cycles/s $(awk '$1=="cycles/s" {print $2}' <<<"$out")" \
+        " cpu-us/cycle gateway $(per_cycle $((gw1 - gw0)) "$settled") machine $(per_cycle $((all1 - all0)) "$settled")" \
+        " ms p50/p99 $(awk '$2=="ms" && $1 ~ /^(publish|claim|fulfill)$/ {printf " %s %s/%s", $1, $4, $8}' <<<"$out")"
+    done
+  done
+  EXTRA_ENV=()
+  kill "$SINK_PID" 2>/dev/null || true
+  [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
+}
+
+# Noisy neighbour: 8 workers of a fresh tenant, alone on the goal and then with
+# BACKLOG open private intents of another tenant on it (which they can never
+# take), alternating, on a fresh gateway each time so rows of one run do not
+# weigh on the next.
+noisy() { # $1 = store name
+  local round backlog url
+  echo "## noisy neighbour, $1: 8 workers, ${DURATION} per run, backlog 0 vs $BACKLOG"
+  for round in 1 2; do
+    for backlog in 0 "$BACKLOG"; do
+      url="$(fresh_events_db "$1")"
+      start_gateway "$url"
+      echo "round $round  backlog $backlog  $("$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" \
+        --admin-key "$ADMIN_KEY" --workers 8 --backlog "$backlog" --duration "$DURATION" \
+        | awk '$1=="cycles/s" {c=$2} $1=="claim" && $2=="ms" {p=$4; q=$8} END {printf "cycles/s %s  claim ms p50 %s p99 %s", c, p, q}')"
+      stop_gateway
+    done
+  done
+  [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
+}
+
 # The same modes, counted in instructions instead of seconds: the gateway runs
 # under valgrind's callgrind (instrumentation on once it is ready, so startup
 # is left out) while agw-loadgen drives it as above; the instructions of every
@@ -204,6 +258,9 @@ EVENTS_DURATION="${BENCH_EVENTS_DURATION:-10s}"
 IR_DURATION="${BENCH_IR_DURATION:-15s}"
 EVENTS_ROUNDS="${BENCH_EVENTS_ROUNDS:-3}"
 EVENTS_MODES="${BENCH_EVENTS_MODES:-off events events+otlp}"
+LOAD_RATE_SQLITE="${BENCH_LOAD_RATE_SQLITE:-1500}"
+LOAD_RATE_PG="${BENCH_LOAD_RATE_PG:-200}"
+BACKLOG="${BENCH_BACKLOG:-3200}"
 
 echo "# agent-gateway benchmarks — $(date -u +%F), $(nproc) cores, commit $(git rev-parse --short HEAD)"
 if [ "$WHICH" = policy ] || [ "$WHICH" = all ]; then
@@ -222,6 +279,14 @@ fi
 if [ "$WHICH" = events ] || [ "$WHICH" = all ]; then
   events_compare sqlite
   events_compare postgres
+fi
+if [ "$WHICH" = events-load ]; then
+  events_load sqlite "$LOAD_RATE_SQLITE"
+  events_load postgres "$LOAD_RATE_PG"
+fi
+if [ "$WHICH" = noisy ]; then
+  noisy sqlite
+  noisy postgres
 fi
 if [ "$WHICH" = events-ir ]; then
   events_instructions sqlite

@@ -84,6 +84,19 @@ pub(crate) struct CyclesArgs {
     #[arg(long, default_value = "2ms", value_parser = parse_duration)]
     pub(crate) idle_backoff: Duration,
 
+    /// Offer a fixed load: start publishes on a schedule of this many per
+    /// second in all (warmup included) instead of as fast as the gateway
+    /// answers. A run that falls behind catches up as fast as its tasks
+    /// allow; compare the reported cycles/s with the rate to tell.
+    #[arg(long, value_name = "PER_SEC", value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
+
+    /// A noisy neighbour: before the run, another fresh tenant publishes this
+    /// many private intents on the same goal, which nobody claims; the
+    /// measured tenant can never take them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub(crate) backlog: u32,
+
     /// Per-request timeout; a timed-out request counts as an error.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
@@ -365,9 +378,33 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         .map_err(|_| format!("invalid duration {raw:?}: must be finite and not negative"))
 }
 
+/// A positive, finite rate per second, at most one million.
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    let rate: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid rate {raw:?}: use a number per second, e.g. 1500"))?;
+    if rate.is_finite() && rate > 0.0 && rate <= 1e6 {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "invalid rate {raw:?}: must be above 0 and at most 1000000 per second"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("1500"), Ok(1500.0));
+        assert_eq!(parse_rate(" 0.5 "), Ok(0.5));
+        for bad in ["0", "-3", "inf", "NaN", "2000000", "fast"] {
+            assert!(parse_rate(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn durations() {

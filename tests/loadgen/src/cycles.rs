@@ -3,7 +3,9 @@
 //! Workers loop claim → fulfill; publishers keep at most 2×workers intents
 //! open (a semaphore slot is taken per publish and returned per claim), or,
 //! with `--publishers 0`, each worker publishes its own intent before it
-//! claims. Only requests started after the warmup are measured.
+//! claims. With `--rate`, publishes start on a fixed schedule instead of
+//! as fast as the gateway answers. Only requests started after the warmup
+//! are measured.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +37,36 @@ struct Plan {
     end: Instant,
     /// Source of `payload.n`, unique across the run.
     seq: AtomicU64,
+    /// The publish schedule of a fixed offered load, if asked for.
+    pacer: Option<Pacer>,
+}
+
+/// Hands out the start times of a fixed-rate schedule, one per publish, in
+/// order across all tasks. A slot already past starts at once, so a run
+/// that fell behind catches up as fast as its tasks allow.
+#[derive(Debug)]
+struct Pacer {
+    start: Instant,
+    per_sec: f64,
+    taken: AtomicU64,
+}
+
+impl Pacer {
+    fn new(start: Instant, per_sec: f64) -> Self {
+        Self {
+            start,
+            per_sec,
+            taken: AtomicU64::new(0),
+        }
+    }
+
+    /// When the next slot is due; `None` once slots reach `end`.
+    fn next_slot(&self, end: Instant) -> Option<Instant> {
+        let k = self.taken.fetch_add(1, Ordering::Relaxed);
+        // Slot numbers stay far below 2^52, so the conversion is exact.
+        let due = self.start + Duration::from_secs_f64(k as f64 / self.per_sec);
+        (due < end).then_some(due)
+    }
 }
 
 impl Plan {
@@ -104,10 +136,16 @@ pub(crate) async fn run(args: CyclesArgs) -> anyhow::Result<Outcome> {
     let admin = Client::new(&args.url, Some(&args.admin_key), args.timeout);
     let owner = format!("bench-{}", hex::encode(rand::random::<[u8; 4]>()));
     let api_key = create_tenant(&admin, &owner).await?;
+    if args.backlog > 0 {
+        let noisy = create_tenant(&admin, &format!("{owner}-noisy")).await?;
+        let client = Client::new(&args.url, Some(&noisy), args.timeout);
+        publish_backlog(&client, &args.goal, args.backlog).await?;
+    }
 
     let workers = args.workers;
     let publishers = args.publishers.unwrap_or_else(|| workers.div_ceil(2));
-    let measure_start = Instant::now() + args.warmup;
+    let now = Instant::now();
+    let measure_start = now + args.warmup;
     let plan = Arc::new(Plan {
         goal: args.goal,
         claim_wait: args.claim_wait.map(|w| w.to_string()),
@@ -115,6 +153,7 @@ pub(crate) async fn run(args: CyclesArgs) -> anyhow::Result<Outcome> {
         measure_start,
         end: measure_start + args.duration,
         seq: AtomicU64::new(0),
+        pacer: args.rate.map(|rate| Pacer::new(now, rate)),
     });
     // Open-intent budget for the publisher pool; None means inline publishing.
     let slots = (publishers > 0).then(|| Arc::new(Semaphore::new(2 * workers as usize)));
@@ -141,6 +180,8 @@ pub(crate) async fn run(args: CyclesArgs) -> anyhow::Result<Outcome> {
         goal: plan.goal.clone(),
         workers,
         publishers,
+        rate: args.rate,
+        backlog: args.backlog,
         warmup: args.warmup,
         window: args.duration,
         cycles: total.cycles,
@@ -150,6 +191,39 @@ pub(crate) async fn run(args: CyclesArgs) -> anyhow::Result<Outcome> {
         fulfill: total.fulfill.summary(),
         errors: total.errors,
     }))
+}
+
+/// Publishes `count` private intents on `goal`, 16 at a time, and fails on the
+/// first refusal (the gateway's open-job cap must allow them).
+async fn publish_backlog(client: &Client, goal: &str, count: u32) -> anyhow::Result<()> {
+    let mut pending = JoinSet::new();
+    for n in 0..count {
+        if pending.len() >= 16
+            && let Some(done) = pending.join_next().await
+        {
+            done.context("a backlog publish panicked")??;
+        }
+        let client = client.clone();
+        let body = json_bytes(&json!({"goal": goal, "payload": {"backlog": n}}));
+        pending.spawn(async move {
+            let reply = client
+                .signed(Method::POST, "/intent", &[], body)
+                .await
+                .context("backlog publish")?;
+            if !reply.status.is_success() {
+                bail!(
+                    "backlog publish answered {}: {} (raise AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT?)",
+                    reply.status,
+                    reply.snippet()
+                );
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = pending.join_next().await {
+        done.context("a backlog publish panicked")??;
+    }
+    Ok(())
 }
 
 /// `POST /admin/generate_key` with the admin key; returns the new tenant key.
@@ -205,6 +279,9 @@ async fn publish(
     plan: &Plan,
     tally: &mut Tally,
 ) -> Option<Result<(), Option<Duration>>> {
+    if let Some(pacer) = &plan.pacer {
+        sleep_until(pacer.next_slot(plan.end)?).await;
+    }
     let call = client.signed(Method::POST, "/intent", &[], plan.publish_body());
     let result = timeout_at(plan.end, call).await.ok()?;
     Some(match result {
@@ -362,6 +439,21 @@ mod tests {
     }
 
     #[test]
+    fn pacer_spaces_slots_by_the_rate_and_stops_at_the_end() {
+        let start = Instant::now();
+        let pacer = Pacer::new(start, 4.0);
+        let end = start + Duration::from_secs(1);
+        let slots: Vec<_> = std::iter::from_fn(|| pacer.next_slot(end)).collect();
+        let offsets: Vec<_> = slots.iter().map(|t| *t - start).collect();
+        assert_eq!(
+            offsets,
+            [0, 250, 500, 750].map(Duration::from_millis).to_vec()
+        );
+        // Once past the end, every later call says stop too.
+        assert_eq!(pacer.next_slot(end), None);
+    }
+
+    #[test]
     fn publish_body_matches_the_brief() {
         let plan = Plan {
             goal: "bench/echo".to_owned(),
@@ -370,6 +462,7 @@ mod tests {
             measure_start: Instant::now(),
             end: Instant::now(),
             seq: AtomicU64::new(7),
+            pacer: None,
         };
         let body: Value = serde_json::from_slice(&plan.publish_body()).unwrap();
         assert_eq!(

@@ -46,6 +46,11 @@ pub(crate) struct CyclesReport {
     pub(crate) workers: u32,
     /// Publisher tasks (0 = each worker publishes inline).
     pub(crate) publishers: u32,
+    /// Publishes per second offered on a fixed schedule; `None` = as fast
+    /// as the gateway answers.
+    pub(crate) rate: Option<f64>,
+    /// Another tenant's unclaimable open intents on the goal, published first.
+    pub(crate) backlog: u32,
     /// Unmeasured run-in.
     pub(crate) warmup: Duration,
     /// Measured window.
@@ -234,6 +239,8 @@ pub(crate) fn to_json(outcome: &Outcome) -> Value {
             "goal": r.goal,
             "workers": r.workers,
             "publishers": r.publishers,
+            "offered_per_sec": r.rate,
+            "backlog": r.backlog,
             "warmup_s": r.warmup.as_secs_f64(),
             "window_s": r.window.as_secs_f64(),
             "cycles": r.cycles,
@@ -358,6 +365,17 @@ pub(crate) fn to_text(outcome: &Outcome) -> String {
                 per_sec(r.cycles, r.window),
                 r.cycles,
             );
+            if r.backlog > 0 {
+                out.push_str(&format!(
+                    "backlog       {}  (another tenant's private intents on the goal)\n",
+                    r.backlog
+                ));
+            }
+            if let Some(rate) = r.rate {
+                out.push_str(&format!(
+                    "offered/s     {rate:.1}  (fixed publish schedule)\n"
+                ));
+            }
             out.push_str(&latency_line("claim", &r.claim));
             out.push_str(&latency_line("publish", &r.publish));
             out.push_str(&latency_line("fulfill", &r.fulfill));
@@ -491,6 +509,8 @@ mod tests {
             goal: "bench/echo".to_owned(),
             workers: 8,
             publishers: 4,
+            rate: Some(12.5),
+            backlog: 0,
             warmup: Duration::from_secs(3),
             window: Duration::from_secs(20),
             cycles: 200,
@@ -503,12 +523,14 @@ mod tests {
         assert!(outcome.succeeded());
         let v = to_json(&outcome);
         assert_eq!(v["cycles_per_sec"], 10.0);
+        assert_eq!(v["offered_per_sec"], 12.5);
         assert_eq!(v["claim"]["p50_ms"], 1.234);
         assert_eq!(v["claim"]["max_ms"], 9.001);
         assert_eq!(v["errors"]["total"], 1);
         assert_eq!(v["errors"]["by_kind"]["claim 500"]["first"], "boom");
         let text = to_text(&outcome);
         assert!(text.contains("cycles/s      10.0  (200 cycles)"), "{text}");
+        assert!(text.contains("offered/s     12.5"), "{text}");
         assert!(text.contains("claim 500"), "{text}");
     }
 
