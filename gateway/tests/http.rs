@@ -537,6 +537,7 @@ async fn serve_one_run(store: Store, tenant: &str) -> agw_storage::Job {
         let claimed = store
             .job_claim(agw_storage::JobClaimParams {
                 scope: Scope::Tenant(tenant.into()),
+                public_work: true,
                 topic: Some("gateway/run".into()),
                 namespace: Some("default".into()),
                 publisher: None,

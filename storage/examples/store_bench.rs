@@ -79,6 +79,7 @@ async fn main() -> Result<(), StoreError> {
                 let claimed = store
                     .job_claim(JobClaimParams {
                         scope: Scope::Tenant("bench".into()),
+                        public_work: true,
                         topic: Some(topic.clone()),
                         namespace: Some("default".into()),
                         publisher: None,

@@ -312,8 +312,12 @@ pub enum Scope {
 /// Parameters of [`crate::JobStore::job_claim`].
 #[derive(Debug, Clone)]
 pub struct JobClaimParams {
-    /// Whose jobs: own private jobs (in `namespace`) plus everyone's public jobs.
+    /// Whose jobs: own private jobs (in `namespace`), own public jobs, and
+    /// (with `public_work`) other tenants' public jobs.
     pub scope: Scope,
+    /// Also take other tenants' public jobs (Intent Bus claims always do; a
+    /// neuron only when its capability opts in).
+    pub public_work: bool,
     /// Only this topic (`None` = any).
     pub topic: Option<String>,
     /// Private jobs must be in this namespace (`None` = any).

@@ -358,11 +358,7 @@ impl crate::JobStore for PgStore {
     async fn job_claim(&self, p: crate::JobClaimParams) -> crate::StoreResult<Option<crate::Job>> {
         use crate::model::to_ms;
         let now_ms = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
-        let sql = if p.topic.is_some() {
-            &self.sql().claim_topic
-        } else {
-            &self.sql().claim_any
-        };
+        let sql = self.sql().claim_for(&p);
         let tenant = match &p.scope {
             crate::Scope::All => None,
             crate::Scope::Tenant(t) => Some(t.as_str()),

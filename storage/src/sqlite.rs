@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../migrations/sqlite/0007_events_rowid.sql"),
     ),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_claim_by_tenant.sql"),
+    ),
 ];
 
 /// Most operations one group commit takes.
@@ -725,11 +729,7 @@ impl JobStore for SqliteStore {
             .writer
             .run_one(move |c| {
                 let now = now_ms(p.now);
-                let sql = if p.topic.is_some() {
-                    &SQLITE_SQL.claim_topic
-                } else {
-                    &SQLITE_SQL.claim_any
-                };
+                let sql = SQLITE_SQL.claim_for(&p);
                 let caps = format!(",{},", p.capabilities.join(","));
                 let Some(job) = query_job(
                     c,

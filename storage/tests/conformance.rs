@@ -60,6 +60,7 @@ async fn insert_at(s: &Store, job: NewJob, now: DateTime<Utc>) -> Job {
 fn claim(tenant: &str, topic: Option<&str>, worker: &str, now: DateTime<Utc>) -> JobClaimParams {
     JobClaimParams {
         scope: Scope::Tenant(tenant.into()),
+        public_work: true,
         topic: topic.map(Into::into),
         namespace: Some("default".into()),
         publisher: None,
@@ -542,6 +543,82 @@ async fn tenant_and_visibility_filters(s: Store) {
     pf.scope = Scope::All;
     pf.publisher = Some("a".into());
     assert!(claim_one(&s, pf).await.is_none(), "only c's job left");
+}
+
+/// A tenant's claim takes the best of its own jobs and other tenants' public
+/// jobs in one claim order, never another tenant's private job however many
+/// wait ahead of it, and without `public_work` only its own jobs (its own
+/// public ones from any namespace included).
+async fn claims_read_own_and_public_work_only(s: Store) {
+    // Tenant n's private backlog, older and higher priority than anything else.
+    for _ in 0..50 {
+        let mut j = new_job("n", "q/t");
+        j.priority = 500;
+        insert_at(&s, j, t0() - Duration::seconds(60)).await;
+    }
+    let mut p = new_job("n", "q/t");
+    p.visibility = Visibility::Public;
+    p.priority = 200;
+    let others_public = insert_at(&s, p, t0()).await;
+    let own_low = insert_at(&s, new_job("m", "q/t"), t0() - Duration::seconds(30)).await;
+    let mut own_pub = new_job("m", "q/t");
+    own_pub.visibility = Visibility::Public;
+    own_pub.namespace = "elsewhere".into();
+    own_pub.priority = 150;
+    let own_public = insert_at(&s, own_pub, t0()).await;
+
+    // Without public work: own jobs in claim order (the own public one first,
+    // by priority, though it is in another namespace), nothing of n's.
+    let mut own_only = claim("m", Some("q/t"), "wm", t0());
+    own_only.public_work = false;
+    assert_eq!(
+        claim_one(&s, own_only.clone()).await.unwrap().id,
+        own_public.id
+    );
+    assert_eq!(
+        claim_one(&s, own_only.clone()).await.unwrap().id,
+        own_low.id
+    );
+    assert!(
+        claim_one(&s, own_only).await.is_none(),
+        "n's public job needs public_work"
+    );
+
+    // With public work, n's public job; its private backlog stays.
+    let got = claim_one(&s, claim("m", Some("q/t"), "wm", t0()))
+        .await
+        .unwrap();
+    assert_eq!(got.id, others_public.id);
+    assert!(
+        claim_one(&s, claim("m", Some("q/t"), "wm", t0()))
+            .await
+            .is_none()
+    );
+
+    // Priority decides between the two sources.
+    let mut hi = new_job("n", "q/t");
+    hi.visibility = Visibility::Public;
+    hi.priority = 300;
+    let hi = insert_at(&s, hi, t0()).await;
+    let mine = insert_at(&s, new_job("m", "q/t"), t0() - Duration::seconds(90)).await;
+    assert_eq!(
+        claim_one(&s, claim("m", Some("q/t"), "wm", t0()))
+            .await
+            .unwrap()
+            .id,
+        hi.id
+    );
+    assert_eq!(
+        claim_one(&s, claim("m", Some("q/t"), "wm", t0()))
+            .await
+            .unwrap()
+            .id,
+        mine.id
+    );
+    // The admin scope still sees n's backlog.
+    let mut all = claim("m", Some("q/t"), "wadmin", t0());
+    all.scope = Scope::All;
+    assert_eq!(claim_one(&s, all).await.unwrap().tenant, "n");
 }
 
 async fn target_worker_and_capability_filters(s: Store) {
@@ -1781,6 +1858,7 @@ macro_rules! conformance {
                 delay_holds_until_run_at, lease_expiry_reclaim_and_stale_token,
                 expiry_sweep_requeues_then_kills, retry_backoff_then_dead, terminal_fail_and_refund,
                 extend_renews_lease, tenant_and_visibility_filters,
+                claims_read_own_and_public_work_only,
                 target_worker_and_capability_filters, on_behalf_of_filter, cancel_rules,
                 open_cap_per_tenant, idempotency_records, kv_with_ttl, nonce_replay_records,
                 retention_purge, api_keys_and_settings, wakeups_on_insert,

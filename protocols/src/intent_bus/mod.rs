@@ -220,6 +220,7 @@ async fn claim(
     let claim_timeout = s.cfg.claim_timeout_secs as i64;
     let params = JobClaimParams {
         scope: p.scope(),
+        public_work: true,
         topic: topic.clone(),
         namespace: Some(
             q.namespace

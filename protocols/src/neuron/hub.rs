@@ -330,6 +330,7 @@ pub async fn dispatch(
                 let claimed = store
                     .job_claim(JobClaimParams {
                         scope: Scope::Tenant(session.tenant.clone()),
+                        public_work: cap.accept_public,
                         topic: Some(cap.kind.clone()),
                         namespace: None,
                         publisher: None,

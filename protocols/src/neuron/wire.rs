@@ -62,6 +62,11 @@ pub struct Capability {
     /// Lease TTL override.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_ttl_ms: Option<i64>,
+    /// A gateway extension: also take other tenants' public jobs of this
+    /// type (Intent Bus `visibility: "public"`). Off unless asked for, so a
+    /// neuron only ever runs its own tenant's work by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_public: bool,
 }
 
 impl Capability {
