@@ -26,7 +26,9 @@ pub struct Governance {
     pub throttle_priority: i32,
     /// Mode (after the policy chose it) → topic.
     pub mode_topics: BTreeMap<String, String>,
-    /// Known agents and their topics; an `agent_id` not listed is refused (404).
+    /// Known agents and their topics: `agents.run` of an unlisted agent is
+    /// refused (404); on the other run routes `agent_id` is caller context
+    /// and an unlisted one routes like none.
     pub agents: Vec<AgentRoute>,
     /// The rules.
     pub policy: Policy,
@@ -267,6 +269,27 @@ impl Governance {
         } else {
             Err(ConfigError(errors))
         }
+    }
+
+    /// Every topic a governance route can enqueue on: the default, the mode
+    /// topics and the agents' topics. Only governance admission may put jobs
+    /// there (a tenant publishing onto one would skip the policy, the trace
+    /// and the budgets).
+    pub fn reserved_topics(&self) -> std::collections::BTreeSet<&str> {
+        std::iter::once(self.default_topic.as_str())
+            .chain(self.mode_topics.values().map(String::as_str))
+            .chain(self.agents.iter().filter_map(|a| a.topic.as_deref()))
+            .collect()
+    }
+
+    /// Whether `topic` is one of [`Governance::reserved_topics`].
+    pub fn is_reserved(&self, topic: &str) -> bool {
+        self.default_topic == topic
+            || self.mode_topics.values().any(|t| t == topic)
+            || self
+                .agents
+                .iter()
+                .any(|a| a.topic.as_deref() == Some(topic))
     }
 
     /// The topic of a run: the agent's, else the mode's, else the default.

@@ -178,8 +178,28 @@ pub struct Limits {
     pub max_payload_depth: usize,
     /// Open or leased jobs one tenant may have (429 beyond); 0 = unlimited.
     pub max_open_jobs_per_tenant: i64,
-    /// Requests per minute per tenant key (429 beyond); 0 = unlimited. Admin is exempt.
+    /// Requests per minute per tenant (all its keys and tokens together; 429
+    /// beyond); 0 = unlimited. Admin and lease settlements are exempt.
     pub rate_limit_per_minute: u32,
+    /// Failed authentications and `/api/v1/auth/*` requests per minute per
+    /// client address (429 beyond); 0 = unlimited.
+    pub preauth_per_minute: u32,
+    /// Longest wait for a complete request head, seconds (the connection is
+    /// closed beyond).
+    pub header_read_timeout_secs: u64,
+    /// Longest wait for a complete request body once its head is in, seconds
+    /// (408 and the connection closed beyond).
+    pub body_read_timeout_secs: u64,
+    /// A keep-alive connection with no request in flight and no traffic for
+    /// this long is closed, seconds.
+    pub idle_timeout_secs: u64,
+    /// Open client connections (beyond: `503` + `Retry-After`, then closed).
+    pub max_connections: usize,
+    /// Requests being handled at once, all routes (beyond: `503` +
+    /// `Retry-After`); a stream counts until its response starts.
+    pub max_in_flight: usize,
+    /// Requests being handled at once on one route.
+    pub max_in_flight_per_route: usize,
 }
 
 /// Intent Bus settings (`[intent_bus]`).
@@ -437,7 +457,14 @@ impl Config {
                 max_payload_bytes: l.get(Some("limits"), "max_payload_bytes", 5 * 1024),
                 max_payload_depth: l.get(Some("limits"), "max_payload_depth", 10),
                 max_open_jobs_per_tenant: l.get(Some("limits"), "max_open_jobs_per_tenant", 100),
-                rate_limit_per_minute: l.get(Some("limits"), "rate_limit_per_minute", 60),
+                rate_limit_per_minute: l.get(Some("limits"), "rate_limit_per_minute", 600_000),
+                preauth_per_minute: l.get(Some("limits"), "preauth_per_minute", 120),
+                header_read_timeout_secs: l.get(Some("limits"), "header_read_timeout_secs", 15),
+                body_read_timeout_secs: l.get(Some("limits"), "body_read_timeout_secs", 15),
+                idle_timeout_secs: l.get(Some("limits"), "idle_timeout_secs", 60),
+                max_connections: l.get(Some("limits"), "max_connections", 25_000),
+                max_in_flight: l.get(Some("limits"), "max_in_flight", 4096),
+                max_in_flight_per_route: l.get(Some("limits"), "max_in_flight_per_route", 1024),
             },
             intent_bus: IntentBus {
                 claim_timeout_secs: l.get(Some("intent_bus"), "claim_timeout_secs", 60),
@@ -486,6 +513,26 @@ impl Config {
             1,
             3600,
         );
+        for (key, value) in [
+            (
+                "header_read_timeout_secs",
+                cfg.limits.header_read_timeout_secs,
+            ),
+            ("body_read_timeout_secs", cfg.limits.body_read_timeout_secs),
+            ("idle_timeout_secs", cfg.limits.idle_timeout_secs),
+        ] {
+            l.check("limits", key, value, 1, 3600);
+        }
+        for (key, value) in [
+            ("max_connections", cfg.limits.max_connections),
+            ("max_in_flight", cfg.limits.max_in_flight),
+            (
+                "max_in_flight_per_route",
+                cfg.limits.max_in_flight_per_route,
+            ),
+        ] {
+            l.check("limits", key, value as u64, 1, 1_000_000);
+        }
         l.check(
             "oauth",
             "device_interval_secs",
@@ -628,6 +675,26 @@ impl Config {
             "rate_limit_per_minute".into(),
             i64::from(self.limits.rate_limit_per_minute).into(),
         );
+        limits.insert(
+            "preauth_per_minute".into(),
+            i64::from(self.limits.preauth_per_minute).into(),
+        );
+        for (k, v) in [
+            (
+                "header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+            ),
+            ("body_read_timeout_secs", self.limits.body_read_timeout_secs),
+            ("idle_timeout_secs", self.limits.idle_timeout_secs),
+            ("max_connections", self.limits.max_connections as u64),
+            ("max_in_flight", self.limits.max_in_flight as u64),
+            (
+                "max_in_flight_per_route",
+                self.limits.max_in_flight_per_route as u64,
+            ),
+        ] {
+            limits.insert(k.into(), int(v));
+        }
         t.insert("limits".into(), limits.into());
         let ib = &self.intent_bus;
         let mut s = toml::Table::new();
@@ -761,7 +828,11 @@ mod tests {
         assert_eq!(c.limits.max_payload_bytes, 5120);
         assert_eq!(c.limits.max_payload_depth, 10);
         assert_eq!(c.limits.max_open_jobs_per_tenant, 100);
-        assert_eq!(c.limits.rate_limit_per_minute, 60);
+        // A control-plane default, not the public server's anti-abuse 60/min:
+        // one tenant's fleet runs at full speed.
+        assert_eq!(c.limits.rate_limit_per_minute, 600_000);
+        assert!(c.limits.header_read_timeout_secs <= 30);
+        assert!(c.limits.body_read_timeout_secs <= 30);
         assert_eq!(c.intent_bus.claim_timeout_secs, 60);
         assert_eq!(c.admin_key, None);
     }

@@ -49,6 +49,7 @@ pub struct AppState {
     pub(crate) secrets: Arc<SecretBox>,
     pub(crate) system: Arc<System>,
     pub(crate) event_schema: Arc<jsonschema::Validator>,
+    pub(crate) in_flight: Arc<crate::limit::InFlightLimits>,
 }
 
 impl AppState {
@@ -80,6 +81,7 @@ impl AppState {
                 admin_key_hash,
                 window_secs: config.intent_bus.signature_window_secs as i64,
                 rate_per_minute: config.limits.rate_limit_per_minute,
+                preauth_per_minute: config.limits.preauth_per_minute,
                 max_body_bytes: config.limits.max_body_bytes,
                 jwt_secret,
                 jwt_audience: config.jwt_audience.clone(),
@@ -99,7 +101,12 @@ impl AppState {
         ));
         let event_schema =
             Arc::new(agw_protocols::events::compile_schema().map_err(|e| anyhow::anyhow!(e))?);
+        let in_flight = Arc::new(crate::limit::InFlightLimits::new(
+            config.limits.max_in_flight,
+            config.limits.max_in_flight_per_route,
+        ));
         Ok(Self {
+            in_flight,
             event_schema,
             store,
             config,
@@ -124,7 +131,12 @@ impl AppState {
 /// 3. metrics by route template and final status (a panic, turned into a
 ///    500 by layer 1, is outside it and shows only in the logs);
 /// 4. protocol headers on every response, errors and fallbacks included;
-/// 5. logging of the causes that `ApiError` attaches to 5xx responses.
+/// 5. the in-flight limits (`503` beyond; outside 6, as an overload is not a
+///    failure worth an error log line);
+/// 6. logging of the causes that `ApiError` attaches to 5xx responses.
+///
+/// Connection-level bounds (connections, read and idle timeouts) live in
+/// `edge`, which feeds this app.
 pub fn build_app(state: AppState) -> Router {
     let observer: Arc<dyn Observer> = Arc::new(state.metrics.clone());
     let ib = intent_bus::router(IntentBusState {
@@ -134,6 +146,7 @@ pub fn build_app(state: AppState) -> Router {
         limits: Arc::new(state.config.limits.clone()),
         shutdown: state.shutdown.clone(),
         observer: observer.clone(),
+        policy: state.policy.clone(),
     });
     let neurons = neuron::router(NeuronState {
         store: state.store.clone(),
@@ -144,6 +157,7 @@ pub fn build_app(state: AppState) -> Router {
         schemas: Arc::default(),
         shutdown: state.shutdown.clone(),
         observer: observer.clone(),
+        policy: state.policy.clone(),
     });
     let oauth = oauth::router(OAuthState {
         store: state.store.clone(),
@@ -170,6 +184,10 @@ pub fn build_app(state: AppState) -> Router {
         auth: state.auth.clone(),
         schema: state.event_schema.clone(),
     });
+    let admin = agw_protocols::admin::router(agw_protocols::admin::AdminState {
+        store: state.store.clone(),
+        auth: state.auth.clone(),
+    });
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -181,10 +199,15 @@ pub fn build_app(state: AppState) -> Router {
         .merge(oauth)
         .merge(governance)
         .merge(events)
+        .merge(admin)
         .merge(ops)
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
         .layer(middleware::from_fn(log_server_errors))
+        .layer(middleware::from_fn_with_state(
+            state.in_flight.clone(),
+            crate::limit::in_flight,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-intent-version"),
             HeaderValue::from_static(PROTOCOL_VERSION),

@@ -26,6 +26,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage OAuth clients (neuron hosts enrolled with the device flow).
+    #[command(name = "oauth-clients")]
+    OauthClients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
     /// Bearer JWTs for neuron and governance clients.
     Token {
         #[command(subcommand)]
@@ -118,6 +124,44 @@ enum KeysCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List keys (id, owner, role, created, last used, revoked; never the secret).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Config file (for the database URL).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a key by id: every replica refuses it (401) within 2 s.
+    Revoke {
+        /// The key id (`key_…`, from `keys list`).
+        key_id: String,
+        /// Config file (for the database URL).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// List OAuth clients (id, tenant, name, created, revoked).
+    List {
+        /// Only this tenant's clients.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Config file (for the database URL).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Revoke an OAuth client: no new tokens, and its tokens are refused.
+    Revoke {
+        /// The client id (`cid_…`).
+        client_id: String,
+        /// Config file (for the database URL).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Opens (and migrates) the configured store for a one-shot operator command.
@@ -153,6 +197,18 @@ pub fn run() -> ExitCode {
             Command::Keys {
                 command: KeysCommand::Create { owner, config },
             } => crate::keys::create(config, &owner).await,
+            Command::Keys {
+                command: KeysCommand::List { owner, config },
+            } => crate::keys::list(config, owner.as_deref()).await,
+            Command::Keys {
+                command: KeysCommand::Revoke { key_id, config },
+            } => crate::keys::revoke(config, &key_id).await,
+            Command::OauthClients {
+                command: ClientsCommand::List { tenant, config },
+            } => crate::keys::clients_list(config, tenant.as_deref()).await,
+            Command::OauthClients {
+                command: ClientsCommand::Revoke { client_id, config },
+            } => crate::keys::clients_revoke(config, &client_id).await,
             Command::Token {
                 command:
                     TokenCommand::Mint {

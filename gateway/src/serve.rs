@@ -58,6 +58,7 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("listener address")?;
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let sweep_cfg = cfg.store.clone();
+    let edge = crate::edge::EdgeSettings::from_limits(&cfg.limits);
     let state = AppState::new(
         store.clone(),
         cfg,
@@ -82,23 +83,14 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 
     tokio::spawn(signal_shutdown(shutdown.clone()));
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "agent-gateway listening");
-    // Small request/response exchanges must not wait on Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let served = tokio::spawn(async move { server.await });
+    let served = tokio::spawn(crate::edge::serve(listener, app, edge, shutdown.clone()));
     shutdown.cancelled().await;
     tracing::info!(
         grace_secs = grace.as_secs(),
         "shutting down: draining in-flight requests"
     );
     match tokio::time::timeout(grace, served).await {
-        Ok(Ok(Ok(()))) => tracing::info!("drained"),
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error during shutdown"),
+        Ok(Ok(())) => tracing::info!("drained"),
         Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("grace period over; closing remaining connections"),
     }

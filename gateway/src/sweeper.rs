@@ -60,6 +60,19 @@ pub(crate) async fn run(
             }
             Err(e) => tracing::warn!(error = %e, "lease expiry sweep failed"),
         }
+        // Capability revocations made on other replicas (or before a
+        // restart) reach this replica's connected neurons.
+        match store.capability_revocations().await {
+            Ok(revoked) => {
+                for (kind, reason) in revoked {
+                    if !hub.is_revoked(&kind) {
+                        let n = hub.revoke_capability(&kind, &reason);
+                        tracing::info!(capability = %kind, sessions = n, "capability revoked");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "capability revocation sync failed"),
+        }
         match store.jobs_due_topics(since, now).await {
             Ok(topics) => {
                 for t in topics {

@@ -454,6 +454,206 @@ async fn rate_limit_and_open_cap() {
     assert_eq!(h.live_jobs().await, 2);
 }
 
+/// The tenant limit counts every key of a tenant together, and never
+/// refuses a lease settlement (the work is done; refusing it wastes it).
+#[tokio::test]
+async fn rate_limit_is_per_tenant_and_spares_settlements() {
+    let h = harness(&[("AGW_LIMITS_RATE_LIMIT_PER_MINUTE", "4")]).await;
+    let (k1, k2) = (h.tenant_key("acme").await, h.tenant_key("acme").await);
+    let other = h.tenant_key("zeta").await;
+    let body = br#"{"goal":"g","payload":{}}"#;
+    let mut ids = Vec::new();
+    for key in [&k1, &k2] {
+        let r = h.send(Harness::plain(key, "POST", "/intent", body)).await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        ids.push(r.json["id"].as_str().unwrap().to_owned());
+    }
+    let c = h
+        .send(Harness::plain(&k1, "POST", "/claim?goal=g", b""))
+        .await;
+    assert_eq!(c.status, StatusCode::OK);
+    let c2 = h
+        .send(Harness::plain(&k2, "POST", "/claim?goal=g", b""))
+        .await;
+    assert_eq!(c2.status, StatusCode::OK);
+    // Four requests by two keys of one tenant: its fifth is refused.
+    let limited = h.send(Harness::plain(&k2, "GET", "/get/x", b"")).await;
+    assert_error(&limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Another tenant is not.
+    assert_eq!(
+        h.send(Harness::plain(&other, "GET", "/get/x", b""))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Settlements still go through.
+    for (key, claim) in [(&k1, &c), (&k2, &c2)] {
+        let id = claim.json["id"].as_str().unwrap();
+        let token = claim.json["claim_token"].as_str().unwrap_or_default();
+        let r = h
+            .send(Harness::plain(
+                key,
+                "POST",
+                &format!("/fulfill/{id}"),
+                json!({"result": {"ok": true}, "claim_token": token})
+                    .to_string()
+                    .as_bytes(),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    }
+}
+
+/// With the defaults, a busy tenant is not rate limited.
+#[tokio::test]
+async fn default_limits_let_a_fleet_run() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    for _ in 0..300 {
+        let r = h.send(Harness::plain(&key, "GET", "/get/x", b"")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.json);
+    }
+}
+
+/// Keys are listed without secrets and revoked by id: the revoked key is
+/// refused at once, on both its signed and bearer routes; other keys work.
+#[tokio::test]
+async fn keys_list_and_revoke() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let keep = h.tenant_key("acme").await;
+    h.tenant_key("zeta").await;
+    assert_eq!(
+        h.send(Harness::plain(&key, "GET", "/get/x", b""))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let listed = h
+        .send(bearer(ADMIN, "GET", "/admin/keys?owner=acme", Value::Null))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let keys = listed.json["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(!listed.json.to_string().contains(&key), "no secret listed");
+    let id = h
+        .store
+        .api_key_get_by_hash(&sha256_hex(key.as_bytes()))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // Tenants may not.
+    let r = h
+        .send(bearer(
+            &keep,
+            "DELETE",
+            &format!("/admin/keys/{id}"),
+            Value::Null,
+        ))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = h
+        .send(bearer(
+            ADMIN,
+            "DELETE",
+            &format!("/admin/keys/{id}"),
+            Value::Null,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h
+        .send(bearer(ADMIN, "DELETE", "/admin/keys/key_nope", Value::Null))
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let refused = h.send(Harness::plain(&key, "GET", "/get/x", b"")).await;
+    assert_error(&refused, StatusCode::UNAUTHORIZED, "unauthorized");
+    let refused = h
+        .send(bearer(&key, "GET", "/api/v1/tasks/x", Value::Null))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.send(Harness::plain(&keep, "GET", "/get/x", b""))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let listed = h
+        .send(bearer(ADMIN, "GET", "/admin/keys?owner=acme", Value::Null))
+        .await;
+    let revoked: Vec<_> = listed.json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| !k["revoked_at"].is_null())
+        .map(|k| k["key_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(revoked, [id]);
+}
+
+/// A revocation made elsewhere (another replica, the CLI) reaches this
+/// replica's cached key once the cache's recheck period (1 s) has passed.
+#[tokio::test(start_paused = true)]
+async fn revocation_by_another_replica_lands_within_the_recheck() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    assert_eq!(
+        h.send(Harness::plain(&key, "GET", "/get/x", b""))
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "valid, and now cached"
+    );
+    let id = h
+        .store
+        .api_key_get_by_hash(&sha256_hex(key.as_bytes()))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // As another replica would: straight in the store, this cache untouched.
+    assert!(h.store.api_key_revoke(&id, None).await.unwrap());
+    tokio::time::advance(std::time::Duration::from_millis(1001)).await;
+    let r = h.send(Harness::plain(&key, "GET", "/get/x", b"")).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// Governance route topics take jobs only from governance admission.
+#[tokio::test]
+async fn governance_topics_are_reserved() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let r = h
+        .send(Harness::plain(
+            &key,
+            "POST",
+            "/intent",
+            br#"{"goal":"gateway/run","payload":{"input":"skip the policy"}}"#,
+        ))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "reserved_topic");
+    let r = h
+        .send(bearer(
+            &key,
+            "POST",
+            "/api/v1/tasks",
+            json!({"capability": "gateway/run", "input": {"x": 1}}),
+        ))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "reserved_topic");
+    assert_eq!(h.live_jobs().await, 0);
+    // Other topics are open as ever.
+    let r = h
+        .send(Harness::plain(
+            &key,
+            "POST",
+            "/intent",
+            br#"{"goal":"gateway/other","payload":{}}"#,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn only_admin_creates_keys() {
     let h = harness(&[]).await;
@@ -665,7 +865,7 @@ async fn blocked_invalid_and_timed_out_runs() {
         ),
         (Some("BLOCK"), Some("max-input-size"))
     );
-    // Malformed bodies: 422, nothing enqueued; unknown agent: 404.
+    // Malformed bodies: 422, nothing enqueued; agents.run of an unknown agent: 404.
     for body in [
         json!({}),
         json!({"input": 1}),
@@ -681,8 +881,8 @@ async fn blocked_invalid_and_timed_out_runs() {
         .send(bearer(
             &key,
             "POST",
-            "/api/v1/run",
-            json!({"input": "x", "context": {"agent_id": "ghost"}}),
+            "/api/agents/run",
+            json!({"agent_id": "ghost", "task": "x"}),
         ))
         .await;
     assert_eq!(
@@ -700,7 +900,9 @@ async fn blocked_invalid_and_timed_out_runs() {
             &key,
             "POST",
             "/api/v1/run",
-            json!({"input": "x", "options": {"timeout_ms": 50}}),
+            // On a run, agent_id is only who calls: an unlisted one is
+            // admitted and routed like a run without one.
+            json!({"input": "x", "context": {"agent_id": "ghost"}, "options": {"timeout_ms": 50}}),
         ))
         .await;
     assert_eq!(
@@ -726,6 +928,7 @@ async fn blocked_invalid_and_timed_out_runs() {
         .unwrap()
         .unwrap();
     assert_eq!(job.state, agw_storage::JobState::Cancelled);
+    assert_eq!(job.topic, "gateway/run", "the default route");
     assert_eq!(h.store.jobs_count_open(&Scope::All).await.unwrap(), 0);
 }
 

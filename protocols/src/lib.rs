@@ -4,6 +4,7 @@
 //! the store never sees a wire type. The gateway crate merges the routers.
 //!
 //! Layout:
+//! - `admin`: the credential admin API (list and revoke keys and OAuth clients).
 //! - `events`: the execution event list/export, keys and ingest routes.
 //! - `governance`: the HestiaOS run / stream / trace API over the job store.
 //! - `http`: the shared API error type and authentication (API keys, HMAC).
@@ -12,6 +13,7 @@
 //! - `observe`: job lifecycle hooks (published, leased, settled) for metrics.
 //! - `oauth`: discovery, device and client-credentials grants for neuron hosts.
 
+pub mod admin;
 pub mod events;
 pub mod governance;
 pub mod http;

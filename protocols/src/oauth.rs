@@ -22,7 +22,7 @@ use agw_storage::{
 };
 
 use crate::http::ApiError;
-use crate::http::auth::{Authenticator, Bearer};
+use crate::http::auth::{Authenticator, Bearer, OAUTH_CLIENT_PREFIX, peer_of};
 use crate::http::body::parse_body;
 use crate::intent_bus::wire::owner_name;
 
@@ -59,12 +59,32 @@ impl FromRef<OAuthState> for Arc<Authenticator> {
 
 /// The OAuth routes and the operator's device approval.
 pub fn router(state: OAuthState) -> Router {
-    Router::new()
-        .route("/.well-known/oauth-authorization-server", get(discovery))
+    // Enrollment and token requests come before any credential: each one
+    // counts against its client address's pre-authentication budget.
+    let unauthenticated = Router::new()
         .route("/api/v1/auth/device", post(device))
         .route("/api/v1/auth/token", post(token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            preauth_limit,
+        ));
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/admin/device/approve", post(approve))
+        .merge(unauthenticated)
         .with_state(state)
+}
+
+/// Middleware: one pre-authentication token per request from the address.
+async fn preauth_limit(
+    State(auth): State<Arc<Authenticator>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match auth.preauth_take(peer_of(req.extensions())) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// An RFC 6749 §5.2 error.
@@ -220,7 +240,12 @@ async fn token(
             let (Some(id), Some(secret)) = (f.client_id, f.client_secret) else {
                 return Err(invalid());
             };
-            let client = s.store.oauth_client_get(&id).await?.ok_or_else(invalid)?;
+            let client = s
+                .store
+                .oauth_client_get(&id)
+                .await?
+                .filter(|c| c.revoked_at.is_none())
+                .ok_or_else(invalid)?;
             let given = sha256_hex(secret.as_bytes());
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
                 given.as_bytes(),
@@ -243,11 +268,12 @@ async fn token(
             })?;
             let secret = format!("{}{}", new_token(), new_token());
             let new_client = OAuthClient {
-                client_id: format!("cid_{}", new_token()),
+                client_id: format!("{OAUTH_CLIENT_PREFIX}{}", new_token()),
                 secret_hash: sha256_hex(secret.as_bytes()),
                 tenant: String::new(),
                 name: String::new(),
                 created_at: Utc::now(),
+                revoked_at: None,
             };
             let pending = |e: &'static str, d: &str| OAuthError::new(StatusCode::BAD_REQUEST, e, d);
             match s

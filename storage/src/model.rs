@@ -553,6 +553,10 @@ pub struct ApiKey {
     pub role: Role,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was last seen authenticating (to the minute, roughly).
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// An OAuth client (a neuron host's durable credential).
@@ -568,6 +572,8 @@ pub struct OAuthClient {
     pub name: String,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked client gets no more tokens.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// A pending RFC 8628 device authorization.

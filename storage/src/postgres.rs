@@ -701,6 +701,87 @@ impl crate::JobStore for PgStore {
         Ok(row.map(Into::into))
     }
 
+    async fn api_keys_list(&self, owner: Option<&str>) -> crate::StoreResult<Vec<crate::ApiKey>> {
+        let rows: Vec<crate::row::ApiKeyRow> = sqlx::query_as(crate::sql::API_KEYS_LIST)
+            .bind(owner)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn api_key_revoke(
+        &self,
+        id: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> crate::StoreResult<bool> {
+        let n = sqlx::query(crate::sql::API_KEY_REVOKE)
+            .bind(id)
+            .bind(crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now)))
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn api_key_touch(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<()> {
+        sqlx::query(crate::sql::API_KEY_TOUCH)
+            .bind(id)
+            .bind(crate::model::to_ms(now))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn oauth_clients_list(
+        &self,
+        tenant: Option<&str>,
+    ) -> crate::StoreResult<Vec<crate::OAuthClient>> {
+        let rows: Vec<crate::row::OAuthClientRow> = sqlx::query_as(crate::sql::CLIENTS_LIST)
+            .bind(tenant)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn oauth_client_revoke(
+        &self,
+        client_id: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> crate::StoreResult<bool> {
+        let n = sqlx::query(crate::sql::CLIENT_REVOKE)
+            .bind(client_id)
+            .bind(crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now)))
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn capability_revoke(
+        &self,
+        capability: &str,
+        reason: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> crate::StoreResult<()> {
+        sqlx::query(crate::sql::CAPABILITY_REVOKE)
+            .bind(capability)
+            .bind(reason)
+            .bind(crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now)))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn capability_revocations(&self) -> crate::StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(crate::sql::CAPABILITY_REVOCATIONS)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
     async fn setting_get_or_insert(&self, name: &str, value: &str) -> crate::StoreResult<String> {
         sqlx::query(crate::sql::SETTING_INSERT)
             .bind(name)
@@ -1035,19 +1116,10 @@ impl crate::JobStore for PgStore {
         &self,
         client_id: &str,
     ) -> crate::StoreResult<Option<crate::OAuthClient>> {
-        let row: Option<(String, String, String, String, i64)> =
-            sqlx::query_as(crate::sql::CLIENT_GET)
-                .bind(client_id)
-                .fetch_optional(self.reader())
-                .await?;
-        Ok(row.map(
-            |(client_id, secret_hash, tenant, name, created_at)| crate::OAuthClient {
-                client_id,
-                secret_hash,
-                tenant,
-                name,
-                created_at: crate::model::from_ms(created_at),
-            },
-        ))
+        let row: Option<crate::row::OAuthClientRow> = sqlx::query_as(crate::sql::CLIENT_GET)
+            .bind(client_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(Into::into))
     }
 }

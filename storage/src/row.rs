@@ -131,6 +131,8 @@ pub(crate) struct ApiKeyRow {
     pub(crate) owner: String,
     pub(crate) role: String,
     pub(crate) created_at: i64,
+    pub(crate) revoked_at: Option<i64>,
+    pub(crate) last_used_at: Option<i64>,
 }
 
 impl From<ApiKeyRow> for ApiKey {
@@ -141,6 +143,32 @@ impl From<ApiKeyRow> for ApiKey {
             owner: r.owner,
             role: Role::parse(&r.role),
             created_at: from_ms(r.created_at),
+            revoked_at: r.revoked_at.map(from_ms),
+            last_used_at: r.last_used_at.map(from_ms),
+        }
+    }
+}
+
+/// One `oauth_clients` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OAuthClientRow {
+    pub(crate) client_id: String,
+    pub(crate) secret_hash: String,
+    pub(crate) tenant: String,
+    pub(crate) name: String,
+    pub(crate) created_at: i64,
+    pub(crate) revoked_at: Option<i64>,
+}
+
+impl From<OAuthClientRow> for crate::OAuthClient {
+    fn from(r: OAuthClientRow) -> Self {
+        Self {
+            client_id: r.client_id,
+            secret_hash: r.secret_hash,
+            tenant: r.tenant,
+            name: r.name,
+            created_at: from_ms(r.created_at),
+            revoked_at: r.revoked_at.map(from_ms),
         }
     }
 }

@@ -254,8 +254,22 @@ pub(crate) const NONCE_INSERT: &str = "INSERT INTO nonces (key_id, nonce, expire
 
 pub(crate) const API_KEY_INSERT: &str =
     "INSERT INTO api_keys (id, key_hash, owner, role, created_at) VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const API_KEY_BY_HASH: &str =
-    "SELECT id, key_hash, owner, role, created_at FROM api_keys WHERE key_hash = $1";
+pub(crate) const API_KEY_BY_HASH: &str = "SELECT id, key_hash, owner, role, created_at,
+    revoked_at, last_used_at FROM api_keys WHERE key_hash = $1";
+/// Binds: owner (NULL = all).
+pub(crate) const API_KEYS_LIST: &str = "SELECT id, key_hash, owner, role, created_at,
+    revoked_at, last_used_at FROM api_keys WHERE ($1 IS NULL OR owner = $1) ORDER BY created_at, id";
+/// Binds: id, now. Keeps the first revocation time.
+pub(crate) const API_KEY_REVOKE: &str =
+    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
+/// Binds: id, now.
+pub(crate) const API_KEY_TOUCH: &str = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
+/// Binds: capability, reason, now. A repeat keeps the first time, takes the new reason.
+pub(crate) const CAPABILITY_REVOKE: &str = "INSERT INTO capability_revocations
+    (capability, reason, revoked_at) VALUES ($1, $2, $3)
+    ON CONFLICT (capability) DO UPDATE SET reason = excluded.reason";
+pub(crate) const CAPABILITY_REVOCATIONS: &str =
+    "SELECT capability, reason FROM capability_revocations ORDER BY capability";
 
 pub(crate) const SETTING_INSERT: &str =
     "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
@@ -277,7 +291,14 @@ pub(crate) const DEVICE_REDEEMED: &str =
 pub(crate) const CLIENT_INSERT: &str =
     "INSERT INTO oauth_clients (client_id, secret_hash, tenant, name, created_at)
     VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const CLIENT_GET: &str = "SELECT client_id, secret_hash, tenant, name, created_at FROM oauth_clients WHERE client_id = $1";
+pub(crate) const CLIENT_GET: &str = "SELECT client_id, secret_hash, tenant, name, created_at,
+    revoked_at FROM oauth_clients WHERE client_id = $1";
+/// Binds: tenant (NULL = all).
+pub(crate) const CLIENTS_LIST: &str = "SELECT client_id, secret_hash, tenant, name, created_at,
+    revoked_at FROM oauth_clients WHERE ($1 IS NULL OR tenant = $1) ORDER BY created_at, client_id";
+/// Binds: client_id, now.
+pub(crate) const CLIENT_REVOKE: &str =
+    "UPDATE oauth_clients SET revoked_at = COALESCE(revoked_at, $2) WHERE client_id = $1";
 pub(crate) const PURGE_DEVICES: &str = "DELETE FROM device_codes WHERE expires_at <= $1";
 
 pub(crate) const TRACE_INSERT: &str = "INSERT INTO gov_traces (id, tenant, kind, decision,

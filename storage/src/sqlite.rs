@@ -59,6 +59,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../migrations/sqlite/0008_claim_by_tenant.sql"),
     ),
+    (9, include_str!("../migrations/sqlite/0009_revocation.sql")),
 ];
 
 /// Most operations one group commit takes.
@@ -236,6 +237,31 @@ fn query_one<T>(
 /// Decodes a `jobs` row selected with `*` / `RETURNING *`: columns by
 /// position, in the order of `CREATE TABLE jobs` (by-name lookup costs a string
 /// compare per column per row). `jobs_row_columns_are_in_table_order` guards it.
+/// An `api_keys` row in `sql::API_KEY_BY_HASH` column order.
+fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: r.get(0)?,
+        key_hash: r.get(1)?,
+        owner: r.get(2)?,
+        role: r.get(3)?,
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+        last_used_at: r.get(6)?,
+    })
+}
+
+/// An `oauth_clients` row in `sql::CLIENT_GET` column order.
+fn oauth_client_row(r: &Row<'_>) -> rusqlite::Result<crate::row::OAuthClientRow> {
+    Ok(crate::row::OAuthClientRow {
+        client_id: r.get(0)?,
+        secret_hash: r.get(1)?,
+        tenant: r.get(2)?,
+        name: r.get(3)?,
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
 fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         id: r.get(0)?,
@@ -1126,19 +1152,79 @@ impl JobStore for SqliteStore {
     async fn api_key_get_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
         let h = key_hash.to_owned();
         self.reader
-            .run(move |c| {
-                query_one(c, sql::API_KEY_BY_HASH, &[&h], |r| {
-                    Ok(ApiKeyRow {
-                        id: r.get(0)?,
-                        key_hash: r.get(1)?,
-                        owner: r.get(2)?,
-                        role: r.get(3)?,
-                        created_at: r.get(4)?,
-                    })
+            .run(move |c| query_one(c, sql::API_KEY_BY_HASH, &[&h], api_key_row))
+            .await
+            .map(|row| row.map(Into::into))
+    }
+
+    async fn api_keys_list(&self, owner: Option<&str>) -> StoreResult<Vec<ApiKey>> {
+        let owner = owner.map(str::to_owned);
+        self.reader
+            .run(move |c| query(c, sql::API_KEYS_LIST, &[&owner], api_key_row))
+            .await
+            .map(|rows| rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn api_key_revoke(&self, id: &str, now: Option<DateTime<Utc>>) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.writer
+            .run_one(move |c| Ok(exec(c, sql::API_KEY_REVOKE, &[&id, &now_ms(now)])? == 1))
+            .await
+    }
+
+    async fn api_key_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.writer
+            .run_one(move |c| exec(c, sql::API_KEY_TOUCH, &[&id, &to_ms(now)]).map(drop))
+            .await
+    }
+
+    async fn oauth_clients_list(&self, tenant: Option<&str>) -> StoreResult<Vec<OAuthClient>> {
+        let tenant = tenant.map(str::to_owned);
+        self.reader
+            .run(move |c| query(c, sql::CLIENTS_LIST, &[&tenant], oauth_client_row))
+            .await
+            .map(|rows| rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn oauth_client_revoke(
+        &self,
+        client_id: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        let id = client_id.to_owned();
+        self.writer
+            .run_one(move |c| Ok(exec(c, sql::CLIENT_REVOKE, &[&id, &now_ms(now)])? == 1))
+            .await
+    }
+
+    async fn capability_revoke(
+        &self,
+        capability: &str,
+        reason: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let (capability, reason) = (capability.to_owned(), reason.to_owned());
+        self.writer
+            .run_one(move |c| {
+                exec(
+                    c,
+                    sql::CAPABILITY_REVOKE,
+                    &[&capability, &reason, &now_ms(now)],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn capability_revocations(&self) -> StoreResult<Vec<(String, String)>> {
+        self.reader
+            .run(|c| {
+                query(c, sql::CAPABILITY_REVOCATIONS, &[], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
                 })
             })
             .await
-            .map(|row| row.map(Into::into))
     }
 
     async fn setting_get_or_insert(&self, name: &str, value: &str) -> StoreResult<String> {
@@ -1539,18 +1625,9 @@ impl JobStore for SqliteStore {
     async fn oauth_client_get(&self, client_id: &str) -> StoreResult<Option<OAuthClient>> {
         let id = client_id.to_owned();
         self.reader
-            .run(move |c| {
-                query_one(c, sql::CLIENT_GET, &[&id], |r| {
-                    Ok(OAuthClient {
-                        client_id: r.get(0)?,
-                        secret_hash: r.get(1)?,
-                        tenant: r.get(2)?,
-                        name: r.get(3)?,
-                        created_at: crate::model::from_ms(r.get(4)?),
-                    })
-                })
-            })
+            .run(move |c| query_one(c, sql::CLIENT_GET, &[&id], oauth_client_row))
             .await
+            .map(|row| row.map(Into::into))
     }
 }
 

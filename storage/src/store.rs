@@ -144,6 +144,54 @@ pub trait JobStore: Send + Sync {
         key_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
 
+    /// Every API key, or those of one owner, oldest first (revoked ones included).
+    fn api_keys_list(
+        &self,
+        owner: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Vec<ApiKey>>> + Send;
+
+    /// Revokes an API key by id; `false` when there is no such key. A second
+    /// revocation keeps the first time. One statement.
+    fn api_key_revoke(
+        &self,
+        id: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records that a key was used at `now`. One statement.
+    fn api_key_touch(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every OAuth client, or those of one tenant, oldest first.
+    fn oauth_clients_list(
+        &self,
+        tenant: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Vec<OAuthClient>>> + Send;
+
+    /// Revokes an OAuth client; `false` when there is no such client.
+    fn oauth_client_revoke(
+        &self,
+        client_id: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records that an operator revoked a capability type (with the reason
+    /// neurons are told). Idempotent. One statement.
+    fn capability_revoke(
+        &self,
+        capability: &str,
+        reason: &str,
+        now: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every revoked capability type and its reason.
+    fn capability_revocations(
+        &self,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+
     /// Records a new device authorization (pending).
     fn device_insert(&self, code: DeviceCode) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -392,6 +440,13 @@ delegate! {
     fn nonce_record(&self, params: NonceParams) -> StoreResult<bool>;
     fn api_key_insert(&self, key: ApiKey) -> StoreResult<()>;
     fn api_key_get_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    fn api_keys_list(&self, owner: Option<&str>) -> StoreResult<Vec<ApiKey>>;
+    fn api_key_revoke(&self, id: &str, now: Option<DateTime<Utc>>) -> StoreResult<bool>;
+    fn api_key_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    fn oauth_clients_list(&self, tenant: Option<&str>) -> StoreResult<Vec<OAuthClient>>;
+    fn oauth_client_revoke(&self, client_id: &str, now: Option<DateTime<Utc>>) -> StoreResult<bool>;
+    fn capability_revoke(&self, capability: &str, reason: &str, now: Option<DateTime<Utc>>) -> StoreResult<()>;
+    fn capability_revocations(&self) -> StoreResult<Vec<(String, String)>>;
     fn setting_get_or_insert(&self, name: &str, value: &str) -> StoreResult<String>;
     fn device_insert(&self, code: DeviceCode) -> StoreResult<()>;
     fn device_decide(&self, params: DeviceDecideParams) -> StoreResult<()>;

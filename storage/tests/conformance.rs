@@ -920,6 +920,75 @@ async fn retention_purge(s: Store) {
     );
 }
 
+/// Keys and OAuth clients list by owner and revoke by id: the revocation time
+/// reads back through every lookup, a repeat keeps the first time, an unknown
+/// id is `false`; revoked capability types read back with their reason.
+async fn credentials_list_and_revoke(s: Store) {
+    let key = |id: &str, owner: &str, at| ApiKey {
+        id: id.into(),
+        key_hash: sha256_hex(id.as_bytes()),
+        owner: owner.into(),
+        role: Role::Tenant,
+        created_at: at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    s.api_key_insert(key("k2", "acme", t0() + Duration::seconds(1)))
+        .await
+        .unwrap();
+    s.api_key_insert(key("k1", "acme", t0())).await.unwrap();
+    s.api_key_insert(key("k3", "other", t0())).await.unwrap();
+    let ids = |keys: Vec<ApiKey>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.api_keys_list(Some("acme")).await.unwrap()),
+        ["k1", "k2"]
+    );
+    assert_eq!(s.api_keys_list(None).await.unwrap().len(), 3);
+
+    let at = t0() + Duration::seconds(5);
+    assert!(s.api_key_revoke("k1", Some(at)).await.unwrap());
+    assert!(
+        s.api_key_revoke("k1", Some(at + Duration::seconds(9)))
+            .await
+            .unwrap()
+    );
+    assert!(!s.api_key_revoke("nope", Some(at)).await.unwrap());
+    let k1 = s
+        .api_key_get_by_hash(&sha256_hex(b"k1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(k1.revoked_at, Some(at), "the first revocation time is kept");
+    let k2 = s
+        .api_key_get_by_hash(&sha256_hex(b"k2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(k2.revoked_at, None);
+    s.api_key_touch("k2", at).await.unwrap();
+    let listed = s.api_keys_list(Some("acme")).await.unwrap();
+    assert_eq!(listed[0].revoked_at, Some(at));
+    assert_eq!(listed[1].last_used_at, Some(at));
+
+    assert!(s.oauth_clients_list(None).await.unwrap().is_empty());
+    assert!(!s.oauth_client_revoke("c-none", Some(at)).await.unwrap());
+
+    s.capability_revoke("acme/x", "first", Some(at))
+        .await
+        .unwrap();
+    s.capability_revoke("acme/x", "second", Some(at))
+        .await
+        .unwrap();
+    s.capability_revoke("acme/a", "r", Some(at)).await.unwrap();
+    assert_eq!(
+        s.capability_revocations().await.unwrap(),
+        vec![
+            ("acme/a".to_owned(), "r".to_owned()),
+            ("acme/x".to_owned(), "second".to_owned())
+        ]
+    );
+}
+
 async fn api_keys_and_settings(s: Store) {
     let k = ApiKey {
         id: "id1".into(),
@@ -927,6 +996,8 @@ async fn api_keys_and_settings(s: Store) {
         owner: "acme".into(),
         role: Role::Tenant,
         created_at: t0(),
+        revoked_at: None,
+        last_used_at: None,
     };
     s.api_key_insert(k.clone()).await.unwrap();
     assert_eq!(
@@ -1060,6 +1131,7 @@ async fn device_flow(s: Store) {
         tenant: String::new(),
         name: "host-1".into(),
         created_at: t0(),
+        revoked_at: None,
     };
     let poll = |hash: &str, id: &str, at| DevicePollParams {
         device_code_hash: hash.into(),
@@ -1131,6 +1203,18 @@ async fn device_flow(s: Store) {
         .expect("client stored");
     assert_eq!(stored.tenant, "acme");
     assert!(s.oauth_client_get("c2").await.unwrap().is_none());
+    // Listed per tenant, revocable.
+    let listed = s.oauth_clients_list(Some("acme")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        s.oauth_clients_list(Some("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.oauth_client_revoke("c1", Some(t0())).await.unwrap());
+    let revoked = s.oauth_client_get("c1").await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t0()));
     // Denied and expired codes.
     s.device_insert(code("h2", "DENY-DENY")).await.unwrap();
     s.device_decide(DeviceDecideParams {
@@ -1861,7 +1945,7 @@ macro_rules! conformance {
                 claims_read_own_and_public_work_only,
                 target_worker_and_capability_filters, on_behalf_of_filter, cancel_rules,
                 open_cap_per_tenant, idempotency_records, kv_with_ttl, nonce_replay_records,
-                retention_purge, api_keys_and_settings, wakeups_on_insert,
+                retention_purge, api_keys_and_settings, credentials_list_and_revoke, wakeups_on_insert,
                 failing_operation_spares_concurrent_ones, progress_needs_the_live_lease, device_flow,
                 leases_by_holder, job_events_for_watched_jobs_only,
                 traces_settle_scope_and_count, secrets_per_tenant,

@@ -689,3 +689,17 @@ async fn secret_delete(
         Err(GovError::NotFound(format!("no secret {name}")))
     }
 }
+
+/// Refuses a tenant job on a governance route topic (`403 reserved_topic`):
+/// only governance admission enqueues there, after the policy, with a trace
+/// and within the budgets. The admin key may (operators repairing a queue).
+pub fn check_not_reserved(
+    policy: &dyn PolicyEngine,
+    p: &crate::http::auth::Principal,
+    topic: &str,
+) -> Result<(), ApiError> {
+    if !p.is_admin() && policy.settings().is_reserved(topic) {
+        return Err(ApiError::ReservedTopic(topic.to_owned()));
+    }
+    Ok(())
+}

@@ -188,11 +188,17 @@ pub async fn admit(
 ) -> Result<Admission, GovError> {
     let started = Instant::now();
     let settings = s.policy.settings();
-    if let Some(agent) = &spec.agent_id
-        && !settings.agents.iter().any(|a| &a.id == agent)
-    {
-        return Err(GovError::UnknownAgent(agent.clone()));
-    }
+    let listed = |id: &str| settings.agents.iter().any(|a| a.id == id);
+    // Only `agents.run` names an agent to execute; on `run` / `run_stream` /
+    // chat, `agent_id` is who is calling — context for the policy's agent
+    // lists and budgets — and an unlisted one routes like no agent at all.
+    let route_agent = match (&spec.agent_id, spec.kind) {
+        (Some(agent), RunKind::Agent) if !listed(agent) => {
+            return Err(GovError::UnknownAgent(agent.clone()));
+        }
+        (Some(agent), _) if listed(agent) => Some(agent.as_str()),
+        _ => None,
+    };
     let timeout_ms = spec.timeout_ms.unwrap_or(settings.default_timeout_ms);
     if timeout_ms == 0 || timeout_ms > settings.max_timeout_ms {
         return Err(GovError::Invalid(format!(
@@ -211,7 +217,7 @@ pub async fn admit(
     );
     let trace_id = uuid_v4();
     let topic = settings
-        .topic_for(spec.agent_id.as_deref(), &decision.mode)
+        .topic_for(route_agent, &decision.mode)
         .unwrap_or(settings.default_topic.as_str())
         .to_owned();
     s.metrics.decision(decision.verdict);

@@ -1,11 +1,13 @@
 //! API-key authentication with the Intent Bus strict mode: HMAC-SHA256 request
 //! signatures over `METHOD\nCANONICAL_PATH\nTIMESTAMP\nNONCE\nBODY`, a ±window
-//! on the timestamp, per-key nonce replay records in the store, and per-key
-//! rate limits. Runs as a middleware because the signature covers the body.
+//! on the timestamp, per-key nonce replay records in the store, per-tenant
+//! rate limits, and a per-address limit on failed authentications. Runs as a
+//! middleware because the signature covers the body.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -23,6 +25,10 @@ use super::error::ApiError;
 
 /// The tenant name the admin key acts as (not a valid owner name, so no tenant can take it).
 pub const ADMIN_TENANT: &str = "__admin__";
+
+/// Prefix of the OAuth client ids the device flow mints (and so of the `sub`
+/// of the tokens it issues); such tokens stop working when the client is revoked.
+pub const OAUTH_CLIENT_PREFIX: &str = "cid_";
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +63,11 @@ pub struct AuthSettings {
     pub admin_key_hash: String,
     /// Accepted clock skew, seconds (±).
     pub window_secs: i64,
-    /// Requests per minute per tenant key; 0 = unlimited.
+    /// Requests per minute per tenant; 0 = unlimited.
     pub rate_per_minute: u32,
+    /// Failed authentications (and `/api/v1/auth/*` requests) per minute per
+    /// client address; 0 = unlimited.
+    pub preauth_per_minute: u32,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// HS256 secret of bearer JWTs.
@@ -69,28 +78,148 @@ pub struct AuthSettings {
     pub jwt_keys: Vec<agw_config::JwtKey>,
 }
 
-/// Resolves API keys (cached: keys are immutable once created) and checks signatures.
+/// How long a key read from the store is trusted before it is read again: a
+/// key revoked on any replica is refused everywhere within this.
+const KEY_RECHECK: StdDuration = StdDuration::from_secs(1);
+/// How long an unknown key (or OAuth client) is remembered as a miss, so a
+/// stream of made-up keys costs one store read per key per this period.
+const MISS_TTL: StdDuration = StdDuration::from_secs(2);
+/// A key's `last_used_at` is written at most this often (per replica).
+const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
+/// Entries beyond which stale cache entries are swept.
+const CACHE_SWEEP_AT: usize = 100_000;
+
+/// A store lookup remembered for a while: `None` is a remembered miss. Read
+/// times are tokio's clock, so tests can advance it.
+#[derive(Debug, Clone)]
+struct Cached<T> {
+    value: Option<T>,
+    read_at: tokio::time::Instant,
+}
+
+impl<T> Cached<T> {
+    fn fresh(&self, now: tokio::time::Instant) -> bool {
+        let ttl = if self.value.is_some() {
+            KEY_RECHECK
+        } else {
+            MISS_TTL
+        };
+        now.duration_since(self.read_at) < ttl
+    }
+}
+
+/// Remembers lookups by key for [`KEY_RECHECK`] / [`MISS_TTL`], in bounded memory.
+#[derive(Debug)]
+struct LookupCache<T>(RwLock<HashMap<String, Cached<T>>>);
+
+impl<T: Clone> LookupCache<T> {
+    /// The remembered lookup of `key`, if still fresh.
+    fn get(&self, key: &str, now: tokio::time::Instant) -> Option<Cached<T>> {
+        let map = self.0.read().ok()?;
+        map.get(key).filter(|c| c.fresh(now)).cloned()
+    }
+
+    fn put(&self, key: String, value: Option<T>, now: tokio::time::Instant) {
+        if let Ok(mut map) = self.0.write() {
+            if map.len() >= CACHE_SWEEP_AT {
+                map.retain(|_, c| c.fresh(now));
+                if map.len() >= CACHE_SWEEP_AT {
+                    map.clear();
+                }
+            }
+            map.insert(
+                key,
+                Cached {
+                    value,
+                    read_at: now,
+                },
+            );
+        }
+    }
+
+    fn forget(&self, keep: impl Fn(&T) -> bool) {
+        if let Ok(mut map) = self.0.write() {
+            map.retain(|_, c| c.value.as_ref().is_none_or(&keep));
+        }
+    }
+}
+
+impl<T> Default for LookupCache<T> {
+    fn default() -> Self {
+        Self(RwLock::default())
+    }
+}
+
+/// Resolves API keys (re-read from the store at most every [`KEY_RECHECK`], so
+/// revocations reach every replica) and checks signatures and limits.
 #[derive(Debug)]
 pub struct Authenticator {
     store: Store,
     settings: AuthSettings,
-    cache: RwLock<HashMap<String, ApiKey>>,
+    keys: LookupCache<ApiKey>,
+    /// OAuth client id → revoked, for tokens the OAuth endpoint minted.
+    clients: LookupCache<bool>,
+    /// Per tenant.
     limiter: RateLimiter,
+    /// Per client address: failed authentications and enrollment requests.
+    preauth: RateLimiter,
+}
+
+/// Who is asking, as far as the connection tells: the client address
+/// (when the server recorded it) and the route, for the limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The peer address of the connection.
+    pub peer: Option<IpAddr>,
+    /// The request path.
+    pub path: &'a str,
+}
+
+impl<'a> Caller<'a> {
+    /// The caller of a request with these parts.
+    pub fn of(parts: &'a axum::http::request::Parts) -> Self {
+        Self {
+            peer: peer_of(&parts.extensions),
+            path: parts.uri.path(),
+        }
+    }
+}
+
+/// The client address the server recorded for this request, if any.
+pub fn peer_of(ext: &axum::http::Extensions) -> Option<IpAddr> {
+    ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Lease settlements (Intent Bus fulfill / fail / extend, neuron ack / nack /
+/// heartbeat / progress): refusing one wastes the work already done, so the
+/// tenant rate limit never applies to them.
+pub fn is_settlement(path: &str) -> bool {
+    matches!(
+        path,
+        "/neuron/ack" | "/neuron/nack" | "/neuron/heartbeat" | "/neuron/progress"
+    ) || ["/fulfill/", "/fail/", "/extend_claim/"]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 impl Authenticator {
     /// A new authenticator over `store`.
     pub fn new(store: Store, settings: AuthSettings) -> Self {
         let limiter = RateLimiter::new(settings.rate_per_minute);
+        let preauth = RateLimiter::new(settings.preauth_per_minute);
         Self {
             store,
             settings,
-            cache: RwLock::default(),
+            keys: LookupCache::default(),
+            clients: LookupCache::default(),
             limiter,
+            preauth,
         }
     }
 
-    /// Finds the principal of a raw API key, or `None` for an unknown key.
+    /// Finds the principal of a raw API key: `None` for an unknown key, an
+    /// `Unauthorized` error for a revoked one.
     pub async fn resolve_key(&self, raw: &str) -> Result<Option<Principal>, ApiError> {
         let hash = sha256_hex(raw.as_bytes());
         if constant_time_eq(hash.as_bytes(), self.settings.admin_key_hash.as_bytes()) {
@@ -100,34 +229,125 @@ impl Authenticator {
                 role: Role::Admin,
             }));
         }
-        let cached = self.cache.read().ok().and_then(|c| c.get(&hash).cloned());
-        let key = match cached {
-            Some(k) => Some(k),
+        let now = tokio::time::Instant::now();
+        let key = match self.keys.get(&hash, now) {
+            Some(cached) => cached.value,
             None => {
                 let found = self.store.api_key_get_by_hash(&hash).await?;
-                if let (Some(k), Ok(mut c)) = (&found, self.cache.write()) {
-                    c.insert(hash, k.clone());
+                self.keys.put(hash, found.clone(), now);
+                if let Some(k) = &found {
+                    self.touch(k);
                 }
                 found
             }
         };
-        Ok(key.map(|k| Principal {
-            key_id: k.id,
-            tenant: k.owner,
-            role: k.role,
-        }))
+        match key {
+            Some(k) if k.revoked_at.is_some() => {
+                Err(ApiError::Unauthorized("API key revoked".into()))
+            }
+            Some(k) => Ok(Some(Principal {
+                key_id: k.id,
+                tenant: k.owner,
+                role: k.role,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the key's use, at most every [`TOUCH_EVERY`], off the request path.
+    fn touch(&self, k: &ApiKey) {
+        let now = Utc::now();
+        if k.revoked_at.is_some() || k.last_used_at.is_some_and(|t| now - t < TOUCH_EVERY) {
+            return;
+        }
+        let (store, id) = (self.store.clone(), k.id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.api_key_touch(&id, now).await {
+                tracing::debug!(error = %e, key_id = %id, "cannot record key use");
+            }
+        });
+    }
+
+    /// Drops this replica's cached copy of key `key_id` (after revoking it here;
+    /// other replicas re-read it within [`KEY_RECHECK`]).
+    pub fn forget_key(&self, key_id: &str) {
+        self.keys.forget(|k| k.id != key_id);
+    }
+
+    /// Drops this replica's cached state of OAuth client `client_id`.
+    pub fn forget_client(&self, client_id: &str) {
+        if let Ok(mut map) = self.clients.0.write() {
+            map.remove(client_id);
+        }
+    }
+
+    /// Refuses an address that has used up its failed-authentication budget,
+    /// before any store work is done for it.
+    pub fn preauth_gate(&self, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        match peer {
+            Some(ip) if !self.preauth.has_token(&ip.to_string()) => Err(ApiError::RateLimited {
+                retry_after: self.preauth.refill_secs(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one unauthenticated request (a failed authentication or an
+    /// enrollment call) against its address.
+    pub fn preauth_take(&self, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        match peer {
+            Some(ip) => self.preauth.check(&ip.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Turns an authentication failure into the error the caller sees: the
+    /// failure itself, or `429` once its address is out of budget.
+    fn failed(&self, peer: Option<IpAddr>, e: ApiError) -> ApiError {
+        match self.preauth_take(peer) {
+            Ok(()) => e,
+            Err(limited) => limited,
+        }
+    }
+
+    /// The tenant rate limit, which neither the admin nor settlements meet.
+    fn limit(&self, principal: &Principal, path: &str) -> Result<(), ApiError> {
+        if principal.is_admin() || is_settlement(path) {
+            return Ok(());
+        }
+        self.limiter.check(&principal.tenant)
     }
 
     /// Authenticates one request: key, rate limit, then (when signature headers
     /// are present) timestamp window, HMAC and nonce.
     pub async fn authenticate(
         &self,
+        caller: Caller<'_>,
         method: &str,
-        raw_path: &str,
         raw_query: Option<&str>,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Principal, ApiError> {
+        self.preauth_gate(caller.peer)?;
+        self.check_signed(caller, method, raw_query, headers, body)
+            .await
+            .map_err(|e| match e {
+                e @ (ApiError::Unauthorized(_) | ApiError::InvalidSignature(_)) => {
+                    self.failed(caller.peer, e)
+                }
+                other => other,
+            })
+    }
+
+    async fn check_signed(
+        &self,
+        caller: Caller<'_>,
+        method: &str,
+        raw_query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Principal, ApiError> {
+        let raw_path = caller.path;
         let key = header_str(headers, "x-api-key")
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::Unauthorized("missing X-API-KEY header".into()))?;
@@ -135,9 +355,7 @@ impl Authenticator {
             .resolve_key(key)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
-        if !principal.is_admin() {
-            self.limiter.check(&principal.key_id)?;
-        }
+        self.limit(&principal, raw_path)?;
         let (ts, nonce, sig) = (
             header_str(headers, "x-timestamp"),
             header_str(headers, "x-nonce"),
@@ -205,7 +423,35 @@ impl Authenticator {
     /// Authenticates `Authorization: Bearer <JWT | API key>` or `X-API-KEY`
     /// (no signatures: bearer callers are the neuron and governance SDKs).
     /// A JWT names its tenant; it sees what that tenant's API keys see.
-    pub async fn authenticate_bearer(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    pub async fn authenticate_bearer(
+        &self,
+        caller: Caller<'_>,
+        headers: &HeaderMap,
+    ) -> Result<Principal, ApiError> {
+        self.preauth_gate(caller.peer)?;
+        let principal = self.check_bearer(headers).await.map_err(|e| match e {
+            e @ ApiError::Unauthorized(_) => self.failed(caller.peer, e),
+            other => other,
+        })?;
+        self.limit(&principal, caller.path)?;
+        Ok(principal)
+    }
+
+    /// Whether the OAuth client a token was minted for is revoked (re-read
+    /// at most every [`KEY_RECHECK`]).
+    async fn client_revoked(&self, client_id: &str) -> Result<bool, ApiError> {
+        let now = tokio::time::Instant::now();
+        if let Some(known) = self.clients.get(client_id, now) {
+            return Ok(known.value.unwrap_or(true));
+        }
+        let found = self.store.oauth_client_get(client_id).await?;
+        let revoked = found.as_ref().map(|c| c.revoked_at.is_some());
+        self.clients.put(client_id.to_owned(), revoked, now);
+        // A client that no longer exists is as good as revoked.
+        Ok(revoked.unwrap_or(true))
+    }
+
+    async fn check_bearer(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let bearer = header_str(headers, "authorization").and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -226,6 +472,11 @@ impl Authenticator {
                 crate::intent_bus::wire::owner_name(&claims.tenant).map_err(|_| {
                     ApiError::Unauthorized("token tenant claim is not a valid tenant name".into())
                 })?;
+                if claims.sub.starts_with(OAUTH_CLIENT_PREFIX)
+                    && self.client_revoked(&claims.sub).await?
+                {
+                    return Err(ApiError::Unauthorized("OAuth client revoked".into()));
+                }
                 Principal {
                     key_id: format!("jwt:{}", claims.sub),
                     tenant: claims.tenant,
@@ -243,9 +494,6 @@ impl Authenticator {
                 ));
             }
         };
-        if !principal.is_admin() {
-            self.limiter.check(&principal.key_id)?;
-        }
         Ok(principal)
     }
 
@@ -292,7 +540,9 @@ where
         state: &S,
     ) -> Result<Self, ApiError> {
         let auth = <Arc<Authenticator> as axum::extract::FromRef<S>>::from_ref(state);
-        auth.authenticate_bearer(&parts.headers).await.map(Bearer)
+        auth.authenticate_bearer(Caller::of(parts), &parts.headers)
+            .await
+            .map(Bearer)
     }
 }
 
@@ -316,8 +566,8 @@ pub async fn require_api_key(
     })?;
     let principal = auth
         .authenticate(
+            Caller::of(&parts),
             parts.method.as_str(),
-            parts.uri.path(),
             parts.uri.query(),
             &parts.headers,
             &bytes,
@@ -439,6 +689,32 @@ impl RateLimiter {
         self.check_at(key, Instant::now())
     }
 
+    /// Whether `key` has a token left, without taking it.
+    pub fn has_token(&self, key: &str) -> bool {
+        self.has_token_at(key, Instant::now())
+    }
+
+    fn has_token_at(&self, key: &str, now: Instant) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let per_sec = f64::from(self.per_minute) / 60.0;
+        let Ok(buckets) = self.buckets.lock() else {
+            return true;
+        };
+        buckets.get(key).is_none_or(|(tokens, at)| {
+            tokens + now.duration_since(*at).as_secs_f64() * per_sec >= 1.0
+        })
+    }
+
+    /// Seconds until an empty bucket holds a token again.
+    pub fn refill_secs(&self) -> u64 {
+        if self.per_minute == 0 {
+            return 0;
+        }
+        (60.0 / f64::from(self.per_minute)).ceil().max(1.0) as u64
+    }
+
     fn check_at(&self, key: &str, now: Instant) -> Result<(), ApiError> {
         if self.per_minute == 0 {
             return Ok(());
@@ -483,6 +759,8 @@ pub async fn create_api_key(store: &Store, owner: &str) -> Result<(ApiKey, Strin
         owner: owner.to_owned(),
         role: Role::Tenant,
         created_at: Utc::now(),
+        revoked_at: None,
+        last_used_at: None,
     };
     store.api_key_insert(key.clone()).await?;
     Ok((key, raw))

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// Authenticated, but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// A tenant tried to put a job on a governance route topic.
+    #[error("topic {0:?} is reserved for governance runs; submit through /api/v1/run")]
+    ReservedTopic(String),
     /// No such resource visible to the caller.
     #[error("{0}")]
     NotFound(String),
@@ -92,6 +95,7 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::InvalidSignature(_) => (StatusCode::FORBIDDEN, "invalid_signature"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::ReservedTopic(_) => (StatusCode::FORBIDDEN, "reserved_topic"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             // 404, not 409: Intent Bus 2.1 clients map exactly 404 on
             // fulfill/fail/extend_claim to IntentBusLeaseLostError.

@@ -54,6 +54,8 @@ pub struct IntentBusState {
     pub shutdown: CancellationToken,
     /// Job lifecycle hooks (metrics).
     pub observer: Arc<dyn Observer>,
+    /// The governance settings in force: their route topics are reserved.
+    pub policy: Arc<dyn crate::governance::policy::PolicyEngine>,
 }
 
 /// The Intent Bus routes. Everything but `GET /` requires an API key.
@@ -101,6 +103,7 @@ async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut job = parse_body::<PublishRequest>(&body)?.into_job(&p.tenant, &s.limits)?;
+    crate::governance::check_not_reserved(s.policy.as_ref(), &p, &job.topic)?;
     job.metadata = crate::http::trace::with_traceparent(job.metadata.take());
     let now = Utc::now();
     let idem_key = match header(&headers, "idempotency-key") {

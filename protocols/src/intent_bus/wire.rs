@@ -449,6 +449,13 @@ mod tests {
             max_payload_depth: 10,
             max_open_jobs_per_tenant: 100,
             rate_limit_per_minute: 60,
+            preauth_per_minute: 120,
+            header_read_timeout_secs: 15,
+            body_read_timeout_secs: 15,
+            idle_timeout_secs: 60,
+            max_connections: 100,
+            max_in_flight: 100,
+            max_in_flight_per_route: 100,
         }
     }
 

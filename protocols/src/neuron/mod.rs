@@ -75,6 +75,8 @@ pub struct NeuronState {
     pub shutdown: CancellationToken,
     /// Job lifecycle hooks (metrics).
     pub observer: Arc<dyn Observer>,
+    /// The governance settings in force: their route topics are reserved.
+    pub policy: Arc<dyn crate::governance::policy::PolicyEngine>,
 }
 
 impl FromRef<NeuronState> for Arc<Authenticator> {
@@ -251,10 +253,20 @@ async fn register(
     // Revoked capabilities are left out of the accepted set rather than
     // refusing the whole registration: the SDK does not retry a refused
     // register, and the neuron's other capabilities must keep working.
+    // The store is the record (revocations hold across restarts and
+    // replicas); the hub's set covers this replica's own, even with the
+    // store briefly behind.
+    let stored: std::collections::HashSet<String> = s
+        .store
+        .capability_revocations()
+        .await?
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
     let (accepted, revoked): (Vec<_>, Vec<_>) = r
         .capabilities
         .into_iter()
-        .partition(|c| !s.hub.is_revoked(&c.kind));
+        .partition(|c| !s.hub.is_revoked(&c.kind) && !stored.contains(&c.kind));
     if accepted.is_empty() {
         return Err(ApiError::Forbidden(
             "every capability in this registration is revoked by the operator".into(),
@@ -531,6 +543,9 @@ async fn revoke_capability(
         .reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "revoked by operator".into());
+    s.store
+        .capability_revoke(&r.capability, &reason, None)
+        .await?;
     let sessions = s.hub.revoke_capability(&r.capability, &reason);
     Ok(Json(
         json!({"ok": true, "capability": r.capability, "sessions": sessions}),

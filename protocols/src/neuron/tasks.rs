@@ -72,6 +72,7 @@ pub(crate) async fn submit(
             t.capability
         )));
     }
+    crate::governance::check_not_reserved(s.policy.as_ref(), &p, &t.capability)?;
     let input = t
         .input
         .ok_or_else(|| ApiError::InvalidRequest("input is required".into()))?;
