@@ -22,8 +22,9 @@ use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 
-/// `[jwt]`: public keys of bearer JWTs (RS256, EdDSA).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `[jwt]`: public keys of bearer JWTs (RS256, EdDSA) and what every token
+/// must satisfy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtSettings {
     /// PEM `PUBLIC KEY` files (`jwt.public_keys`, `AGW_JWT_PUBLIC_KEYS` comma-separated).
     pub public_keys: Vec<PathBuf>,
@@ -31,6 +32,26 @@ pub struct JwtSettings {
     pub jwks_file: Option<PathBuf>,
     /// Every usable key read from those files, in file order.
     pub keys: Vec<JwtKey>,
+    /// Required `iss` of accepted tokens, and the `iss` of minted ones
+    /// (`jwt.issuer`, `AGW_JWT_ISSUER`); unset: not checked.
+    pub issuer: Option<String>,
+    /// Longest token lifetime minted or accepted, seconds (`jwt.max_ttl_secs`).
+    pub max_ttl_secs: u64,
+    /// Clock skew allowed on `exp` and `nbf`, seconds (`jwt.leeway_secs`).
+    pub leeway_secs: u64,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            public_keys: Vec::new(),
+            jwks_file: None,
+            keys: Vec::new(),
+            issuer: None,
+            max_ttl_secs: 86_400,
+            leeway_secs: 30,
+        }
+    }
 }
 
 /// One verification key.
@@ -158,10 +179,20 @@ impl super::Loader<'_> {
                 ));
             }
         }
+        let issuer = self
+            .opt::<String>(Some("jwt"), "issuer")
+            .filter(|s| !s.trim().is_empty());
+        let max_ttl_secs = self.get(Some("jwt"), "max_ttl_secs", 86_400);
+        self.check("jwt", "max_ttl_secs", max_ttl_secs, 60, 365 * 86_400);
+        let leeway_secs = self.get(Some("jwt"), "leeway_secs", 30);
+        self.check("jwt", "leeway_secs", leeway_secs, 0, 600);
         JwtSettings {
             public_keys,
             jwks_file,
             keys,
+            issuer,
+            max_ttl_secs,
+            leeway_secs,
         }
     }
 }

@@ -533,6 +533,12 @@ impl Config {
         ] {
             l.check("limits", key, value as u64, 1, 1_000_000);
         }
+        if cfg.oauth.token_ttl_secs > cfg.jwt.max_ttl_secs {
+            l.errors.push(format!(
+                "invalid AGW_OAUTH_TOKEN_TTL_SECS / oauth.token_ttl_secs: {} is over jwt.max_ttl_secs ({})",
+                cfg.oauth.token_ttl_secs, cfg.jwt.max_ttl_secs
+            ));
+        }
         l.check(
             "oauth",
             "device_interval_secs",
@@ -736,6 +742,11 @@ impl Config {
         if let Some(p) = &self.jwt.jwks_file {
             j.insert("jwks_file".into(), p.display().to_string().into());
         }
+        if let Some(iss) = &self.jwt.issuer {
+            j.insert("issuer".into(), iss.clone().into());
+        }
+        j.insert("max_ttl_secs".into(), int(self.jwt.max_ttl_secs));
+        j.insert("leeway_secs".into(), int(self.jwt.leeway_secs));
         t.insert("jwt".into(), j.into());
         let mut n = toml::Table::new();
         n.insert("lease_ttl_ms".into(), int(self.neuron.lease_ttl_ms));

@@ -86,6 +86,9 @@ impl AppState {
                 jwt_secret,
                 jwt_audience: config.jwt_audience.clone(),
                 jwt_keys: config.jwt.keys.clone(),
+                jwt_issuer: config.jwt.issuer.clone(),
+                jwt_max_ttl_secs: i64::try_from(config.jwt.max_ttl_secs).unwrap_or(i64::MAX),
+                jwt_leeway_secs: i64::try_from(config.jwt.leeway_secs).unwrap_or(0),
             },
         ));
         let config = Arc::new(config);

@@ -48,6 +48,11 @@ pub(crate) async fn mint(
 ) -> anyhow::Result<()> {
     let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
     let ttl = parse_ttl(ttl)?;
+    let max = i64::try_from(cfg.jwt.max_ttl_secs).unwrap_or(i64::MAX);
+    anyhow::ensure!(
+        ttl <= max,
+        "--ttl {ttl}s is over the maximum token lifetime of {max}s (AGW_JWT_MAX_TTL_SECS / jwt.max_ttl_secs)"
+    );
     anyhow::ensure!(!sub.trim().is_empty(), "--sub must not be empty");
     agw_protocols::intent_bus::wire::owner_name(tenant)
         .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
@@ -61,7 +66,16 @@ pub(crate) async fn mint(
     };
     println!(
         "{}",
-        mint_token(&secret, &cfg.jwt_audience, sub, tenant, ttl)
+        mint_token(
+            &secret,
+            &agw_protocols::http::auth::Minted {
+                audience: &cfg.jwt_audience,
+                issuer: cfg.jwt.issuer.as_deref(),
+            },
+            sub,
+            tenant,
+            ttl
+        )
     );
     Ok(())
 }

@@ -76,6 +76,12 @@ pub struct AuthSettings {
     pub jwt_audience: String,
     /// Public keys of RS256 / EdDSA bearer JWTs (`[jwt]`).
     pub jwt_keys: Vec<agw_config::JwtKey>,
+    /// Required `iss` of bearer JWTs (and the `iss` of minted ones).
+    pub jwt_issuer: Option<String>,
+    /// Longest lifetime of minted and accepted JWTs, seconds.
+    pub jwt_max_ttl_secs: i64,
+    /// Clock skew allowed on `exp` / `nbf`, seconds.
+    pub jwt_leeway_secs: i64,
 }
 
 /// How long a key read from the store is trusted before it is read again: a
@@ -459,11 +465,17 @@ impl Authenticator {
         });
         let principal = match (bearer, header_str(headers, "x-api-key")) {
             (Some(token), _) if token.matches('.').count() == 2 => {
-                let claims = super::jwt::decode_with(
+                let rules = super::jwt::Validation {
+                    audience: &self.settings.jwt_audience,
+                    issuer: self.settings.jwt_issuer.as_deref(),
+                    max_ttl_secs: Some(self.settings.jwt_max_ttl_secs),
+                    leeway_secs: self.settings.jwt_leeway_secs,
+                };
+                let claims = super::jwt::decode_validated(
                     &self.settings.jwt_secret,
                     &self.settings.jwt_keys,
                     token,
-                    &self.settings.jwt_audience,
+                    &rules,
                     Utc::now().timestamp(),
                 )
                 .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
@@ -501,25 +513,44 @@ impl Authenticator {
     pub fn mint(&self, sub: &str, tenant: &str, ttl_secs: i64) -> String {
         mint_token(
             &self.settings.jwt_secret,
-            &self.settings.jwt_audience,
+            &Minted {
+                audience: &self.settings.jwt_audience,
+                issuer: self.settings.jwt_issuer.as_deref(),
+            },
             sub,
             tenant,
-            ttl_secs,
+            ttl_secs.min(self.settings.jwt_max_ttl_secs),
         )
     }
 }
 
+/// The fixed claims of the tokens this gateway mints.
+#[derive(Debug, Clone, Copy)]
+pub struct Minted<'a> {
+    /// `aud`.
+    pub audience: &'a str,
+    /// `iss`, when configured.
+    pub issuer: Option<&'a str>,
+}
+
 /// Issues an HS256 token (shared by the gateway and `agent-gateway token mint`).
-pub fn mint_token(secret: &[u8], audience: &str, sub: &str, tenant: &str, ttl_secs: i64) -> String {
+pub fn mint_token(
+    secret: &[u8],
+    minted: &Minted<'_>,
+    sub: &str,
+    tenant: &str,
+    ttl_secs: i64,
+) -> String {
     let now = Utc::now().timestamp();
     super::jwt::encode(
         secret,
         &super::jwt::Claims {
             sub: sub.to_owned(),
             tenant: tenant.to_owned(),
-            aud: super::jwt::Audience::One(audience.to_owned()),
+            aud: super::jwt::Audience::One(minted.audience.to_owned()),
             iat: now,
             exp: now + ttl_secs,
+            iss: minted.issuer.map(str::to_owned),
         },
     )
 }

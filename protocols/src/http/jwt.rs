@@ -9,9 +9,11 @@
 //!   type must fit `alg`; without one, every key of `alg`'s type is tried;
 //! - HS256 verifies only with the HMAC secret (in constant time), never with a
 //!   public key, so a token "signed" with a public key as the secret fails;
-//! - then `exp` must be in the future, `nbf` (if present) not in the future,
-//!   `aud` must name the configured audience, and `sub` / `tenant` must be
-//!   present.
+//! - then `exp` must be in the future and `nbf` (if present) not in the
+//!   future, both within the configured leeway; `aud` must name the
+//!   configured audience, `iss` the configured issuer (when one is set), the
+//!   lifetime (`exp - iat`, or what is left of it without `iat`) must be at
+//!   most the configured maximum, and `sub` / `tenant` must be present.
 
 use agw_config::{JwtKey, KeyMaterial};
 use base64::Engine;
@@ -35,6 +37,9 @@ pub struct Claims {
     pub iat: i64,
     /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Issuer, when the gateway has one configured (or the foreign issuer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
 }
 
 /// `aud` as a single string or a list (both are valid JWT).
@@ -81,6 +86,25 @@ pub enum JwtError {
     /// `aud` does not name this gateway.
     #[error("token audience mismatch")]
     Audience,
+    /// `iss` is not the configured issuer.
+    #[error("token issuer mismatch")]
+    Issuer,
+    /// The token lives longer than the configured maximum.
+    #[error("token lifetime over the maximum")]
+    Lifetime,
+}
+
+/// What a token must satisfy besides its signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Validation<'a> {
+    /// Required `aud`.
+    pub audience: &'a str,
+    /// Required `iss`, if any.
+    pub issuer: Option<&'a str>,
+    /// Longest lifetime, seconds (`None`: unbounded).
+    pub max_ttl_secs: Option<i64>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub leeway_secs: i64,
 }
 
 fn mac(secret: &[u8], signing_input: &str) -> Hmac<Sha256> {
@@ -105,12 +129,31 @@ pub fn decode(secret: &[u8], token: &str, audience: &str, now: i64) -> Result<Cl
 }
 
 /// Verifies a token at `now` (Unix seconds) for `audience`: HS256 with
-/// `secret`, RS256 / EdDSA with `public_keys`.
+/// `secret`, RS256 / EdDSA with `public_keys`; no issuer, lifetime or leeway
+/// rule.
 pub fn decode_with(
     secret: &[u8],
     public_keys: &[JwtKey],
     token: &str,
     audience: &str,
+    now: i64,
+) -> Result<Claims, JwtError> {
+    let rules = Validation {
+        audience,
+        issuer: None,
+        max_ttl_secs: None,
+        leeway_secs: 0,
+    };
+    decode_validated(secret, public_keys, token, &rules, now)
+}
+
+/// Verifies a token at `now` (Unix seconds) against `rules`: HS256 with
+/// `secret`, RS256 / EdDSA with `public_keys`.
+pub fn decode_validated(
+    secret: &[u8],
+    public_keys: &[JwtKey],
+    token: &str,
+    rules: &Validation<'_>,
     now: i64,
 ) -> Result<Claims, JwtError> {
     let mut parts = token.split('.');
@@ -174,14 +217,28 @@ pub fn decode_with(
     let payload = B64.decode(p).map_err(|_| JwtError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
     let times: Times = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
-    if claims.exp <= now {
+    if claims.exp.saturating_add(rules.leeway_secs) <= now {
         return Err(JwtError::Expired);
     }
-    if times.nbf.is_some_and(|nbf| nbf > now) {
+    if times
+        .nbf
+        .is_some_and(|nbf| nbf > now.saturating_add(rules.leeway_secs))
+    {
         return Err(JwtError::NotYetValid);
     }
-    if !claims.aud.contains(audience) {
+    if !claims.aud.contains(rules.audience) {
         return Err(JwtError::Audience);
+    }
+    if let Some(issuer) = rules.issuer
+        && claims.iss.as_deref() != Some(issuer)
+    {
+        return Err(JwtError::Issuer);
+    }
+    if let Some(max) = rules.max_ttl_secs {
+        let from = if claims.iat > 0 { claims.iat } else { now };
+        if claims.exp.saturating_sub(from) > max {
+            return Err(JwtError::Lifetime);
+        }
     }
     Ok(claims)
 }
@@ -209,6 +266,7 @@ mod tests {
             aud: Audience::One("bigbrain".into()),
             iat: 0,
             exp,
+            iss: None,
         }
     }
 
@@ -265,6 +323,71 @@ mod tests {
         };
         assert!(decode(b"k", &encode(b"k", &c), "bigbrain", 1).is_ok());
     }
+
+    fn rules(issuer: Option<&str>, max_ttl: Option<i64>, leeway: i64) -> Validation<'_> {
+        Validation {
+            audience: "bigbrain",
+            issuer,
+            max_ttl_secs: max_ttl,
+            leeway_secs: leeway,
+        }
+    }
+
+    #[test]
+    fn issuer_is_checked_when_configured() {
+        let plain = encode(b"k", &claims(100));
+        let ours = encode(
+            b"k",
+            &Claims {
+                iss: Some("agw".into()),
+                ..claims(100)
+            },
+        );
+        let theirs = encode(
+            b"k",
+            &Claims {
+                iss: Some("other".into()),
+                ..claims(100)
+            },
+        );
+        let check = |t: &str, iss| decode_validated(b"k", &[], t, &rules(iss, None, 0), 1);
+        assert!(check(&plain, None).is_ok(), "not checked when unset");
+        assert!(check(&ours, Some("agw")).is_ok());
+        assert_eq!(check(&theirs, Some("agw")), Err(JwtError::Issuer));
+        assert_eq!(
+            check(&plain, Some("agw")),
+            Err(JwtError::Issuer),
+            "missing iss"
+        );
+    }
+
+    #[test]
+    fn lifetime_is_bounded() {
+        let long = encode(
+            b"k",
+            &Claims {
+                iat: 1_000,
+                ..claims(1_000 + 7_200)
+            },
+        );
+        let check = |max| decode_validated(b"k", &[], &long, &rules(None, max, 0), 2_000);
+        assert_eq!(check(Some(3_600)), Err(JwtError::Lifetime));
+        assert!(check(Some(7_200)).is_ok());
+        // Without iat, what is left of it counts.
+        let no_iat = encode(b"k", &claims(2_000 + 7_200));
+        let check = |max| decode_validated(b"k", &[], &no_iat, &rules(None, max, 0), 2_000);
+        assert_eq!(check(Some(3_600)), Err(JwtError::Lifetime));
+        assert!(check(Some(7_200)).is_ok());
+    }
+
+    #[test]
+    fn leeway_covers_clock_skew_only() {
+        let t = encode(b"k", &claims(100));
+        let check = |now, leeway| decode_validated(b"k", &[], &t, &rules(None, None, leeway), now);
+        assert_eq!(check(110, 0), Err(JwtError::Expired));
+        assert!(check(110, 30).is_ok(), "10 s late, within 30 s of leeway");
+        assert_eq!(check(131, 30), Err(JwtError::Expired));
+    }
 }
 
 /// RS256 / EdDSA against keys and tokens made independently (PyJWT +
@@ -320,6 +443,7 @@ mod public_key_tests {
             aud: Audience::One("bigbrain".into()),
             iat: 1_700_000_000,
             exp: 4_102_444_800,
+            iss: None,
         }
     }
 

@@ -46,9 +46,10 @@ REPO = Path(__file__).resolve().parents[3]
 EVENT_SCHEMA = REPO / "storage/tests/data/intentproof/execution_event.v1.schema.json"
 EVENT_CHECKER = REPO / "tests/events/check_gateway_events.py"
 
-# Settings every gateway of the suite gets unless a test overrides them.
+# Settings every gateway of the suite gets unless a test overrides them. The
+# request limits are the defaults users get (tenant rate limit, pre-auth limit,
+# timeouts): the suite runs a fleet's worth of SDK traffic through them.
 BASE_SETTINGS: Dict[str, str] = {
-    "AGW_LIMITS_RATE_LIMIT_PER_MINUTE": "0",
     "AGW_INTENT_BUS_IDLE_RETRY_AFTER_SECS": "1",
     "AGW_STORE_SWEEP_INTERVAL_MS": "200",
 }
