@@ -38,6 +38,10 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(String),
+    /// The database cannot take the work now (SQLite busy, locked, full or
+    /// read-only; the store's writer gone); worth a retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Shorthand for store results.
@@ -47,17 +51,80 @@ impl StoreError {
     /// Whether the failure is the database being overloaded or unreachable
     /// (worth a retry), rather than a bug.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            Self::Unavailable(_) => true,
             Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-        )
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            Self::Database(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|c| pg_state_unavailable(&c))
+            }
+            _ => false,
+        }
     }
+}
+
+/// PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": connection
+/// failures (08), insufficient resources (53), operator intervention such as
+/// shutdown or failover (57P01–57P03), serialization failures and deadlocks
+/// (40001, 40P01), and a read-only transaction (25006, a demoted primary).
+pub(crate) fn pg_state_unavailable(state: &str) -> bool {
+    state.starts_with("08")
+        || state.starts_with("53")
+        || matches!(
+            state,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006"
+        )
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Sqlite(e.to_string())
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::DiskFull
+                | C::ReadOnly
+                | C::CannotOpen
+                | C::SystemIoFailure
+                | C::OutOfMemory,
+            ) => Self::Unavailable(e.to_string()),
+            _ => Self::Sqlite(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_unavailable_and_bugs_are_not() {
+        for s in ["08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "25006"] {
+            assert!(pg_state_unavailable(s), "{s}");
+        }
+        for s in ["23505", "42P01", "22P02"] {
+            assert!(!pg_state_unavailable(s), "{s}");
+        }
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(StoreError::from(busy).is_unavailable());
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(StoreError::from(full).is_unavailable());
+        let bug = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(!StoreError::from(bug).is_unavailable());
     }
 }

@@ -65,18 +65,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Most operations one group commit takes.
 const MAX_BATCH: usize = 256;
 
+/// Operations waiting for a thread at most; beyond, callers get
+/// [`StoreError::Unavailable`] (a `503`) instead of an ever longer queue.
+const MAX_QUEUED: usize = 8192;
+
 type Task = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(Result<(), String>) + Send> + Send>;
 
 /// A thread owning one connection, fed by a queue.
 #[derive(Debug, Clone)]
 struct Worker {
-    tx: mpsc::UnboundedSender<Task>,
+    tx: mpsc::Sender<Task>,
 }
 
 impl Worker {
     /// Starts the thread. `batched`: wrap each drained batch in one transaction.
     fn spawn(name: &str, conn: Connection, batched: bool) -> StoreResult<Self> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Task>();
+        let (tx, mut rx) = mpsc::channel::<Task>(MAX_QUEUED);
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
@@ -158,17 +162,22 @@ impl Worker {
             Box::new(move |committed: Result<(), String>| {
                 let out = match committed {
                     Ok(()) => result,
-                    Err(e) => Err(StoreError::Sqlite(format!("commit failed: {e}"))),
+                    Err(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
                 };
                 let _ = reply_tx.send(out);
             })
         });
-        self.tx
-            .send(task)
-            .map_err(|_| StoreError::Sqlite("the SQLite thread has stopped".into()))?;
-        reply_rx
-            .await
-            .map_err(|_| StoreError::Sqlite("the SQLite thread dropped the request".into()))?
+        self.tx.try_send(task).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Unavailable(format!("{MAX_QUEUED} store operations already queued"))
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                StoreError::Unavailable("the SQLite thread has stopped".into())
+            }
+        })?;
+        reply_rx.await.map_err(|_| {
+            StoreError::Unavailable("the SQLite thread dropped the request (BEGIN failed)".into())
+        })?
     }
 }
 
@@ -661,9 +670,14 @@ impl SqliteStore {
 // === impl JobStore ===
 
 impl JobStore for SqliteStore {
+    /// Both threads answer: the reader, and the writer through a group
+    /// commit (so a writer that cannot begin or commit fails readiness).
     async fn ping(&self) -> StoreResult<()> {
         self.reader
             .run(|c| query_one(c, sql::PING, &[], |r| r.get::<_, i64>(0)).map(drop))
+            .await?;
+        self.writer
+            .run_one(|c| query_one(c, sql::PING, &[], |r| r.get::<_, i64>(0)).map(drop))
             .await
     }
 

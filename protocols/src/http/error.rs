@@ -153,6 +153,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidState(s) => Self::Conflict(format!("job is {}", s.as_str())),
             StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::TooManyOpen { limit } => Self::TooManyOpen { limit },
+            StoreError::Unavailable(d) => Self::Unavailable(d),
             e if e.is_unavailable() => Self::Unavailable(e.to_string()),
             other @ (StoreError::InvalidUrl(_)
             | StoreError::Corrupt(_)
