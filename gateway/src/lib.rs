@@ -10,6 +10,7 @@
 //! - `app`: the axum app: protocol routers, health, metrics, and the layer stack.
 //! - `sweeper`: the background task that expires leases, wakes due jobs, purges.
 //! - `metrics`: Prometheus counters and the `/metrics` text encoder.
+//! - `openapi`: `GET /openapi.json`, the OpenAPI 3.1 description of every route.
 //! - `policy`: the governance policy engine (rules, budget windows).
 //! - `reload`: hot reload of `[governance]` on file change or SIGHUP.
 //! - `system`: process figures and effective config for the system routes.
@@ -27,6 +28,7 @@ mod events;
 mod keys;
 mod limit;
 mod metrics;
+mod openapi;
 mod policy;
 mod reload;
 mod serve;
