@@ -19,6 +19,7 @@
 #      BENCH_IR_DURATION (15s per events-ir run),
 #      BENCH_LOAD_RATE_SQLITE (1500), BENCH_LOAD_RATE_PG (200): events-load's offered cycles/s,
 #      BENCH_BACKLOG (3200): noisy's backlog of the other tenant,
+#      BENCH_GATEWAY (this tree's release build): the gateway binary to measure,
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,9 @@ cargo build --release --locked -p agw-gateway -p agw-loadgen >&2
 cargo build --release --locked -p agw-storage --example store_bench >&2
 cargo build --release --locked -p agw-gateway --example policy_bench >&2
 TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
+# BENCH_GATEWAY: another agent-gateway binary to serve the load (A/B of an
+# older build against this tree's load generator).
+GATEWAY_BIN="${BENCH_GATEWAY:-$TARGET/agent-gateway}"
 WORK="$(mktemp -d)"
 GW_PID=""
 cleanup() { [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -61,7 +65,7 @@ start_gateway() { # $1 = database url; EXTRA_ENV: more VAR=value for the daemon;
   PORT="$(free_port)"
   env "${EXTRA_ENV[@]}" AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$1" AGW_ADMIN_KEY="$ADMIN_KEY" AGW_JWT_SECRET="$JWT_SECRET" \
     AGW_LIMITS_RATE_LIMIT_PER_MINUTE=0 AGW_LIMITS_MAX_OPEN_JOBS_PER_TENANT=1000000 RUST_LOG=warn \
-    "${WRAPPER[@]}" "$TARGET/agent-gateway" serve --config "$WORK/gateway.toml" 2>"$WORK/gateway.log" &
+    "${WRAPPER[@]}" "$GATEWAY_BIN" serve --config "$WORK/gateway.toml" 2>"$WORK/gateway.log" &
   GW_PID=$!
   for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return 0; sleep 0.1; done
   cat "$WORK/gateway.log" >&2; exit 1

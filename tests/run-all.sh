@@ -96,6 +96,10 @@ if [ "$SETUP_ONLY" = 1 ]; then
   exit 0
 fi
 
+say "Lint gates: cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 say "Rust tests (unit, handlers, store conformance on SQLite and PostgreSQL)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -35,7 +35,8 @@ pub struct JwtSettings {
     /// Required `iss` of accepted tokens, and the `iss` of minted ones
     /// (`jwt.issuer`, `AGW_JWT_ISSUER`); unset: not checked.
     pub issuer: Option<String>,
-    /// Longest token lifetime minted or accepted, seconds (`jwt.max_ttl_secs`).
+    /// Longest token lifetime minted or accepted, seconds (`jwt.max_ttl_secs`);
+    /// 0 = unbounded (for a foreign issuer's long-lived tokens; not advised).
     pub max_ttl_secs: u64,
     /// Clock skew allowed on `exp` and `nbf`, seconds (`jwt.leeway_secs`).
     pub leeway_secs: u64,
@@ -183,7 +184,9 @@ impl super::Loader<'_> {
             .opt::<String>(Some("jwt"), "issuer")
             .filter(|s| !s.trim().is_empty());
         let max_ttl_secs = self.get(Some("jwt"), "max_ttl_secs", 86_400);
-        self.check("jwt", "max_ttl_secs", max_ttl_secs, 60, 365 * 86_400);
+        if max_ttl_secs != 0 {
+            self.check("jwt", "max_ttl_secs", max_ttl_secs, 60, 365 * 86_400);
+        }
         let leeway_secs = self.get(Some("jwt"), "leeway_secs", 30);
         self.check("jwt", "leeway_secs", leeway_secs, 0, 600);
         JwtSettings {

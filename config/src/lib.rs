@@ -533,7 +533,7 @@ impl Config {
         ] {
             l.check("limits", key, value as u64, 1, 1_000_000);
         }
-        if cfg.oauth.token_ttl_secs > cfg.jwt.max_ttl_secs {
+        if cfg.jwt.max_ttl_secs != 0 && cfg.oauth.token_ttl_secs > cfg.jwt.max_ttl_secs {
             l.errors.push(format!(
                 "invalid AGW_OAUTH_TOKEN_TTL_SECS / oauth.token_ttl_secs: {} is over jwt.max_ttl_secs ({})",
                 cfg.oauth.token_ttl_secs, cfg.jwt.max_ttl_secs

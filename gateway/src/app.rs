@@ -87,7 +87,10 @@ impl AppState {
                 jwt_audience: config.jwt_audience.clone(),
                 jwt_keys: config.jwt.keys.clone(),
                 jwt_issuer: config.jwt.issuer.clone(),
-                jwt_max_ttl_secs: i64::try_from(config.jwt.max_ttl_secs).unwrap_or(i64::MAX),
+                jwt_max_ttl_secs: match config.jwt.max_ttl_secs {
+                    0 => None,
+                    n => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+                },
                 jwt_leeway_secs: i64::try_from(config.jwt.leeway_secs).unwrap_or(0),
             },
         ));

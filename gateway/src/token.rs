@@ -48,7 +48,10 @@ pub(crate) async fn mint(
 ) -> anyhow::Result<()> {
     let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
     let ttl = parse_ttl(ttl)?;
-    let max = i64::try_from(cfg.jwt.max_ttl_secs).unwrap_or(i64::MAX);
+    let max = match cfg.jwt.max_ttl_secs {
+        0 => i64::MAX,
+        n => i64::try_from(n).unwrap_or(i64::MAX),
+    };
     anyhow::ensure!(
         ttl <= max,
         "--ttl {ttl}s is over the maximum token lifetime of {max}s (AGW_JWT_MAX_TTL_SECS / jwt.max_ttl_secs)"

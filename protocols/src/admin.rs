@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -68,9 +69,11 @@ struct Filter {
 async fn keys_list(
     State(s): State<AdminState>,
     Bearer(p): Bearer,
-    Query(f): Query<Filter>,
+    query: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&p)?;
+    let Query(f) =
+        query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
     let keys = s.store.api_keys_list(f.owner.as_deref()).await?;
     let keys: Vec<Value> = keys
         .into_iter()
@@ -105,9 +108,11 @@ async fn key_revoke(
 async fn clients_list(
     State(s): State<AdminState>,
     Bearer(p): Bearer,
-    Query(f): Query<Filter>,
+    query: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&p)?;
+    let Query(f) =
+        query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
     let clients = s.store.oauth_clients_list(f.tenant.as_deref()).await?;
     let clients: Vec<Value> = clients
         .into_iter()

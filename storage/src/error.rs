@@ -105,7 +105,9 @@ mod tests {
 
     #[test]
     fn transient_failures_are_unavailable_and_bugs_are_not() {
-        for s in ["08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "25006"] {
+        for s in [
+            "08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "25006",
+        ] {
             assert!(pg_state_unavailable(s), "{s}");
         }
         for s in ["23505", "42P01", "22P02"] {

@@ -319,8 +319,8 @@ impl crate::JobStore for PgStore {
         }
         if let Some(limit) = p.max_open_per_tenant {
             Self::lock_tenant(&mut tx, &job.tenant).await?;
-            let (live,): (i64,) = sqlx::query_as(crate::sql::COUNT_LIVE)
-                .bind(Some(&job.tenant))
+            let (live,): (i64,) = sqlx::query_as(crate::sql::COUNT_LIVE_TENANT)
+                .bind(&job.tenant)
                 .fetch_one(&mut *tx)
                 .await?;
             if live >= limit {
@@ -628,10 +628,19 @@ impl crate::JobStore for PgStore {
     }
 
     async fn jobs_count_open(&self, scope: &crate::Scope) -> crate::StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as(crate::sql::COUNT_LIVE)
-            .bind(scope.tenant())
-            .fetch_one(self.reader())
-            .await?;
+        let (n,): (i64,) = match scope.tenant() {
+            Some(t) => {
+                sqlx::query_as(crate::sql::COUNT_LIVE_TENANT)
+                    .bind(t)
+                    .fetch_one(self.reader())
+                    .await?
+            }
+            None => {
+                sqlx::query_as(crate::sql::COUNT_LIVE_ALL)
+                    .fetch_one(self.reader())
+                    .await?
+            }
+        };
         Ok(n)
     }
 

@@ -179,8 +179,14 @@ pub(crate) const IDEMPOTENCY_CLAIM: &str = "INSERT INTO idempotency
 pub(crate) const IDEMPOTENCY_GET: &str = "SELECT request_hash, response_status, response_body
     FROM idempotency WHERE tenant = $1 AND key = $2";
 
-pub(crate) const COUNT_LIVE: &str =
-    "SELECT COUNT(*) FROM jobs WHERE state IN ('open', 'leased') AND ($1 IS NULL OR tenant = $1)";
+/// Binds: tenant. Its live jobs, counted on `jobs_tenant_live` alone (an
+/// `$1 IS NULL OR tenant = $1` form would count every tenant's live jobs on
+/// each publish, so one tenant's backlog would slow every other's publish).
+pub(crate) const COUNT_LIVE_TENANT: &str =
+    "SELECT COUNT(*) FROM jobs WHERE state IN ('open', 'leased') AND tenant = $1";
+/// Every tenant's live jobs.
+pub(crate) const COUNT_LIVE_ALL: &str =
+    "SELECT COUNT(*) FROM jobs WHERE state IN ('open', 'leased')";
 
 /// Live jobs by topic and state, with the earliest `run_at` (open) or lease
 /// grant (leased; `updated_at` for leases granted before `leased_at` existed).

@@ -720,7 +720,7 @@ impl JobStore for SqliteStore {
                     }
                 }
                 if let Some(limit) = p.max_open_per_tenant {
-                    let live = query_one(c, sql::COUNT_LIVE, &[&Some(&job.tenant)], |r| {
+                    let live = query_one(c, sql::COUNT_LIVE_TENANT, &[&job.tenant], |r| {
                         r.get::<_, i64>(0)
                     })?
                     .unwrap_or(0);
@@ -1097,7 +1097,13 @@ impl JobStore for SqliteStore {
     async fn jobs_count_open(&self, scope: &Scope) -> StoreResult<i64> {
         let tenant = scope.tenant().map(str::to_owned);
         self.reader
-            .run(move |c| Ok(query_one(c, sql::COUNT_LIVE, &[&tenant], |r| r.get(0))?.unwrap_or(0)))
+            .run(move |c| {
+                let n = match &tenant {
+                    Some(t) => query_one(c, sql::COUNT_LIVE_TENANT, &[t], |r| r.get(0))?,
+                    None => query_one(c, sql::COUNT_LIVE_ALL, &[], |r| r.get(0))?,
+                };
+                Ok(n.unwrap_or(0))
+            })
             .await
     }
 

@@ -4,6 +4,7 @@ trace that explains it, nothing enqueued), explain, determinism."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from hestiaos import GovernanceBlock, TraceResponse
 
@@ -101,11 +102,15 @@ def test_denied_tenant_is_blocked(gw, denied_tenant_name):
     assert api.explain("run", {"input": "anything"})["decision"] == "BLOCK"
 
 
-def test_unknown_agent_is_404_and_enqueues_nothing(gw, tenant, gov, claimers):
+def test_agents_run_of_an_unknown_agent_is_404_and_enqueues_nothing(gw, tenant, client, gov, claimers):
     before = gov.counts()
-    body = error_of(gov.run(input="hi", agent_id="no-such-agent"), 404, "unknown_agent")
+    with pytest.raises(httpx.HTTPStatusError) as ei:
+        client.agents.run("no-such-agent", "do it")
+    assert ei.value.response.status_code == 404, ei.value
+    body = error_of(gov.agents_run({"agent_id": "no-such-agent", "task": "do it", "config": None}),
+                    404, "unknown_agent")
     assert "no-such-agent" in body["message"], body
-    claimers(gw, tenant).assert_nothing_on(DEFAULT_TOPIC)
+    claimers(gw, tenant).assert_nothing_on(DEFAULT_TOPIC, SUMMARIZE_TOPIC)
     assert gov.counts() == before, "an unknown agent is refused before any decision: no trace"
 
 

@@ -197,5 +197,5 @@ def test_stream_validation_errors_are_json_not_sse(gov):
     error_of(res, 422, "invalid_input")
     res = gov.stream(input="hi", mode_hint="ludicrous")
     error_of(res, 422, "invalid_input")
-    res = gov.stream(input="hi", agent_id="nobody-knows-me")
-    error_of(res, 404, "unknown_agent")
+    res = gov.stream(input="hi", timeout_ms=0)
+    error_of(res, 422, "invalid_input")

@@ -32,8 +32,11 @@ def tokens() -> Dict[str, str]:
 @pytest.fixture(scope="module")
 def jwks_gw() -> Iterator[Gateway]:
     """A gateway verifying RS256/EdDSA with the fixture JWK Set and Ed25519 PEM."""
+    # The fixture tokens (made once, offline) live until 2100: far over the
+    # default jwt.max_ttl_secs, so this gateway lifts the bound.
     with running_gateway({"AGW_JWT_JWKS_FILE": str(FIXTURES / "jwks.json"),
-                          "AGW_JWT_PUBLIC_KEYS": str(FIXTURES / "ed25519.pem")},
+                          "AGW_JWT_PUBLIC_KEYS": str(FIXTURES / "ed25519.pem"),
+                          "AGW_JWT_MAX_TTL_SECS": "0"},
                          name="neuron-jwks") as g:
         yield g
 

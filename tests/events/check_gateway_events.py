@@ -60,7 +60,9 @@ def export_all(base: str, admin_key: str) -> Tuple[List[str], int]:
         pages += 1
         if status != 200:
             raise RuntimeError(f"GET {url} -> {status} {body[:300]!r}")
-        page = [ln for ln in body.decode("utf-8").splitlines() if ln.strip()]
+        # JSONL lines end at "\n" only: str.splitlines() would also cut inside JSON
+        # strings at U+0085, U+2028 and the other characters it counts as line ends.
+        page = [ln for ln in body.decode("utf-8").split("\n") if ln.strip()]
         lines += page
         nxt = headers.get("x-next-after")
         if nxt is None:

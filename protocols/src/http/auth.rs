@@ -78,8 +78,8 @@ pub struct AuthSettings {
     pub jwt_keys: Vec<agw_config::JwtKey>,
     /// Required `iss` of bearer JWTs (and the `iss` of minted ones).
     pub jwt_issuer: Option<String>,
-    /// Longest lifetime of minted and accepted JWTs, seconds.
-    pub jwt_max_ttl_secs: i64,
+    /// Longest lifetime of minted and accepted JWTs, seconds (`None`: unbounded).
+    pub jwt_max_ttl_secs: Option<i64>,
     /// Clock skew allowed on `exp` / `nbf`, seconds.
     pub jwt_leeway_secs: i64,
 }
@@ -379,11 +379,11 @@ impl Authenticator {
         let sent: i64 = ts.parse().map_err(|_| {
             ApiError::InvalidSignature("X-Timestamp must be integer Unix seconds".into())
         })?;
-        let now = Utc::now().timestamp();
-        if (now - sent).abs() > self.settings.window_secs {
+        // In i128: `now - sent` overflows an i64 for a timestamp near i64::MIN.
+        let skew = i128::from(Utc::now().timestamp()) - i128::from(sent);
+        if skew.abs() > i128::from(self.settings.window_secs) {
             return Err(ApiError::InvalidSignature(format!(
-                "X-Timestamp is {}s from server time (window ±{}s)",
-                now - sent,
+                "X-Timestamp is {skew}s from server time (window ±{}s)",
                 self.settings.window_secs
             )));
         }
@@ -468,7 +468,7 @@ impl Authenticator {
                 let rules = super::jwt::Validation {
                     audience: &self.settings.jwt_audience,
                     issuer: self.settings.jwt_issuer.as_deref(),
-                    max_ttl_secs: Some(self.settings.jwt_max_ttl_secs),
+                    max_ttl_secs: self.settings.jwt_max_ttl_secs,
                     leeway_secs: self.settings.jwt_leeway_secs,
                 };
                 let claims = super::jwt::decode_validated(
@@ -519,7 +519,9 @@ impl Authenticator {
             },
             sub,
             tenant,
-            ttl_secs.min(self.settings.jwt_max_ttl_secs),
+            self.settings
+                .jwt_max_ttl_secs
+                .map_or(ttl_secs, |max| ttl_secs.min(max)),
         )
     }
 }
@@ -906,5 +908,127 @@ mod tests {
             "refilled"
         );
         assert!(RateLimiter::new(0).check_at("a", t).is_ok(), "0 disables");
+    }
+
+    // Properties of the strict-mode signature (`verify_signature` is private,
+    // so they live here; `canonical_query` is covered in `tests/props.rs`).
+
+    use proptest::prelude::*;
+
+    /// The signed fields other than key and method.
+    #[derive(Debug, Clone)]
+    struct Signed {
+        path: String,
+        ts: String,
+        nonce: String,
+        body: Vec<u8>,
+    }
+
+    fn signed() -> impl Strategy<Value = Signed> {
+        (
+            any::<String>(),
+            prop_oneof!["-?[0-9]{1,19}", any::<String>()],
+            any::<String>(),
+            prop::collection::vec(any::<u8>(), 0..256),
+        )
+            .prop_map(|(path, ts, nonce, body)| Signed {
+                path,
+                ts,
+                nonce,
+                body,
+            })
+    }
+
+    fn verifies(key: &str, method: &str, s: &Signed, sig: &str) -> bool {
+        verify_signature(key, method, &s.path, &s.ts, &s.nonce, &s.body, sig)
+    }
+
+    /// `text` with its `at`-th character (mod length) replaced by another
+    /// one, or a character appended when it is empty.
+    fn change_char(text: &str, at: prop::sample::Index, to: char) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        if chars.is_empty() {
+            chars.push(to);
+        } else {
+            let i = at.index(chars.len());
+            chars[i] = [to, 'x', 'y']
+                .into_iter()
+                .find(|&c| c != chars[i])
+                .unwrap_or(to);
+        }
+        chars.into_iter().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn what_sign_makes_verifies(
+            key in any::<String>(),
+            method in "[A-Za-z]{1,10}",
+            s in signed(),
+        ) {
+            let sig = sign(&key, &method, &s.path, &s.ts, &s.nonce, &s.body);
+            prop_assert_eq!(sig.len(), 64);
+            prop_assert!(sig.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            prop_assert!(verifies(&key, &method, &s, &sig));
+            // The method is compared uppercased; hex in either case, and
+            // whitespace around the header value, are accepted.
+            prop_assert!(verifies(&key, &method.to_ascii_lowercase(), &s, &sig));
+            prop_assert!(verifies(&key, &method.to_ascii_uppercase(), &s, &sig.to_ascii_uppercase()));
+            let padded = format!(" {sig}\t");
+            prop_assert!(verifies(&key, &method, &s, &padded));
+        }
+
+        #[test]
+        fn any_changed_byte_breaks_the_signature(
+            key in any::<String>(),
+            method in "[A-Z]{1,10}",
+            s in signed(),
+            field in 0..5_usize,
+            at in any::<prop::sample::Index>(),
+            to in any::<char>(),
+            flip in 1..=255_u8,
+        ) {
+            let sig = sign(&key, &method, &s.path, &s.ts, &s.nonce, &s.body);
+            let mut t = s.clone();
+            let key = match field {
+                0 => {
+                    t.path = change_char(&s.path, at, to);
+                    key
+                }
+                1 => {
+                    t.ts = change_char(&s.ts, at, to);
+                    key
+                }
+                2 => {
+                    t.nonce = change_char(&s.nonce, at, to);
+                    key
+                }
+                3 => {
+                    if t.body.is_empty() {
+                        t.body.push(flip);
+                    } else {
+                        let i = at.index(t.body.len());
+                        t.body[i] ^= flip;
+                    }
+                    key
+                }
+                // HMAC zero-pads short keys, so "" and "\0" are one key.
+                _ => change_char(&key, at, if to == '\0' { 'k' } else { to }),
+            };
+            prop_assert!(!verifies(&key, &method, &t, &sig));
+        }
+
+        #[test]
+        fn any_other_signature_is_refused(
+            key in any::<String>(),
+            s in signed(),
+            sig in prop_oneof!["[0-9a-fA-F]{0,80}", any::<String>()],
+        ) {
+            let good = sign(&key, "POST", &s.path, &s.ts, &s.nonce, &s.body);
+            prop_assume!(!sig.trim().eq_ignore_ascii_case(&good));
+            prop_assert!(!verifies(&key, "POST", &s, &sig));
+        }
     }
 }

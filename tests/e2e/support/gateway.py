@@ -122,11 +122,13 @@ class Gateway:
     """Handle on one running gateway process."""
 
     def __init__(self, settings: Optional[Dict[str, str]] = None, name: str = "gw",
-                 config: Optional[str] = None):
+                 config: Optional[str] = None, bare: bool = False):
+        """`bare`: the default configuration -- only AGW_LISTEN, AGW_DATABASE_URL and
+        AGW_ADMIN_KEY are set (no BASE_SETTINGS, no JWT secret)."""
         self.name = name
         self.admin_key = "adm_" + secrets.token_hex(16)
-        self.jwt_secret = "jwt_" + secrets.token_hex(24)
-        self.settings = dict(BASE_SETTINGS)
+        self.jwt_secret: Optional[str] = None if bare else "jwt_" + secrets.token_hex(24)
+        self.settings = {} if bare else dict(BASE_SETTINGS)
         if settings:
             self.settings.update({k: str(v) for k, v in settings.items()})
         self.workdir = Path(tempfile.mkdtemp(prefix=f"agw-e2e-{name}-"))
@@ -190,8 +192,9 @@ class Gateway:
                     "AGW_LISTEN": f"127.0.0.1:{self.port}",
                     "AGW_DATABASE_URL": db_url,
                     "AGW_ADMIN_KEY": self.admin_key,
-                    "AGW_JWT_SECRET": self.jwt_secret,
                 })
+                if self.jwt_secret is not None:
+                    env["AGW_JWT_SECRET"] = self.jwt_secret
                 env.setdefault("RUST_BACKTRACE", "1")
                 self.env = env
                 with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
@@ -455,13 +458,14 @@ def remove_work_dirs(exitstatus) -> None:
 
 @contextmanager
 def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
-                    config: Optional[str] = None) -> Iterator[Gateway]:
-    """Start a gateway (with `config` as its config file, if given), yield it,
-    check its execution events, SIGTERM it and require a clean exit (code 0)
-    and events that verify (before its PostgreSQL database is dropped)."""
+                    config: Optional[str] = None, bare: bool = False) -> Iterator[Gateway]:
+    """Start a gateway (with `config` as its config file, if given; `bare`: the
+    default configuration, see Gateway), yield it, check its execution events,
+    SIGTERM it and require a clean exit (code 0) and events that verify (before
+    its PostgreSQL database is dropped)."""
     import pytest
 
-    g = Gateway(settings, name=name, config=config)
+    g = Gateway(settings, name=name, config=config, bare=bare)
     ALL_GATEWAYS.append(g)
     g.start()
     try:
