@@ -3,14 +3,15 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|all]
+#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|all]
 #   (default all; policy = only the policy evaluation example, which "all" runs
 #   first; events = job throughput with execution events and OTLP export off /
 #   on, both stores; events-load = the same modes at a fixed offered load, in
 #   CPU per cycle and latency; events-ir = the same modes in instructions per
 #   cycle under valgrind's callgrind; noisy = 8-worker cycles with and without
-#   another tenant's private backlog on the same goal, both stores; none of the
-#   last three is part of "all")
+#   another tenant's private backlog on the same goal, both stores; layers =
+#   8-worker SQLite cycles of a BENCH_BASELINE build against this tree on its
+#   default limits; none of the last four is part of "all")
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
@@ -226,6 +227,37 @@ noisy() { # $1 = store name
   [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
 }
 
+# The request layers' cost: 8-worker cycles on SQLite, alternating between a
+# baseline build (BENCH_BASELINE, e.g. one built from an older commit, its rate
+# limit off) and this tree's build on its default limits (tenant rate limit,
+# pre-auth limit, in-flight limits, the edge's timeouts all on).
+layers() {
+  local round which url rate
+  [ -n "${BENCH_BASELINE:-}" ] || { echo "layers: set BENCH_BASELINE to a baseline agent-gateway binary" >&2; exit 1; }
+  echo "## request layers: 8 workers, SQLite, ${DURATION} per run; baseline $BENCH_BASELINE vs this tree (defaults)"
+  for round in 1 2 3; do
+    for which in baseline tree; do
+      url="$(fresh_events_db sqlite)"
+      if [ "$which" = baseline ]; then
+        GATEWAY_BIN="$BENCH_BASELINE" start_gateway "$url"
+      else
+        # Nothing lifted: the load keeps at most 16 intents open, under the
+        # default cap of 100, and every request limit stays at its default.
+        PORT="$(free_port)"
+        env AGW_LISTEN="127.0.0.1:$PORT" AGW_DATABASE_URL="$url" AGW_ADMIN_KEY="$ADMIN_KEY" \
+          AGW_JWT_SECRET="$JWT_SECRET" RUST_LOG=warn \
+          "$TARGET/agent-gateway" serve --config "$WORK/gateway.toml" 2>"$WORK/gateway.log" &
+        GW_PID=$!
+        for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+      fi
+      rate="$("$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 \
+        --duration "$DURATION" | awk '$1=="cycles/s" {print $2} $1=="errors" {e=$2} END {print "errors", e}' | paste -sd' ')"
+      stop_gateway
+      echo "round $round  $which  cycles/s $rate"
+    done
+  done
+}
+
 # The same modes, counted in instructions instead of seconds: the gateway runs
 # under valgrind's callgrind (instrumentation on once it is ready, so startup
 # is left out) while agw-loadgen drives it as above; the instructions of every
@@ -287,6 +319,9 @@ fi
 if [ "$WHICH" = events-load ]; then
   events_load sqlite "$LOAD_RATE_SQLITE"
   events_load postgres "$LOAD_RATE_PG"
+fi
+if [ "$WHICH" = layers ]; then
+  layers
 fi
 if [ "$WHICH" = noisy ]; then
   noisy sqlite
