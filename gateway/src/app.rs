@@ -50,7 +50,20 @@ pub struct AppState {
     pub(crate) system: Arc<System>,
     pub(crate) event_schema: Arc<jsonschema::Validator>,
     pub(crate) in_flight: Arc<crate::limit::InFlightLimits>,
+    /// The last queue figures read for `/metrics`, and when.
+    pub(crate) queue_figures: Arc<tokio::sync::Mutex<Option<QueueFigures>>>,
 }
+
+/// Queue figures read from the store for `/metrics`.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueFigures {
+    read_at: tokio::time::Instant,
+    stats: Arc<Vec<agw_storage::JobStats>>,
+}
+
+/// How long `/metrics` reuses the store's queue figures: an unauthenticated
+/// scrape (or a flood of them) costs the store at most one query per period.
+const QUEUE_FIGURES_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AppState {
     /// State over `store` with the admin key whose SHA-256 hex is `admin_key_hash`.
@@ -112,6 +125,7 @@ impl AppState {
             config.limits.max_in_flight_per_route,
         ));
         Ok(Self {
+            queue_figures: Arc::default(),
             in_flight,
             event_schema,
             store,
@@ -261,16 +275,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
 /// from one read-only store query, open streams). A store failure leaves the
 /// queue series out rather than failing the scrape.
 async fn metrics(State(s): State<AppState>) -> Response {
-    let queues = s
-        .store
-        .jobs_stats()
-        .await
-        .inspect_err(|e| tracing::warn!(error = %e, "queue figures unavailable for /metrics"))
-        .ok();
+    let queues = queue_figures(&s).await;
     let decisions = s.gov_metrics.decisions().map(|(v, n)| (v.as_str(), n));
     let body = s.metrics.render(&Scrape {
         now: chrono::Utc::now(),
-        queues: queues.as_deref(),
+        queues: queues.as_deref().map(Vec::as_slice),
         decisions: &decisions,
         neuron_sessions: s.hub.len() as u64,
         governance_streams: s.gov_metrics.open_streams(),
@@ -283,6 +292,32 @@ async fn metrics(State(s): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The queue figures, read from the store at most once per
+/// [`QUEUE_FIGURES_TTL`] (concurrent scrapes wait for one read).
+async fn queue_figures(s: &AppState) -> Option<Arc<Vec<agw_storage::JobStats>>> {
+    let mut cached = s.queue_figures.lock().await;
+    let now = tokio::time::Instant::now();
+    if let Some(f) = cached.as_ref()
+        && now.duration_since(f.read_at) < QUEUE_FIGURES_TTL
+    {
+        return Some(f.stats.clone());
+    }
+    match s.store.jobs_stats().await {
+        Ok(stats) => {
+            let stats = Arc::new(stats);
+            *cached = Some(QueueFigures {
+                read_at: now,
+                stats: stats.clone(),
+            });
+            Some(stats)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "queue figures unavailable for /metrics");
+            None
+        }
+    }
 }
 
 /// Logs the real cause of a 5xx inside the request's span; clients see only a generic body.

@@ -50,9 +50,22 @@ impl Session {
         holder_key(&self.tenant, &self.neuron_id)
     }
 
-    /// Queues a frame; `false` when the stream is gone.
+    /// Queues a frame without waiting; `false` when the stream is gone or its
+    /// queue is full (a client that stopped reading). For notices (cancel,
+    /// revocation) that may be dropped: the lease state they describe is in
+    /// the store either way.
     pub fn send(&self, frame: ServerFrame) -> bool {
         self.tx.try_send(frame).is_ok()
+    }
+
+    /// Queues a frame, waiting for room while the client is slow to read;
+    /// `false` only once the session is closed. Leases go this way: a full
+    /// queue holds the dispatcher back instead of ending it.
+    pub async fn send_waiting(&self, frame: ServerFrame) -> bool {
+        tokio::select! {
+            sent = self.tx.send(frame) => sent.is_ok(),
+            () = self.closed.cancelled() => false,
+        }
     }
 
     /// Replaces the capability set and wakes the dispatcher.
@@ -358,7 +371,7 @@ pub async fn dispatch(
                         if let ServerFrame::Lease { lease, .. } = &frame {
                             session.track(&job.id, &cap.kind, &lease.lease_id);
                         }
-                        if !session.send(frame) {
+                        if !session.send_waiting(frame).await {
                             // The stream is gone; the lease lapses after its TTL.
                             return;
                         }
@@ -394,6 +407,41 @@ pub async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn notice() -> ServerFrame {
+        ServerFrame::Cancel {
+            lease_id: "j.t".into(),
+            reason: "test".into(),
+            cancelled_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    /// A full queue (a client that stopped reading) makes a lease wait for
+    /// room, not fail; only a closed session ends the wait.
+    #[tokio::test]
+    async fn a_full_queue_holds_a_lease_back_until_room_or_close() {
+        let hub = Hub::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        let s = hub.open("acme", "n1", tx);
+        assert!(s.send(notice()));
+        assert!(!s.send(notice()), "full: a notice is dropped");
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move { s.send_waiting(notice()).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "waits while full");
+        assert!(rx.recv().await.is_some());
+        assert!(waiting.await.unwrap(), "delivered once there is room");
+        // Full again, then the session closes: the wait ends with false.
+        let blocked = {
+            let s = s.clone();
+            tokio::spawn(async move { s.send_waiting(notice()).await })
+        };
+        tokio::task::yield_now().await;
+        s.closed.cancel();
+        assert!(!blocked.await.unwrap());
+    }
 
     #[test]
     fn holder_index_follows_leases_across_reconnects() {
