@@ -99,6 +99,9 @@ pub struct EventsSettings {
     /// File holding the instance's Ed25519 seed (base64); created on first
     /// start. Unset: the seed is generated once and kept in the store.
     pub key_file: Option<PathBuf>,
+    /// Execution events and ingested events are purged this many hours after
+    /// they completed / arrived (`retention_hours`); 0 = kept for ever.
+    pub retention_hours: u64,
 }
 
 /// Keys redacted from captured payloads unless configured otherwise.
@@ -385,6 +388,7 @@ impl Loader<'_> {
                 .opt::<String>(s, "key_file")
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            retention_hours: self.get(s, "retention_hours", 90 * 24),
         }
     }
 }
@@ -791,6 +795,7 @@ impl Config {
         if let Some(p) = &self.events.key_file {
             ev.insert("key_file".into(), p.display().to_string().into());
         }
+        ev.insert("retention_hours".into(), int(self.events.retention_hours));
         t.insert("events".into(), ev.into());
         if let Ok(g) = toml::Value::try_from(&self.governance) {
             t.insert("governance".into(), g);

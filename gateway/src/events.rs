@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 
 use agw_config::{Config, EventsSettings, ProcessEnv};
-use agw_storage::events::{CaptureMode, EventPublicKey, EventSigner, verify_chain};
+use agw_storage::events::{CaptureMode, ChainVerifier, EventPublicKey, EventSigner};
 use agw_storage::{EventKey, EventLog, EventQuery, JobStore, Scope, Store};
 
 /// Events read per page by `verify`.
@@ -112,9 +112,14 @@ pub(crate) async fn verify(config: Option<PathBuf>) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("published key {}: {e}", k.key_id))
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut events = Vec::new();
+    // Page by page, keeping one head per chain: memory follows the number
+    // of chains, not of events. With retention on, a chain whose first
+    // events were purged starts at its oldest kept event (a checkpoint).
+    let retention = cfg.events.retention_hours > 0;
+    let mut verifier = ChainVerifier::new(|id: &str| keys.get(id).copied(), retention);
     let mut after = 0;
-    loop {
+    let mut broken = None;
+    'pages: loop {
         let page = store
             .events_list(EventQuery {
                 scope: Scope::All,
@@ -130,19 +135,27 @@ pub(crate) async fn verify(config: Option<PathBuf>) -> anyhow::Result<()> {
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        events.extend(page.into_iter().map(|e| e.event));
+        for stored in &page {
+            if let Err(e) = verifier.push(&stored.event) {
+                broken = Some(e);
+                break 'pages;
+            }
+        }
     }
     store.close().await;
-    match verify_chain(&events, |id| keys.get(id).copied()) {
-        Ok(s) => {
-            println!(
-                "ok: {} events in {} chains verified ({} keys)",
-                s.events,
-                s.chains,
-                keys.len()
-            );
-            Ok(())
-        }
-        Err(e) => anyhow::bail!("event chain broken: {e}"),
+    if let Some(e) = broken {
+        anyhow::bail!("event chain broken: {e}");
     }
+    let s = verifier.summary();
+    let checkpoints = match verifier.checkpoint_chains() {
+        0 => String::new(),
+        n => format!(", {n} starting at a retention checkpoint"),
+    };
+    println!(
+        "ok: {} events in {} chains verified ({} keys{checkpoints})",
+        s.events,
+        s.chains,
+        keys.len()
+    );
+    Ok(())
 }

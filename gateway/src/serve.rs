@@ -59,6 +59,7 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let sweep_cfg = cfg.store.clone();
     let edge = crate::edge::EdgeSettings::from_limits(&cfg.limits);
+    let events_retention_hours = cfg.events.retention_hours;
     let state = AppState::new(
         store.clone(),
         cfg,
@@ -77,6 +78,7 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         sweep_cfg,
         state.metrics.clone(),
         state.hub.clone(),
+        events_retention_hours,
         shutdown.clone(),
     ));
     let app = build_app(state);

@@ -25,6 +25,7 @@ pub(crate) async fn run(
     cfg: StoreSettings,
     metrics: Metrics,
     hub: Arc<Hub>,
+    events_retention_hours: u64,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.sweep_interval_ms));
@@ -88,16 +89,23 @@ pub(crate) async fn run(
             match store
                 .jobs_purge(PurgeParams {
                     completed_before: cutoff,
+                    events_before: (events_retention_hours > 0).then(|| {
+                        now - chrono::Duration::hours(
+                            i64::try_from(events_retention_hours).unwrap_or(i64::MAX / 7200),
+                        )
+                    }),
                     now: Some(now),
                 })
                 .await
             {
-                Ok(r) if r.jobs + r.kv + r.nonces + r.idempotency > 0 => {
+                Ok(r) if r.jobs + r.kv + r.nonces + r.idempotency + r.events + r.ingested > 0 => {
                     tracing::info!(
                         jobs = r.jobs,
                         kv = r.kv,
                         nonces = r.nonces,
                         idempotency = r.idempotency,
+                        events = r.events,
+                        ingested = r.ingested,
                         "purged"
                     );
                 }

@@ -464,6 +464,9 @@ pub struct JobStats {
 pub struct PurgeParams {
     /// Terminal jobs completed before this instant are deleted.
     pub completed_before: DateTime<Utc>,
+    /// Execution events completed, and ingested events received, before this
+    /// instant are deleted (`None`: kept).
+    pub events_before: Option<DateTime<Utc>>,
     /// The clock (expired KV entries, nonces and idempotency records go too).
     pub now: Option<DateTime<Utc>>,
 }
@@ -483,6 +486,10 @@ pub struct PurgeReport {
     pub devices: u64,
     /// Governance traces past retention.
     pub traces: u64,
+    /// Execution events past their retention.
+    pub events: u64,
+    /// Ingested events past their retention.
+    pub ingested: u64,
 }
 
 /// Parameters of [`crate::JobStore::kv_set`].

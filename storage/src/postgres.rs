@@ -617,6 +617,14 @@ impl crate::JobStore for PgStore {
             idempotency: run(crate::sql::PURGE_IDEMPOTENCY, now_ms).await?,
             devices: run(crate::sql::PURGE_DEVICES, now_ms).await?,
             traces: run(crate::sql::PURGE_TRACES, to_ms(p.completed_before)).await?,
+            events: match p.events_before {
+                Some(t) => run(crate::sql::PURGE_EVENTS, to_ms(t)).await?,
+                None => 0,
+            },
+            ingested: match p.events_before {
+                Some(t) => run(crate::sql::PURGE_INGESTED, to_ms(t)).await?,
+                None => 0,
+            },
         })
     }
 

@@ -322,6 +322,12 @@ pub(crate) const TRACE_GET: &str = "SELECT id, tenant, kind, decision, reason, r
 pub(crate) const TRACE_COUNTS: &str = "SELECT decision, COUNT(*) FROM gov_traces
     WHERE ($1 IS NULL OR tenant = $1) AND created_at > $2 GROUP BY decision ORDER BY decision";
 pub(crate) const PURGE_TRACES: &str = "DELETE FROM gov_traces WHERE created_at < $1";
+/// Binds: before. The newest event always stays, so `seq` (a SQLite rowid:
+/// the largest plus one) never goes back for readers paging by it.
+pub(crate) const PURGE_EVENTS: &str = "DELETE FROM events WHERE completed_at < $1
+    AND seq < (SELECT MAX(seq) FROM events)";
+/// Binds: before.
+pub(crate) const PURGE_INGESTED: &str = "DELETE FROM ingested_events WHERE received_at < $1";
 
 pub(crate) const SECRET_PUT: &str = "INSERT INTO secrets (tenant, name, provider,
     allowed_tools, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -359,7 +365,7 @@ pub(crate) const EVENT_KEYS: &str =
     "SELECT key_id, public_key, created_at FROM event_keys ORDER BY created_at, key_id";
 pub(crate) const INGEST_INSERT: &str = "INSERT INTO ingested_events (event_id, tenant,
     correlation_id, received_at, body) VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (event_id) DO NOTHING";
+    ON CONFLICT (tenant, event_id) DO NOTHING";
 /// Binds: after seq, tenant, correlation id, limit.
 pub(crate) const INGEST_LIST: &str = "SELECT seq, body FROM ingested_events WHERE seq > $1
     AND ($2 IS NULL OR tenant = $2) AND ($3 IS NULL OR correlation_id = $3)

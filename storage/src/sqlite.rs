@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0008_claim_by_tenant.sql"),
     ),
     (9, include_str!("../migrations/sqlite/0009_revocation.sql")),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_event_retention.sql"),
+    ),
 ];
 
 /// Most operations one group commit takes.
@@ -1077,6 +1081,14 @@ impl JobStore for SqliteStore {
                     nonces: exec(c, sql::PURGE_NONCES, &[&now])? as u64,
                     idempotency: exec(c, sql::PURGE_IDEMPOTENCY, &[&now])? as u64,
                     traces: exec(c, sql::PURGE_TRACES, &[&to_ms(p.completed_before)])? as u64,
+                    events: match p.events_before {
+                        Some(t) => exec(c, sql::PURGE_EVENTS, &[&to_ms(t)])? as u64,
+                        None => 0,
+                    },
+                    ingested: match p.events_before {
+                        Some(t) => exec(c, sql::PURGE_INGESTED, &[&to_ms(t)])? as u64,
+                        None => 0,
+                    },
                 })
             })
             .await
@@ -1749,8 +1761,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            indexes, 2,
-            "the unique (correlation_id, chain_position) and (tenant, seq)"
+            indexes, 3,
+            "the unique (correlation_id, chain_position), (tenant, seq) and (completed_at)"
         );
     }
 }

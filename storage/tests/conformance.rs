@@ -900,6 +900,7 @@ async fn retention_purge(s: Store) {
     let kept = s
         .jobs_purge(PurgeParams {
             completed_before: t0(),
+            events_before: None,
             now: Some(t0()),
         })
         .await
@@ -908,6 +909,7 @@ async fn retention_purge(s: Store) {
     let r = s
         .jobs_purge(PurgeParams {
             completed_before: t0() + Duration::seconds(1),
+            events_before: None,
             now: Some(t0() + Duration::seconds(5)),
         })
         .await
@@ -1490,6 +1492,7 @@ async fn traces_settle_scope_and_count(s: Store) {
     let report = s
         .jobs_purge(PurgeParams {
             completed_before: t + Duration::seconds(90),
+            events_before: None,
             now: Some(t + Duration::days(30)),
         })
         .await
@@ -1692,6 +1695,68 @@ async fn all_events(s: &Store, scope: Scope) -> Vec<events::ExecutionEvent> {
     .into_iter()
     .map(|e| e.event)
     .collect()
+}
+
+/// Events past their retention are purged with the jobs' purge, by the time
+/// they completed, except the newest (so `seq` never goes back); ingested
+/// events by the time they arrived.
+async fn events_and_ingested_events_expire(s: Store) {
+    enable_events(&s);
+    let t = t0();
+    for hour in 0..3 {
+        let at = t + Duration::hours(hour);
+        let j = insert_at(&s, new_job("acme", "ev/purge"), at).await;
+        let c = claim_one(&s, claim("acme", Some("ev/purge"), "w", at))
+            .await
+            .expect("claim");
+        assert_eq!(c.id, j.id);
+        s.job_complete(complete(&j.id, token(&c), at))
+            .await
+            .expect("complete");
+    }
+    let before = all_events(&s, Scope::All).await;
+    assert_eq!(before.len(), 3);
+    let ingest = |id: &str, at| IngestedEvent {
+        tenant: "acme".into(),
+        event_id: id.into(),
+        correlation_id: "c".into(),
+        body: json!({"event_id": id}),
+        received_at: at,
+    };
+    assert!(s.event_ingest(ingest("old", t)).await.unwrap());
+    assert!(
+        s.event_ingest(ingest("new", t + Duration::hours(2)))
+            .await
+            .unwrap()
+    );
+    let purge = |before| PurgeParams {
+        completed_before: t - Duration::days(1),
+        events_before: Some(before),
+        now: Some(t),
+    };
+    let r = s
+        .jobs_purge(purge(t + Duration::minutes(90)))
+        .await
+        .unwrap();
+    assert_eq!((r.events, r.ingested), (2, 1));
+    let left = all_events(&s, Scope::All).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event_id, before[2].event_id, "the newest stays");
+    let ingested = s.events_ingested(&Scope::All, None, 0, 10).await.unwrap();
+    assert_eq!(ingested.len(), 1);
+    // Past retention, but the newest event stays.
+    let r = s.jobs_purge(purge(t + Duration::days(9))).await.unwrap();
+    assert_eq!((r.events, r.ingested), (0, 1));
+    assert_eq!(all_events(&s, Scope::All).await.len(), 1);
+    // Without an event cutoff nothing of them goes.
+    let r = s
+        .jobs_purge(PurgeParams {
+            events_before: None,
+            ..purge(t)
+        })
+        .await
+        .unwrap();
+    assert_eq!((r.events, r.ingested), (0, 0));
 }
 
 async fn settlements_write_signed_chained_events(s: Store) {
@@ -1907,6 +1972,10 @@ async fn event_keys_and_ingest(s: Store) {
     };
     assert!(s.event_ingest(ev("e1", "acme")).await.unwrap());
     assert!(
+        s.event_ingest(ev("e1", "zeta")).await.unwrap(),
+        "ids are unique per tenant: another tenant's e1 is its own"
+    );
+    assert!(
         !s.event_ingest(ev("e1", "acme")).await.unwrap(),
         "duplicates ignored"
     );
@@ -1926,7 +1995,7 @@ async fn event_keys_and_ingest(s: Store) {
             .await
             .unwrap()
             .len(),
-        2
+        3
     );
 }
 
@@ -1949,7 +2018,7 @@ macro_rules! conformance {
                 failing_operation_spares_concurrent_ones, progress_needs_the_live_lease, device_flow,
                 leases_by_holder, job_events_for_watched_jobs_only,
                 traces_settle_scope_and_count, secrets_per_tenant,
-                settlements_write_signed_chained_events, event_keys_and_ingest,
+                settlements_write_signed_chained_events, events_and_ingested_events_expire, event_keys_and_ingest,
                 capability_schemas_put_get_delete, job_stats_by_topic_and_state);
         }
     };

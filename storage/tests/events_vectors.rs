@@ -480,3 +480,51 @@ fn write_interop_jsonl() {
     std::fs::write(dir.join("hashes.json"), Value::Array(expected).to_string()).expect("write");
     println!("wrote {} events to {}", events.len(), dir.display());
 }
+
+/// After retention purged the start of a chain, the strict check refuses it,
+/// and the checkpoint mode takes its first kept event as the checkpoint: the
+/// rest must still link to it, and a gap after it is still a break.
+#[test]
+fn retention_checkpoints_verify_the_rest_of_a_chain() {
+    let signer = EventSigner::generate("inst_gw").expect("key");
+    let events = chain_of_three(&signer, "corr_1");
+    let kept = &events[1..];
+    assert!(matches!(
+        verify_chain(kept, keys_of(&signer)),
+        Err(ChainError {
+            kind: ChainErrorKind::BadPosition { .. },
+            ..
+        })
+    ));
+    let mut v = ChainVerifier::new(keys_of(&signer), true);
+    for e in kept {
+        v.push(e).expect("verifies from the checkpoint");
+    }
+    assert_eq!(
+        (v.summary(), v.checkpoint_chains()),
+        (
+            ChainSummary {
+                events: 2,
+                chains: 1
+            },
+            1
+        )
+    );
+    // A whole chain from position 1 is no checkpoint.
+    let mut v = ChainVerifier::new(keys_of(&signer), true);
+    for e in &events {
+        v.push(e).expect("verifies");
+    }
+    assert_eq!(v.checkpoint_chains(), 0);
+    // A gap after the checkpoint still breaks the chain.
+    let mut v = ChainVerifier::new(keys_of(&signer), true);
+    v.push(&events[0]).expect("first");
+    let err = v.push(&events[2]).expect_err("position 3 after 1");
+    assert!(matches!(
+        err.kind,
+        ChainErrorKind::BadPosition {
+            expected: 2,
+            found: 3
+        }
+    ));
+}

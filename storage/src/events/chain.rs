@@ -109,15 +109,53 @@ where
     I: IntoIterator<Item = &'a ExecutionEvent>,
     K: Fn(&str) -> Option<EventPublicKey>,
 {
-    // correlation id → (events seen, hash of the last one)
-    let mut heads: HashMap<&'a str, (u64, String)> = HashMap::new();
-    let mut count = 0;
-    for (index, event) in events.into_iter().enumerate() {
-        count += 1;
-        let (seen, expected_prev) = heads
-            .get(event.correlation_id.as_str())
-            .map_or((0, SENTINEL_PREV_HASH), |(n, h)| (*n, h.as_str()));
-        let position = seen + 1;
+    let mut v = ChainVerifier::new(keys, false);
+    for event in events {
+        v.push(event)?;
+    }
+    Ok(v.summary())
+}
+
+/// [`verify_chain`] one event at a time, for stores too large to load: it
+/// keeps one head (position and hash) per chain, not the events.
+///
+/// With `checkpoints`, a chain may begin after position 1 — its earlier
+/// events were purged by retention — and its first kept event is taken as
+/// the chain's checkpoint: its signature is checked, its position and
+/// previous hash are trusted, and every later event must link to it.
+#[derive(Debug)]
+pub struct ChainVerifier<K> {
+    keys: K,
+    checkpoints: bool,
+    heads: HashMap<String, (u64, String)>,
+    events: usize,
+    started_at_checkpoint: usize,
+}
+
+impl<K: Fn(&str) -> Option<EventPublicKey>> ChainVerifier<K> {
+    /// A verifier resolving keys through `keys`.
+    pub fn new(keys: K, checkpoints: bool) -> Self {
+        Self {
+            keys,
+            checkpoints,
+            heads: HashMap::new(),
+            events: 0,
+            started_at_checkpoint: 0,
+        }
+    }
+
+    /// Checks the next event (in chain order).
+    pub fn push(&mut self, event: &ExecutionEvent) -> Result<(), ChainError> {
+        let index = self.events;
+        self.events += 1;
+        let head = self.heads.get(event.correlation_id.as_str());
+        let checkpoint = head.is_none() && self.checkpoints && event.chain_position > 1;
+        let (seen, expected_prev) = head.map_or((0, SENTINEL_PREV_HASH), |(n, h)| (*n, h.as_str()));
+        let position = if checkpoint {
+            event.chain_position
+        } else {
+            seen + 1
+        };
         let fail = |kind| ChainError {
             correlation_id: event.correlation_id.clone(),
             position,
@@ -140,7 +178,7 @@ where
                 instance_id: event.instance_id.clone(),
             }));
         }
-        let key = keys(&signature.key_id).ok_or_else(|| {
+        let key = (self.keys)(&signature.key_id).ok_or_else(|| {
             fail(ChainErrorKind::UnknownKey {
                 key_id: signature.key_id.clone(),
             })
@@ -152,7 +190,7 @@ where
                 found: event.chain_position,
             }));
         }
-        if event.prev_event_hash != expected_prev {
+        if !checkpoint && event.prev_event_hash != expected_prev {
             return Err(fail(ChainErrorKind::BadPrevHash {
                 expected: expected_prev.to_owned(),
                 found: event.prev_event_hash.clone(),
@@ -160,10 +198,24 @@ where
         }
         let hash =
             event_hash(event).map_err(|e| fail(ChainErrorKind::Unhashable(e.to_string())))?;
-        heads.insert(event.correlation_id.as_str(), (position, hash));
+        if checkpoint {
+            self.started_at_checkpoint += 1;
+        }
+        self.heads
+            .insert(event.correlation_id.clone(), (position, hash));
+        Ok(())
     }
-    Ok(ChainSummary {
-        events: count,
-        chains: heads.len(),
-    })
+
+    /// What was checked so far.
+    pub fn summary(&self) -> ChainSummary {
+        ChainSummary {
+            events: self.events,
+            chains: self.heads.len(),
+        }
+    }
+
+    /// How many chains began at a retention checkpoint (after position 1).
+    pub fn checkpoint_chains(&self) -> usize {
+        self.started_at_checkpoint
+    }
 }

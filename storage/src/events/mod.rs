@@ -14,7 +14,7 @@
 //! - `jcs`: RFC 8785 canonical JSON.
 //! - `model`: [`ExecutionEvent`] and its parts, constants, [`ChainLink`], ULIDs.
 //! - `sign`: [`EventSigner`], [`EventPublicKey`], hashing and signature checks.
-//! - `chain`: [`verify_chain`] and [`ChainError`].
+//! - `chain`: [`verify_chain`], the streaming [`ChainVerifier`] and [`ChainError`].
 //! - `redact`: [`CaptureMode`] and [`redact`].
 //! - `compact`: [`to_compact`].
 
@@ -25,7 +25,7 @@ mod model;
 mod redact;
 mod sign;
 
-pub use chain::{ChainError, ChainErrorKind, ChainSummary, verify_chain};
+pub use chain::{ChainError, ChainErrorKind, ChainSummary, ChainVerifier, verify_chain};
 pub use compact::to_compact;
 pub use jcs::CanonError;
 pub use model::{
