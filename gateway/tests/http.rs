@@ -1225,6 +1225,40 @@ async fn dispatches_leave_signed_events_listed_per_tenant() {
     let text =
         String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert_eq!(text.lines().count(), 2);
+    // A streamed export pages with x-next-after: one line, then the other.
+    let page = |after: String| {
+        let app = h.app.clone();
+        let key = key.clone();
+        async move {
+            let res = app
+                .oneshot(bearer(
+                    &key,
+                    "GET",
+                    &format!("/api/v1/events?export=jsonl&limit=1&after={after}"),
+                    Value::Null,
+                ))
+                .await
+                .unwrap();
+            let next = res
+                .headers()
+                .get("x-next-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (String::from_utf8(body.to_vec()).unwrap(), next)
+        }
+    };
+    let (first, next) = page("0".into()).await;
+    let next = next.expect("a full page names where to go on");
+    let (second, _) = page(next.clone()).await;
+    assert_eq!(format!("{first}{second}"), text, "the pages make the whole export");
+    let (rest, none) = page(
+        page(next)
+            .await
+            .1
+            .unwrap_or_else(|| "999999".into()),
+    )
+    .await;
+    assert_eq!((rest.as_str(), none), ("", None), "nothing after the last");
     // Tenant scope, bad filters, keys.
     let other = h.tenant_key("other").await;
     let r = h

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -30,7 +30,7 @@ const SCHEMA: &str =
 
 /// Largest page.
 const MAX_LIMIT: i64 = 1000;
-/// Largest JSONL export page.
+/// Largest JSONL export (streamed in chunks of [`EXPORT_CHUNK`]).
 const MAX_EXPORT: i64 = 10_000;
 /// Largest posted event, bytes.
 const MAX_INGEST_BYTES: usize = 256 * 1024;
@@ -153,59 +153,42 @@ async fn list(
     }
     let after = int_param(&q, "after", 0, i64::MAX)?;
     let limit = int_param(&q, "limit", 100, if jsonl { MAX_EXPORT } else { MAX_LIMIT })?.max(1);
-    let (seqs, bodies): (Vec<i64>, Vec<Value>) = if q.get("source").is_some_and(|v| v == "ingested")
-    {
-        s.store
-            .events_ingested(
-                &p.scope(),
-                q.get("correlation_id").map(String::as_str),
-                after,
-                limit,
-            )
-            .await?
-            .into_iter()
-            .unzip()
-    } else if let Some(src) = q.get("source").filter(|v| *v != "gateway") {
-        return Err(ApiError::InvalidRequest(format!(
-            "source must be gateway or ingested, got {src:?}"
-        )));
-    } else {
-        let events = s
-            .store
-            .events_list(EventQuery {
-                scope: p.scope(),
-                correlation_id: q.get("correlation_id").cloned(),
-                topic: q.get("topic").cloned(),
-                protocol: q.get("protocol").cloned(),
-                status: q.get("status").cloned(),
-                since: time_param(&q, "since")?,
-                until: time_param(&q, "until")?,
-                after_seq: after,
-                limit,
-            })
-            .await?;
-        events
-            .into_iter()
-            .map(|e| {
-                let v = if compact {
-                    to_compact(&e.event)
-                } else {
-                    serde_json::to_value(&e.event).unwrap_or(Value::Null)
-                };
-                (e.seq, v)
-            })
-            .unzip()
-    };
-    // A full page may have more after it.
-    let next = (seqs.len() as i64 == limit)
-        .then(|| seqs.last().copied())
-        .flatten();
-    if jsonl {
-        let mut body = String::new();
-        for v in &bodies {
-            body.push_str(&v.to_string());
-            body.push('\n');
+    let source = match q.get("source").map(String::as_str) {
+        None | Some("gateway") => Source::Gateway(EventQuery {
+            scope: p.scope(),
+            correlation_id: q.get("correlation_id").cloned(),
+            topic: q.get("topic").cloned(),
+            protocol: q.get("protocol").cloned(),
+            status: q.get("status").cloned(),
+            since: time_param(&q, "since")?,
+            until: time_param(&q, "until")?,
+            after_seq: after,
+            limit,
+        }),
+        Some("ingested") => Source::Ingested {
+            scope: p.scope(),
+            correlation_id: q.get("correlation_id").cloned(),
+        },
+        Some(src) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "source must be gateway or ingested, got {src:?}"
+            )));
         }
+    };
+    if jsonl {
+        // The extent of the export first (sequence numbers only), so its
+        // `x-next-after` can lead the body; then the bodies stream out in
+        // chunks, never more than one chunk in memory.
+        let seqs = source.seqs(&s.store, after, limit).await?;
+        let next = (seqs.len() as i64 == limit)
+            .then(|| seqs.last().copied())
+            .flatten();
+        let body = match seqs.last().copied() {
+            Some(last) => {
+                Body::from_stream(export_stream(s.store.clone(), source, compact, after, last))
+            }
+            None => Body::empty(),
+        };
         let mut res = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
         if let Some(n) = next {
             res.headers_mut()
@@ -213,7 +196,130 @@ async fn list(
         }
         return Ok(res);
     }
+    let (seqs, bodies): (Vec<i64>, Vec<Value>) = source
+        .page(&s.store, compact, after, limit)
+        .await?
+        .into_iter()
+        .unzip();
+    // A full page may have more after it.
+    let next = (seqs.len() as i64 == limit)
+        .then(|| seqs.last().copied())
+        .flatten();
     Ok(Json(json!({"events": bodies, "next_after": next})).into_response())
+}
+
+/// Events read per store round trip of a JSONL export.
+const EXPORT_CHUNK: i64 = 500;
+
+/// Which events a list or export reads.
+#[derive(Debug, Clone)]
+enum Source {
+    /// The gateway's own, filtered.
+    Gateway(EventQuery),
+    /// Those workers posted to `/v1/events`.
+    Ingested {
+        scope: agw_storage::Scope,
+        correlation_id: Option<String>,
+    },
+}
+
+impl Source {
+    /// Up to `limit` events after `after`, as (seq, JSON).
+    async fn page(
+        &self,
+        store: &Store,
+        compact: bool,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Value)>, ApiError> {
+        Ok(match self {
+            Self::Gateway(q) => store
+                .events_list(EventQuery {
+                    after_seq: after,
+                    limit,
+                    ..q.clone()
+                })
+                .await?
+                .into_iter()
+                .map(|e| {
+                    let v = if compact {
+                        to_compact(&e.event)
+                    } else {
+                        serde_json::to_value(&e.event).unwrap_or(Value::Null)
+                    };
+                    (e.seq, v)
+                })
+                .collect(),
+            Self::Ingested {
+                scope,
+                correlation_id,
+            } => {
+                store
+                    .events_ingested(scope, correlation_id.as_deref(), after, limit)
+                    .await?
+            }
+        })
+    }
+
+    /// The sequence numbers of [`Source::page`].
+    async fn seqs(&self, store: &Store, after: i64, limit: i64) -> Result<Vec<i64>, ApiError> {
+        Ok(match self {
+            Self::Gateway(q) => {
+                store
+                    .events_seqs(EventQuery {
+                        after_seq: after,
+                        limit,
+                        ..q.clone()
+                    })
+                    .await?
+            }
+            Self::Ingested {
+                scope,
+                correlation_id,
+            } => {
+                store
+                    .events_ingested_seqs(scope, correlation_id.as_deref(), after, limit)
+                    .await?
+            }
+        })
+    }
+}
+
+/// The JSONL lines of the events after `after` up to `last`, a chunk at a
+/// time. A store failure mid-way ends the body with an error (the client
+/// sees a cut response, not a short one that looks whole).
+fn export_stream(
+    store: Store,
+    source: Source,
+    compact: bool,
+    after: i64,
+    last: i64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures_util::stream::unfold(Some(after), move |cursor| {
+        let (store, source) = (store.clone(), source.clone());
+        async move {
+            let after = cursor?;
+            let page = match source.page(&store, compact, after, EXPORT_CHUNK).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event export cut short");
+                    return Some((Err(std::io::Error::other(e.to_string())), None));
+                }
+            };
+            let mut out = String::new();
+            let mut reached = after;
+            for (seq, v) in page.iter().take_while(|(seq, _)| *seq <= last) {
+                out.push_str(&v.to_string());
+                out.push('\n');
+                reached = *seq;
+            }
+            if out.is_empty() {
+                return None;
+            }
+            let more = reached < last && page.len() as i64 == EXPORT_CHUNK;
+            Some((Ok(Bytes::from(out)), more.then_some(reached)))
+        }
+    })
 }
 
 async fn keys(State(s): State<EventsState>) -> Result<Json<Value>, ApiError> {

@@ -981,6 +981,40 @@ impl crate::JobStore for PgStore {
         rows.into_iter().map(crate::row::stored_event).collect()
     }
 
+    async fn events_seqs(&self, q: crate::EventQuery) -> crate::StoreResult<Vec<i64>> {
+        let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(crate::model::to_ms);
+        let rows: Vec<(i64,)> = sqlx::query_as(crate::sql::EVENTS_SEQS)
+            .bind(q.after_seq)
+            .bind(q.scope.tenant())
+            .bind(&q.correlation_id)
+            .bind(&q.topic)
+            .bind(&q.protocol)
+            .bind(&q.status)
+            .bind(ms(q.since))
+            .bind(ms(q.until))
+            .bind(q.limit)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    }
+
+    async fn events_ingested_seqs(
+        &self,
+        scope: &crate::Scope,
+        correlation_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> crate::StoreResult<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(crate::sql::INGEST_SEQS)
+            .bind(after_seq)
+            .bind(scope.tenant())
+            .bind(correlation_id)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    }
+
     async fn event_key_put(&self, k: crate::EventKey) -> crate::StoreResult<()> {
         sqlx::query(crate::sql::EVENT_KEY_PUT)
             .bind(&k.key_id)

@@ -359,6 +359,12 @@ pub(crate) const EVENTS_LIST: &str = "SELECT seq, body FROM events WHERE seq > $
     AND ($4 IS NULL OR topic = $4) AND ($5 IS NULL OR protocol = $5)
     AND ($6 IS NULL OR status = $6) AND ($7 IS NULL OR completed_at >= $7)
     AND ($8 IS NULL OR completed_at < $8) ORDER BY seq LIMIT $9";
+/// [`EVENTS_LIST`]'s sequence numbers only (same binds).
+pub(crate) const EVENTS_SEQS: &str = "SELECT seq FROM events WHERE seq > $1
+    AND ($2 IS NULL OR tenant = $2) AND ($3 IS NULL OR correlation_id = $3)
+    AND ($4 IS NULL OR topic = $4) AND ($5 IS NULL OR protocol = $5)
+    AND ($6 IS NULL OR status = $6) AND ($7 IS NULL OR completed_at >= $7)
+    AND ($8 IS NULL OR completed_at < $8) ORDER BY seq LIMIT $9";
 pub(crate) const EVENT_KEY_PUT: &str = "INSERT INTO event_keys (key_id, public_key, created_at)
     VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
 pub(crate) const EVENT_KEYS: &str =
@@ -368,5 +374,9 @@ pub(crate) const INGEST_INSERT: &str = "INSERT INTO ingested_events (event_id, t
     ON CONFLICT (tenant, event_id) DO NOTHING";
 /// Binds: after seq, tenant, correlation id, limit.
 pub(crate) const INGEST_LIST: &str = "SELECT seq, body FROM ingested_events WHERE seq > $1
+    AND ($2 IS NULL OR tenant = $2) AND ($3 IS NULL OR correlation_id = $3)
+    ORDER BY seq LIMIT $4";
+/// [`INGEST_LIST`]'s sequence numbers only (same binds).
+pub(crate) const INGEST_SEQS: &str = "SELECT seq FROM ingested_events WHERE seq > $1
     AND ($2 IS NULL OR tenant = $2) AND ($3 IS NULL OR correlation_id = $3)
     ORDER BY seq LIMIT $4";

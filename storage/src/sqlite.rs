@@ -1494,6 +1494,53 @@ impl JobStore for SqliteStore {
         rows.into_iter().map(crate::row::stored_event).collect()
     }
 
+    async fn events_seqs(&self, q: EventQuery) -> StoreResult<Vec<i64>> {
+        self.reader
+            .run(move |c| {
+                let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
+                query(
+                    c,
+                    sql::EVENTS_SEQS,
+                    &[
+                        &q.after_seq,
+                        &q.scope.tenant(),
+                        &q.correlation_id,
+                        &q.topic,
+                        &q.protocol,
+                        &q.status,
+                        &ms(q.since),
+                        &ms(q.until),
+                        &q.limit,
+                    ],
+                    |r| r.get(0),
+                )
+            })
+            .await
+    }
+
+    async fn events_ingested_seqs(
+        &self,
+        scope: &Scope,
+        correlation_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<i64>> {
+        let (tenant, corr) = (
+            scope.tenant().map(str::to_owned),
+            correlation_id.map(str::to_owned),
+        );
+        self.reader
+            .run(move |c| {
+                query(
+                    c,
+                    sql::INGEST_SEQS,
+                    &[&after_seq, &tenant, &corr, &limit],
+                    |r| r.get(0),
+                )
+            })
+            .await
+    }
+
     async fn event_key_put(&self, k: EventKey) -> StoreResult<()> {
         self.writer
             .run_one(move |c| {

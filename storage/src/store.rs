@@ -265,6 +265,19 @@ pub trait JobStore: Send + Sync {
         query: EventQuery,
     ) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
 
+    /// The sequence numbers [`JobStore::events_list`] would return for `query`
+    /// (to learn a page's extent without loading its bodies).
+    fn events_seqs(&self, query: EventQuery) -> impl Future<Output = StoreResult<Vec<i64>>> + Send;
+
+    /// The sequence numbers [`JobStore::events_ingested`] would return.
+    fn events_ingested_seqs(
+        &self,
+        scope: &Scope,
+        correlation_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<i64>>> + Send;
+
     /// Publishes a public key that verifies events (kept if the id exists).
     fn event_key_put(&self, key: EventKey) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -463,6 +476,8 @@ delegate! {
     fn schema_get(&self, capability: &str) -> StoreResult<Option<CapabilitySchema>>;
     fn schema_delete(&self, capability: &str) -> StoreResult<bool>;
     fn events_list(&self, query: EventQuery) -> StoreResult<Vec<StoredEvent>>;
+    fn events_seqs(&self, query: EventQuery) -> StoreResult<Vec<i64>>;
+    fn events_ingested_seqs(&self, scope: &Scope, correlation_id: Option<&str>, after_seq: i64, limit: i64) -> StoreResult<Vec<i64>>;
     fn event_key_put(&self, key: EventKey) -> StoreResult<()>;
     fn event_keys(&self) -> StoreResult<Vec<EventKey>>;
     fn event_ingest(&self, event: IngestedEvent) -> StoreResult<bool>;
