@@ -108,7 +108,18 @@ impl EventLog {
     }
 
     /// Captures a payload per the mode; returns it with a redaction summary.
+    /// A payload over [`MAX_CAPTURE_BYTES`] is replaced by a marker naming
+    /// its size and SHA-256, so one large result cannot bloat the audit log.
     fn capture(&self, v: &Value) -> (Option<Value>, Option<Vec<String>>) {
+        if self.capture != CaptureMode::Off && !within(v, MAX_CAPTURE_BYTES) {
+            let bytes = serde_json::to_vec(v).unwrap_or_default();
+            let marker = serde_json::json!({
+                "truncated": true,
+                "bytes": bytes.len(),
+                "sha256": crate::sha256_hex(&bytes),
+            });
+            return (Some(marker), None);
+        }
         match self.capture {
             CaptureMode::Off => (None, None),
             CaptureMode::Full => (Some(v.clone()), None),
@@ -346,5 +357,80 @@ pub(crate) fn next_link(last: Option<(String, i64)>) -> ChainLink {
             position: pos as u64 + 1,
             prev_event_hash: hash,
         },
+    }
+}
+
+/// Largest payload an event captures; larger ones become a size-and-hash marker.
+pub const MAX_CAPTURE_BYTES: usize = 16 * 1024;
+
+/// Whether `v` serializes to at most about `budget` bytes: a walk that adds
+/// each string's and key's length plus a little per value, and stops as soon
+/// as the budget is spent (no serialization, no allocation).
+fn within(v: &Value, budget: usize) -> bool {
+    fn cost(v: &Value, left: &mut isize) -> bool {
+        *left -= 8;
+        match v {
+            Value::String(s) => *left -= s.len() as isize,
+            Value::Array(items) => {
+                for item in items {
+                    if !cost(item, left) {
+                        return false;
+                    }
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    *left -= k.len() as isize;
+                    if !cost(item, left) {
+                        return false;
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => *left -= 16,
+        }
+        *left >= 0
+    }
+    let mut left = isize::try_from(budget).unwrap_or(isize::MAX);
+    cost(v, &mut left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::default_redact_keys;
+
+    #[test]
+    fn sizes_are_bounded_without_serializing() {
+        assert!(within(&serde_json::json!({"a": "x".repeat(100)}), 200));
+        assert!(!within(&serde_json::json!({"a": "x".repeat(300)}), 200));
+        let wide: Vec<Value> = (0..1000).map(Value::from).collect();
+        assert!(!within(&Value::Array(wide), 1000));
+    }
+
+    #[test]
+    fn large_payloads_are_captured_as_a_size_and_hash() {
+        let log = EventLog::new(
+            EventSigner::generate("t").expect("key"),
+            CaptureMode::Redacted,
+            default_redact_keys(),
+        );
+        let small = serde_json::json!({"token": "s3cret", "n": 1});
+        let (got, paths) = log.capture(&small);
+        assert_eq!(
+            got,
+            Some(serde_json::json!({"token": "[REDACTED]", "n": 1}))
+        );
+        assert_eq!(paths, Some(vec!["/token".to_owned()]));
+        let big = serde_json::json!({"blob": "x".repeat(MAX_CAPTURE_BYTES)});
+        let bytes = serde_json::to_vec(&big).unwrap();
+        let (got, _) = log.capture(&big);
+        assert_eq!(
+            got,
+            Some(serde_json::json!({
+                "truncated": true,
+                "bytes": bytes.len(),
+                "sha256": crate::sha256_hex(&bytes),
+            }))
+        );
     }
 }
