@@ -3,7 +3,7 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|all]
+#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|sync|all]
 #   (default all; policy = only the policy evaluation example, which "all" runs
 #   first; events = job throughput with execution events and OTLP export off /
 #   on, both stores; events-load = the same modes at a fixed offered load, in
@@ -11,7 +11,8 @@
 #   cycle under valgrind's callgrind; noisy = 8-worker cycles with and without
 #   another tenant's private backlog on the same goal, both stores; layers =
 #   8-worker SQLite cycles of a BENCH_BASELINE build against this tree on its
-#   default limits; none of the last four is part of "all")
+#   default limits; sync = SQLite synchronous FULL vs NORMAL; none of the last
+#   five is part of "all")
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
@@ -227,6 +228,24 @@ noisy() { # $1 = store name
   [ "$1" = sqlite ] || psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS agw_bench_ev WITH (FORCE)"
 }
 
+# What durable commits cost: 8-worker SQLite cycles with synchronous = FULL
+# (the default) and NORMAL, alternating, a fresh database per run.
+sync_cost() {
+  local round mode url
+  echo "## SQLite synchronous FULL vs NORMAL: 8 workers, ${DURATION} per run"
+  for round in 1 2 3; do
+    for mode in full normal; do
+      EXTRA_ENV=(AGW_STORE_SQLITE_SYNCHRONOUS="$mode")
+      url="$(fresh_events_db sqlite)"
+      start_gateway "$url"
+      echo "round $round  $mode  $("$TARGET/agw-loadgen" cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" \
+        --workers 8 --duration "$DURATION" | awk '$1=="cycles/s" {c=$2} $1=="publish" && $2=="ms" {p=$4; q=$8} END {printf "cycles/s %s  publish ms p50 %s p99 %s", c, p, q}')"
+      stop_gateway
+    done
+  done
+  EXTRA_ENV=()
+}
+
 # The request layers' cost: 8-worker cycles on SQLite, alternating between a
 # baseline build (BENCH_BASELINE, e.g. one built from an older commit, its rate
 # limit off) and this tree's build on its default limits (tenant rate limit,
@@ -319,6 +338,9 @@ fi
 if [ "$WHICH" = events-load ]; then
   events_load sqlite "$LOAD_RATE_SQLITE"
   events_load postgres "$LOAD_RATE_PG"
+fi
+if [ "$WHICH" = sync ]; then
+  sync_cost
 fi
 if [ "$WHICH" = layers ]; then
   layers

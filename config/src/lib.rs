@@ -233,6 +233,9 @@ pub struct StoreSettings {
     pub retention_hours: u64,
     /// Largest database connection pool.
     pub max_connections: u32,
+    /// SQLite `synchronous`: `full` (an acknowledged job survives a power
+    /// loss) or `normal` (a process crash only); `sqlite_synchronous`.
+    pub sqlite_synchronous_full: bool,
 }
 
 /// Every problem found while loading, one per line.
@@ -348,6 +351,21 @@ impl Loader<'_> {
 }
 
 impl Loader<'_> {
+    /// `store.sqlite_synchronous`: `full` (default) or `normal`.
+    fn sqlite_synchronous(&mut self) -> bool {
+        let v: String = self.get(Some("store"), "sqlite_synchronous", "full".to_owned());
+        match v.to_ascii_lowercase().as_str() {
+            "full" => true,
+            "normal" => false,
+            _ => {
+                self.errors.push(format!(
+                    "invalid AGW_STORE_SQLITE_SYNCHRONOUS / store.sqlite_synchronous: expected full or normal, got {v:?}"
+                ));
+                true
+            }
+        }
+    }
+
     fn events_section(&mut self) -> EventsSettings {
         let s = Some("events");
         let capture: String = self.get(s, "capture", "redacted".to_owned());
@@ -483,6 +501,7 @@ impl Config {
                 sweep_interval_ms: l.get(Some("store"), "sweep_interval_ms", 1000),
                 retention_hours: l.get(Some("store"), "retention_hours", 7 * 24),
                 max_connections: l.get(Some("store"), "max_connections", 16),
+                sqlite_synchronous_full: l.sqlite_synchronous(),
             },
             jwt_audience: l.get(None, "jwt_audience", "bigbrain".to_owned()),
             secrets_key: l
@@ -729,6 +748,15 @@ impl Config {
         st.insert(
             "max_connections".into(),
             i64::from(self.store.max_connections).into(),
+        );
+        st.insert(
+            "sqlite_synchronous".into(),
+            if self.store.sqlite_synchronous_full {
+                "full"
+            } else {
+                "normal"
+            }
+            .into(),
         );
         t.insert("store".into(), st.into());
         t.insert("jwt_audience".into(), self.jwt_audience.clone().into());

@@ -167,7 +167,10 @@ enum ClientsCommand {
 /// Opens (and migrates) the configured store for a one-shot operator command.
 pub(crate) async fn open_store(cfg: &agw_config::Config) -> anyhow::Result<agw_storage::Store> {
     use anyhow::Context;
-    let opts = agw_storage::ConnectOptions { max_connections: 2 };
+    let opts = agw_storage::ConnectOptions {
+        max_connections: 2,
+        sqlite_full_sync: cfg.store.sqlite_synchronous_full,
+    };
     agw_storage::Store::connect(&cfg.database_url, &opts)
         .await
         .with_context(|| {

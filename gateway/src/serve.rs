@@ -26,6 +26,7 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         &cfg.database_url,
         &ConnectOptions {
             max_connections: cfg.store.max_connections,
+            sqlite_full_sync: cfg.store.sqlite_synchronous_full,
         },
     )
     .await

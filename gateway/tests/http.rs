@@ -1250,14 +1250,12 @@ async fn dispatches_leave_signed_events_listed_per_tenant() {
     let (first, next) = page("0".into()).await;
     let next = next.expect("a full page names where to go on");
     let (second, _) = page(next.clone()).await;
-    assert_eq!(format!("{first}{second}"), text, "the pages make the whole export");
-    let (rest, none) = page(
-        page(next)
-            .await
-            .1
-            .unwrap_or_else(|| "999999".into()),
-    )
-    .await;
+    assert_eq!(
+        format!("{first}{second}"),
+        text,
+        "the pages make the whole export"
+    );
+    let (rest, none) = page(page(next).await.1.unwrap_or_else(|| "999999".into())).await;
     assert_eq!((rest.as_str(), none), ("", None), "nothing after the last");
     // Tenant scope, bad filters, keys.
     let other = h.tenant_key("other").await;

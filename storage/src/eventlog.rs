@@ -361,7 +361,7 @@ pub(crate) fn next_link(last: Option<(String, i64)>) -> ChainLink {
 }
 
 /// Largest payload an event captures; larger ones become a size-and-hash marker.
-pub const MAX_CAPTURE_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_CAPTURE_BYTES: usize = 16 * 1024;
 
 /// Whether `v` serializes to at most about `budget` bytes: a walk that adds
 /// each string's and key's length plus a little per value, and stops as soon

@@ -2,6 +2,7 @@
 //! `NOTIFY` inside the writing transaction and one `LISTEN` task per process,
 //! so every replica's waiters hear of every replica's jobs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -74,14 +75,47 @@ pub struct PgStore {
     pool: PgPool,
     notifier: Notifier,
     events: EventSlot,
+    /// Set while the database is known to be unreachable: every call then
+    /// fails at once with [`crate::StoreError::Unavailable`] (a `503`)
+    /// instead of waiting for the pool's acquire timeout.
+    down: Arc<AtomicBool>,
+}
+
+/// Longest wait for a pooled connection before a call fails with `503`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a probe asks a database that went away whether it is back.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// Clears `down` once `SELECT 1` answers again (each try bounded by one second).
+async fn probe_until_up(pool: PgPool, down: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if pool.is_closed() {
+            return;
+        }
+        let ping = sqlx::query(crate::sql::PING).execute(&pool);
+        if matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(_))
+        ) {
+            down.store(false, Ordering::Relaxed);
+            tracing::info!("postgres answers again");
+            return;
+        }
+    }
 }
 
 impl PgStore {
     /// Connects, migrates, and starts the `LISTEN` task.
     pub async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<Self> {
+        // No ping before each acquire (a round trip per store call): a
+        // connection that died with the server fails its statement instead,
+        // which is `Unavailable` (503, worth a retry), and the pool replaces it.
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
@@ -89,6 +123,8 @@ impl PgStore {
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen_all([PG_CHANNEL, PG_JOB_CHANNEL]).await?;
         let fan_out = notifier.clone();
+        let down = Arc::new(AtomicBool::new(false));
+        let (health, probe_pool) = (down.clone(), pool.clone());
         tokio::spawn(async move {
             loop {
                 // `recv` reconnects by itself after a dropped connection;
@@ -103,7 +139,12 @@ impl PgStore {
                     Ok(n) => fan_out.notify(n.payload()),
                     Err(sqlx::Error::PoolClosed) => break,
                     Err(e) => {
-                        tracing::warn!(error = %e, "postgres LISTEN failed; retrying");
+                        // The LISTEN connection is the first to see the
+                        // server go: fail fast until a probe gets through.
+                        tracing::warn!(error = %e, "postgres LISTEN failed; failing fast until it answers again");
+                        if !health.swap(true, Ordering::Relaxed) {
+                            tokio::spawn(probe_until_up(probe_pool.clone(), health.clone()));
+                        }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -113,6 +154,7 @@ impl PgStore {
             pool,
             notifier,
             events: EventSlot::default(),
+            down,
         })
     }
 
@@ -126,12 +168,23 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    fn writer(&self) -> &PgPool {
-        &self.pool
+    /// The pool for writes, unless the database is known to be down.
+    fn writer(&self) -> crate::StoreResult<&PgPool> {
+        self.pool_if_up()
     }
 
-    fn reader(&self) -> &PgPool {
-        &self.pool
+    /// The pool for reads, unless the database is known to be down.
+    fn reader(&self) -> crate::StoreResult<&PgPool> {
+        self.pool_if_up()
+    }
+
+    fn pool_if_up(&self) -> crate::StoreResult<&PgPool> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(crate::StoreError::Unavailable(
+                "PostgreSQL is unreachable; retrying in the background".into(),
+            ));
+        }
+        Ok(&self.pool)
     }
 
     #[allow(clippy::unused_self)]
@@ -253,10 +306,13 @@ impl PgStore {
             change,
         }
         .to_payload();
+        let Ok(pool) = self.writer() else {
+            return;
+        };
         if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(PG_JOB_CHANNEL)
             .bind(payload)
-            .execute(self.writer())
+            .execute(pool)
             .await
         {
             tracing::warn!(job = %job.id, error = %e, "job event NOTIFY failed");
@@ -278,7 +334,9 @@ impl PgStore {
 
 impl crate::JobStore for PgStore {
     async fn ping(&self) -> crate::StoreResult<()> {
-        sqlx::query(crate::sql::PING).execute(self.reader()).await?;
+        sqlx::query(crate::sql::PING)
+            .execute(self.reader()?)
+            .await?;
         Ok(())
     }
 
@@ -290,7 +348,7 @@ impl crate::JobStore for PgStore {
         let now = p.now.unwrap_or_else(chrono::Utc::now);
         let now_ms = to_ms(now);
         let job = p.job;
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.writer()?.begin().await?;
         if let Some(idem) = &p.idempotency {
             let claimed = sqlx::query(crate::sql::IDEMPOTENCY_CLAIM)
                 .bind(&job.tenant)
@@ -377,7 +435,7 @@ impl crate::JobStore for PgStore {
             .bind(&p.worker_id)
             .bind(caps)
             .bind(&p.on_behalf_of)
-            .fetch_optional(self.writer())
+            .fetch_optional(self.writer()?)
             .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -391,7 +449,7 @@ impl crate::JobStore for PgStore {
         } else {
             crate::sql::COMPLETE
         };
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.writer()?.begin().await?;
         let row = sqlx::query(sql)
             .bind(&p.id)
             .bind(token)
@@ -427,7 +485,7 @@ impl crate::JobStore for PgStore {
         } else {
             &self.sql().fail
         };
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.writer()?.begin().await?;
         let row = sqlx::query(sql)
             .bind(&p.id)
             .bind(token)
@@ -468,7 +526,7 @@ impl crate::JobStore for PgStore {
             .bind(key)
             .bind(p.progress.to_string())
             .bind(now_ms)
-            .fetch_optional(self.writer())
+            .fetch_optional(self.writer()?)
             .await?;
         let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
         self.announce(&job, JobChange::Progress(job.progress.clone()))
@@ -485,7 +543,7 @@ impl crate::JobStore for PgStore {
             .bind(key)
             .bind(now_ms.saturating_add(p.lease_ms))
             .bind(now_ms)
-            .fetch_optional(self.writer())
+            .fetch_optional(self.writer()?)
             .await?;
         row.ok_or(crate::StoreError::LeaseLost)?.try_into()
     }
@@ -493,7 +551,7 @@ impl crate::JobStore for PgStore {
     async fn job_cancel(&self, p: crate::JobCancelParams) -> crate::StoreResult<crate::Job> {
         let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
         let tenant = p.scope.tenant();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.writer()?.begin().await?;
         let before: Option<crate::row::JobRow> = sqlx::query_as(&self.sql().get_for_update)
             .bind(&p.id)
             .bind(tenant)
@@ -531,7 +589,7 @@ impl crate::JobStore for PgStore {
         let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::GET)
             .bind(id)
             .bind(scope.tenant())
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -545,7 +603,7 @@ impl crate::JobStore for PgStore {
         let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::LEASED_BY)
             .bind(holder_key)
             .bind(now_ms)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -555,7 +613,7 @@ impl crate::JobStore for PgStore {
         now: chrono::DateTime<chrono::Utc>,
     ) -> crate::StoreResult<Vec<crate::ExpiredLease>> {
         let now_ms = crate::model::to_ms(now);
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.writer()?.begin().await?;
         let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::EXPIRE_LEASES)
             .bind(now_ms)
             .fetch_all(&mut *tx)
@@ -595,7 +653,7 @@ impl crate::JobStore for PgStore {
         let rows: Vec<(String,)> = sqlx::query_as(crate::sql::DUE_TOPICS)
             .bind(crate::model::to_ms(since))
             .bind(crate::model::to_ms(now))
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         Ok(rows.into_iter().map(|(t,)| t).collect())
     }
@@ -603,10 +661,11 @@ impl crate::JobStore for PgStore {
     async fn jobs_purge(&self, p: crate::PurgeParams) -> crate::StoreResult<crate::PurgeReport> {
         use crate::model::to_ms;
         let now_ms = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let pool = self.writer()?;
         let run = |sql: &'static str, at: i64| async move {
             sqlx::query(sql)
                 .bind(at)
-                .execute(self.writer())
+                .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
         };
@@ -630,7 +689,7 @@ impl crate::JobStore for PgStore {
 
     async fn jobs_stats(&self) -> crate::StoreResult<Vec<crate::JobStats>> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(crate::sql::JOBS_STATS)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         crate::row::job_stats(rows)
     }
@@ -640,12 +699,12 @@ impl crate::JobStore for PgStore {
             Some(t) => {
                 sqlx::query_as(crate::sql::COUNT_LIVE_TENANT)
                     .bind(t)
-                    .fetch_one(self.reader())
+                    .fetch_one(self.reader()?)
                     .await?
             }
             None => {
                 sqlx::query_as(crate::sql::COUNT_LIVE_ALL)
-                    .fetch_one(self.reader())
+                    .fetch_one(self.reader()?)
                     .await?
             }
         };
@@ -659,7 +718,7 @@ impl crate::JobStore for PgStore {
             .bind(&p.key)
             .bind(p.value.to_string())
             .bind(now_ms.saturating_add(p.ttl_ms))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
@@ -675,7 +734,7 @@ impl crate::JobStore for PgStore {
             .bind(scope)
             .bind(key)
             .bind(now_ms)
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         row.map(|(v,)| {
             serde_json::from_str(&v)
@@ -689,7 +748,7 @@ impl crate::JobStore for PgStore {
             .bind(&p.key_id)
             .bind(&p.nonce)
             .bind(crate::model::to_ms(p.expires_at))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -702,7 +761,7 @@ impl crate::JobStore for PgStore {
             .bind(&k.owner)
             .bind(k.role.as_str())
             .bind(crate::model::to_ms(k.created_at))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
@@ -713,7 +772,7 @@ impl crate::JobStore for PgStore {
     ) -> crate::StoreResult<Option<crate::ApiKey>> {
         let row: Option<crate::row::ApiKeyRow> = sqlx::query_as(crate::sql::API_KEY_BY_HASH)
             .bind(key_hash)
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         Ok(row.map(Into::into))
     }
@@ -721,7 +780,7 @@ impl crate::JobStore for PgStore {
     async fn api_keys_list(&self, owner: Option<&str>) -> crate::StoreResult<Vec<crate::ApiKey>> {
         let rows: Vec<crate::row::ApiKeyRow> = sqlx::query_as(crate::sql::API_KEYS_LIST)
             .bind(owner)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -734,7 +793,7 @@ impl crate::JobStore for PgStore {
         let n = sqlx::query(crate::sql::API_KEY_REVOKE)
             .bind(id)
             .bind(crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now)))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -748,7 +807,7 @@ impl crate::JobStore for PgStore {
         sqlx::query(crate::sql::API_KEY_TOUCH)
             .bind(id)
             .bind(crate::model::to_ms(now))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
@@ -759,7 +818,7 @@ impl crate::JobStore for PgStore {
     ) -> crate::StoreResult<Vec<crate::OAuthClient>> {
         let rows: Vec<crate::row::OAuthClientRow> = sqlx::query_as(crate::sql::CLIENTS_LIST)
             .bind(tenant)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -772,7 +831,7 @@ impl crate::JobStore for PgStore {
         let n = sqlx::query(crate::sql::CLIENT_REVOKE)
             .bind(client_id)
             .bind(crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now)))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -788,14 +847,14 @@ impl crate::JobStore for PgStore {
             .bind(capability)
             .bind(reason)
             .bind(crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now)))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
 
     async fn capability_revocations(&self) -> crate::StoreResult<Vec<(String, String)>> {
         Ok(sqlx::query_as(crate::sql::CAPABILITY_REVOCATIONS)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?)
     }
 
@@ -803,18 +862,18 @@ impl crate::JobStore for PgStore {
         sqlx::query(crate::sql::SETTING_INSERT)
             .bind(name)
             .bind(value)
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         let (v,): (String,) = sqlx::query_as(crate::sql::SETTING_GET)
             .bind(name)
-            .fetch_one(self.writer())
+            .fetch_one(self.writer()?)
             .await?;
         Ok(v)
     }
 
     async fn trace_insert(&self, t: crate::Trace) -> crate::StoreResult<()> {
         let b = crate::row::TraceBinds::of(&t);
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.writer()?.begin().await?;
         sqlx::query(crate::sql::TRACE_INSERT)
             .bind(&t.id)
             .bind(&t.tenant)
@@ -857,7 +916,7 @@ impl crate::JobStore for PgStore {
             .bind(&p.worker)
             .bind(p.latency_ms)
             .bind(now_ms)
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -871,7 +930,7 @@ impl crate::JobStore for PgStore {
         let row: Option<crate::row::TraceRow> = sqlx::query_as(crate::sql::TRACE_GET)
             .bind(id)
             .bind(scope.tenant())
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -884,7 +943,7 @@ impl crate::JobStore for PgStore {
         let rows: Vec<(String, i64)> = sqlx::query_as(crate::sql::TRACE_COUNTS)
             .bind(scope.tenant())
             .bind(crate::model::to_ms(since))
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         Ok(rows
             .into_iter()
@@ -901,7 +960,7 @@ impl crate::JobStore for PgStore {
             .bind(tools)
             .bind(&s.ciphertext)
             .bind(crate::model::to_ms(s.updated_at))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
@@ -914,7 +973,7 @@ impl crate::JobStore for PgStore {
         let row: Option<crate::row::SecretRow> = sqlx::query_as(crate::sql::SECRET_GET)
             .bind(tenant)
             .bind(name)
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -923,7 +982,7 @@ impl crate::JobStore for PgStore {
         let n = sqlx::query(crate::sql::SECRET_DELETE)
             .bind(tenant)
             .bind(name)
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -936,7 +995,7 @@ impl crate::JobStore for PgStore {
             .bind(b.input_schema)
             .bind(b.output_schema)
             .bind(b.updated_at)
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
@@ -947,7 +1006,7 @@ impl crate::JobStore for PgStore {
     ) -> crate::StoreResult<Option<crate::CapabilitySchema>> {
         let row: Option<crate::row::CapabilitySchemaRow> = sqlx::query_as(crate::sql::SCHEMA_GET)
             .bind(capability)
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -955,7 +1014,7 @@ impl crate::JobStore for PgStore {
     async fn schema_delete(&self, capability: &str) -> crate::StoreResult<bool> {
         let n = sqlx::query(crate::sql::SCHEMA_DELETE)
             .bind(capability)
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -976,7 +1035,7 @@ impl crate::JobStore for PgStore {
             .bind(ms(q.since))
             .bind(ms(q.until))
             .bind(q.limit)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         rows.into_iter().map(crate::row::stored_event).collect()
     }
@@ -993,7 +1052,7 @@ impl crate::JobStore for PgStore {
             .bind(ms(q.since))
             .bind(ms(q.until))
             .bind(q.limit)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         Ok(rows.into_iter().map(|(s,)| s).collect())
     }
@@ -1010,7 +1069,7 @@ impl crate::JobStore for PgStore {
             .bind(scope.tenant())
             .bind(correlation_id)
             .bind(limit)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         Ok(rows.into_iter().map(|(s,)| s).collect())
     }
@@ -1020,14 +1079,14 @@ impl crate::JobStore for PgStore {
             .bind(&k.key_id)
             .bind(&k.public_key)
             .bind(crate::model::to_ms(k.created_at))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
 
     async fn event_keys(&self) -> crate::StoreResult<Vec<crate::EventKey>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(crate::sql::EVENT_KEYS)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         Ok(rows
             .into_iter()
@@ -1046,7 +1105,7 @@ impl crate::JobStore for PgStore {
             .bind(&e.correlation_id)
             .bind(crate::model::to_ms(e.received_at))
             .bind(e.body.to_string())
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -1064,7 +1123,7 @@ impl crate::JobStore for PgStore {
             .bind(scope.tenant())
             .bind(correlation_id)
             .bind(limit)
-            .fetch_all(self.reader())
+            .fetch_all(self.reader()?)
             .await?;
         rows.into_iter().map(crate::row::ingested_event).collect()
     }
@@ -1078,7 +1137,7 @@ impl crate::JobStore for PgStore {
             .bind(to_ms(d.expires_at))
             .bind(d.interval_ms)
             .bind(to_ms(d.created_at))
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?;
         Ok(())
     }
@@ -1095,7 +1154,7 @@ impl crate::JobStore for PgStore {
             .bind(state)
             .bind(&p.tenant)
             .bind(now)
-            .execute(self.writer())
+            .execute(self.writer()?)
             .await?
             .rows_affected();
         if n == 1 {
@@ -1103,7 +1162,7 @@ impl crate::JobStore for PgStore {
         }
         let row: Option<(String, i64)> = sqlx::query_as(crate::sql::DEVICE_BY_USER_CODE)
             .bind(&p.user_code)
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         match row {
             Some((st, exp)) if st != "pending" || exp <= now => {
@@ -1122,7 +1181,7 @@ impl crate::JobStore for PgStore {
     ) -> crate::StoreResult<crate::DevicePoll> {
         use crate::model::{PollStep, poll_step, to_ms};
         let now = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.writer()?.begin().await?;
         let row: Option<crate::model::DeviceRow> =
             sqlx::query_as(&format!("{} FOR UPDATE", crate::sql::DEVICE_GET))
                 .bind(&p.device_code_hash)
@@ -1169,7 +1228,7 @@ impl crate::JobStore for PgStore {
     ) -> crate::StoreResult<Option<crate::OAuthClient>> {
         let row: Option<crate::row::OAuthClientRow> = sqlx::query_as(crate::sql::CLIENT_GET)
             .bind(client_id)
-            .fetch_optional(self.reader())
+            .fetch_optional(self.reader()?)
             .await?;
         Ok(row.map(Into::into))
     }

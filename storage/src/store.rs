@@ -335,12 +335,16 @@ pub struct ConnectOptions {
     /// PostgreSQL pool size. (SQLite uses exactly one writer and one reader
     /// connection, each owned by its thread.)
     pub max_connections: u32,
+    /// SQLite `synchronous = FULL` (an acknowledged commit survives a power
+    /// loss) rather than `NORMAL` (survives a process crash only).
+    pub sqlite_full_sync: bool,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
+            sqlite_full_sync: true,
         }
     }
 }

@@ -44,9 +44,15 @@ impl TestStore {
         conn.close().await.ok();
         let (base, _) = admin.rsplit_once('/').expect("url has a database");
         let url = format!("{base}/{name}");
-        let store = Store::connect(&url, &ConnectOptions { max_connections: 8 })
-            .await
-            .expect("pg store");
+        let store = Store::connect(
+            &url,
+            &ConnectOptions {
+                max_connections: 8,
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+        .expect("pg store");
         Self {
             store,
             dir: None,
