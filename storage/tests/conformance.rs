@@ -2127,3 +2127,38 @@ async fn postgres_settlement_links_after_an_event_committed_while_it_waited() {
     drop((holder, watch));
     t.cleanup().await;
 }
+
+/// `sslmode=require` in the URL gives a TLS connection (the server here
+/// serves Debian's snakeoil certificate), the store works over it, and
+/// `verify-full` refuses that self-signed certificate: verification is real.
+#[tokio::test]
+async fn postgres_over_tls() {
+    use sqlx::{Connection, Row};
+    let t = TestStore::postgres().await;
+    let url = t.pg_url().expect("a PostgreSQL url");
+    let tls = format!("{url}?sslmode=require");
+    let mut conn = sqlx::PgConnection::connect(&tls)
+        .await
+        .expect("TLS connect");
+    let ssl: bool = sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+    conn.close().await.ok();
+    let store = Store::connect(&tls, &ConnectOptions::default())
+        .await
+        .expect("store over TLS");
+    store.ping().await.expect("ping");
+    let j = insert_at(&store, new_job("acme", "tls/t"), t0()).await;
+    assert!(store.job_get(&j.id, &Scope::All).await.unwrap().is_some());
+    store.close().await;
+    assert!(
+        sqlx::PgConnection::connect(&format!("{url}?sslmode=verify-full"))
+            .await
+            .is_err(),
+        "an untrusted certificate is refused under verify-full"
+    );
+    t.cleanup().await;
+}
