@@ -60,6 +60,7 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
     let sweep_cfg = cfg.store.clone();
     let edge = crate::edge::EdgeSettings::from_limits(&cfg.limits);
+    raise_fd_limit(cfg.limits.max_connections);
     let events_retention_hours = cfg.events.retention_hours;
     let state = AppState::new(
         store.clone(),
@@ -106,6 +107,23 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     telemetry.shutdown(TELEMETRY_FLUSH).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises this process's open-file limit (soft, up to the hard limit) so the
+/// connection cap, not `EMFILE`, is what bounds connections; says so when the
+/// hard limit is lower than the cap needs.
+fn raise_fd_limit(max_connections: usize) {
+    // Connections, plus database, log and spare descriptors.
+    let want = u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(1024);
+    match rlimit::increase_nofile_limit(want) {
+        Ok(got) if got < want => tracing::warn!(
+            open_files = got,
+            max_connections,
+            "the open-file limit is below what max_connections needs; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower AGW_LIMITS_MAX_CONNECTIONS"
+        ),
+        Ok(got) => tracing::debug!(open_files = got, "open-file limit raised"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// The admin key's hash: from `AGW_ADMIN_KEY`, else the stored one, else a
