@@ -27,6 +27,9 @@ pub struct Session {
     pub tenant: String,
     /// The neuron's own id.
     pub neuron_id: String,
+    /// The credential that opened it (API key id, or `jwt:<sub>`): a neuron
+    /// id is bound to it while the neuron is connected.
+    pub owner: String,
     tx: mpsc::Sender<ServerFrame>,
     /// Registered capabilities by type.
     caps: Mutex<HashMap<String, Capability>>,
@@ -155,16 +158,27 @@ impl Hub {
     /// Opens a session for (tenant, neuron). A previous session of the same
     /// neuron is closed; its in-flight leases carry over (they are still the
     /// neuron's until they settle or expire).
+    ///
+    /// A neuron id belongs to the credential connected under it: another
+    /// credential of the tenant (another token subject or key) cannot replace
+    /// the session, and gets the owner back as `Err`.
     pub fn open(
         &self,
         tenant: &str,
         neuron_id: &str,
+        owner: &str,
         tx: mpsc::Sender<ServerFrame>,
-    ) -> Arc<Session> {
+    ) -> Result<Arc<Session>, String> {
+        if let Some(current) = self.get(tenant, neuron_id)
+            && current.owner != owner
+        {
+            return Err(current.owner.clone());
+        }
         let session = Arc::new(Session {
             id: agw_storage::new_job_id(),
             tenant: tenant.to_owned(),
             neuron_id: neuron_id.to_owned(),
+            owner: owner.to_owned(),
             tx,
             caps: Mutex::default(),
             in_flight: Mutex::default(),
@@ -182,7 +196,7 @@ impl Hub {
             }
             old.closed.cancel();
         }
-        session
+        Ok(session)
     }
 
     /// Forgets `session` if it is still the current one of its neuron.
@@ -422,7 +436,7 @@ mod tests {
     async fn a_full_queue_holds_a_lease_back_until_room_or_close() {
         let hub = Hub::default();
         let (tx, mut rx) = mpsc::channel(1);
-        let s = hub.open("acme", "n1", tx);
+        let s = hub.open("acme", "n1", "k1", tx).unwrap();
         assert!(s.send(notice()));
         assert!(!s.send(notice()), "full: a notice is dropped");
         let waiting = {
@@ -447,14 +461,20 @@ mod tests {
     fn holder_index_follows_leases_across_reconnects() {
         let hub = Hub::default();
         let (tx, _rx) = mpsc::channel(8);
-        let first = hub.open("acme", "n1", tx.clone());
+        let first = hub.open("acme", "n1", "k1", tx.clone()).unwrap();
         first.track("job-1", "a/b", "job-1.tok");
         assert_eq!(
             hub.holder_of("job-1").map(|s| s.id.clone()),
             Some(first.id.clone())
         );
         // A reconnect replaces the session and inherits its lease.
-        let second = hub.open("acme", "n1", tx.clone());
+        // Another credential of the tenant cannot take the neuron id over.
+        assert_eq!(
+            hub.open("acme", "n1", "jwt:mallory", tx.clone()).err(),
+            Some("k1".to_owned())
+        );
+        assert!(!first.closed.is_cancelled());
+        let second = hub.open("acme", "n1", "k1", tx.clone()).unwrap();
         assert!(first.closed.is_cancelled());
         assert_eq!(
             hub.holder_of("job-1").map(|s| s.id.clone()),
@@ -471,7 +491,7 @@ mod tests {
         assert!(hub.holder_of("job-2").is_none());
         assert!(hub.index.lock().unwrap().is_empty());
         // Another tenant's neuron with the same id is a different holder.
-        let other = hub.open("evil", "n1", tx);
+        let other = hub.open("evil", "n1", "k9", tx).unwrap();
         other.track("job-3", "a/b", "job-3.tok");
         assert_eq!(
             hub.holder_of("job-3").map(|s| s.tenant.clone()),

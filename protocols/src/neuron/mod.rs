@@ -158,7 +158,11 @@ async fn events(
         return Err(ApiError::Unavailable("too many neuron sessions".into()));
     }
     let (tx, rx) = mpsc::channel::<ServerFrame>(1024);
-    let session = s.hub.open(&p.tenant, &id, tx);
+    let session = s.hub.open(&p.tenant, &id, &p.key_id, tx).map_err(|_| {
+        ApiError::Conflict(format!(
+            "neuron {id:?} is connected under another credential of this tenant"
+        ))
+    })?;
     tracing::info!(neuron = %id, tenant = %p.tenant, session = %session.id, "neuron connected");
     tokio::spawn(hub::dispatch(
         s.store.clone(),
@@ -215,11 +219,18 @@ fn to_event(f: &ServerFrame) -> Event {
 }
 
 fn session_of(s: &NeuronState, p: &Principal, neuron: &str) -> Result<Arc<Session>, ApiError> {
-    s.hub.get(&p.tenant, neuron).ok_or_else(|| {
+    let session = s.hub.get(&p.tenant, neuron).ok_or_else(|| {
         ApiError::Conflict(format!(
             "no open event stream for neuron {neuron:?}: open GET /neuron/events first"
         ))
-    })
+    })?;
+    // The neuron id is bound to the credential whose stream is open.
+    if session.owner != p.key_id {
+        return Err(ApiError::Forbidden(format!(
+            "neuron {neuron:?} is connected under another credential"
+        )));
+    }
+    Ok(session)
 }
 
 async fn register(
