@@ -114,7 +114,9 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 /// hard limit is lower than the cap needs.
 fn raise_fd_limit(max_connections: usize) {
     // Connections, plus database, log and spare descriptors.
-    let want = u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(1024);
+    let want = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1024);
     match rlimit::increase_nofile_limit(want) {
         Ok(got) if got < want => tracing::warn!(
             open_files = got,
