@@ -152,8 +152,12 @@ pub(crate) struct NeuronsArgs {
     #[arg(long, default_value = "bench", value_parser = parse_owner)]
     pub(crate) tenant: String,
 
-    /// Neurons, each with its own event stream.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Neurons, each with its own event stream. Past the open-file limit
+    /// (raised to its hard limit at start) the run refuses to start and
+    /// says which `ulimit -n` it needs; connections are spread over
+    /// 127.0.0.2, 127.0.0.3, … when one address would run short of
+    /// ephemeral ports.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) neurons: u32,
 
     /// Leases each neuron takes at once (its capability's `concurrency`).
@@ -177,6 +181,13 @@ pub(crate) struct NeuronsArgs {
     /// their goal.
     #[arg(long, default_value = "bench/neuron", value_parser = parse_capability)]
     pub(crate) capability: String,
+
+    /// Send every neuron's POSTed frames (register, ack, nack) over one
+    /// shared pool of about N connections instead of each neuron's own
+    /// (up to --concurrency each, as the SDK does): a run of many neurons
+    /// then needs about one connection per neuron on both sides.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) frame_connections: Option<u32>,
 
     /// Per-request timeout (and the limit for a stream's response head); a
     /// timed-out request counts as an error.
@@ -258,11 +269,18 @@ impl Origin {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The host as an IP address; `None` for a name (`localhost`).
+    pub(crate) fn ip(&self) -> Option<IpAddr> {
+        let authority: hyper::http::uri::Authority =
+            self.0.strip_prefix("http://")?.parse().ok()?;
+        unbracket(authority.host()).parse().ok()
+    }
 }
 
 /// Accepts `http://` URLs whose host is loopback and whose path is empty or
 /// `/`; anything else is refused so a benchmark can never hit another host.
-fn parse_origin(raw: &str) -> Result<Origin, String> {
+pub(crate) fn parse_origin(raw: &str) -> Result<Origin, String> {
     let uri: Uri = raw
         .parse()
         .map_err(|err| format!("invalid URL {raw:?}: {err}"))?;
@@ -304,11 +322,16 @@ fn is_loopback_host(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    let bare = host
-        .strip_prefix('[')
+    unbracket(host)
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL host without the brackets of an IPv6 literal.
+fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        .unwrap_or(host)
 }
 
 /// A request target must start with `/` and be a valid path-and-query.
@@ -430,6 +453,13 @@ mod tests {
         ] {
             assert_eq!(parse_origin(raw), Ok(Origin(want.to_owned())), "{raw}");
         }
+        let ip = |raw| parse_origin(raw).unwrap().ip();
+        assert_eq!(ip("http://127.1.2.3:80"), Some([127, 1, 2, 3].into()));
+        assert_eq!(
+            ip("http://[::1]:8080"),
+            Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(ip("http://localhost:9000"), None);
     }
 
     #[test]
@@ -500,6 +530,22 @@ mod tests {
         assert_eq!(args.capability, "bench/neuron");
         assert_eq!(args.warmup, Duration::from_secs(3));
         assert_eq!(args.token.as_deref(), Some("a.b.c"));
+        assert_eq!(args.frame_connections, None);
+        let many = Cli::try_parse_from([
+            "agw-loadgen",
+            "neurons",
+            "--admin-key",
+            "k",
+            "--neurons",
+            "10000",
+            "--frame-connections",
+            "64",
+        ])
+        .unwrap();
+        let Command::Neurons(many) = many.command else {
+            panic!("not neurons");
+        };
+        assert_eq!((many.neurons, many.frame_connections), (10_000, Some(64)));
         assert!(
             Cli::try_parse_from([
                 "agw-loadgen",

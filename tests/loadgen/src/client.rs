@@ -2,6 +2,7 @@
 //! (Intent Bus strict mode) and plain requests.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,8 +121,21 @@ impl std::error::Error for CallError {}
 impl Client {
     /// A client for `origin`; `api_key` is required for [`Client::signed`].
     pub(crate) fn new(origin: &Origin, api_key: Option<&str>, timeout: Duration) -> Self {
+        Self::bound(origin, api_key, timeout, None)
+    }
+
+    /// [`Client::new`] whose connections leave from `source` (its sockets
+    /// are bound to it, port 0, before they connect), or from the kernel's
+    /// choice when `None`.
+    pub(crate) fn bound(
+        origin: &Origin,
+        api_key: Option<&str>,
+        timeout: Duration,
+        source: Option<IpAddr>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_local_address(source);
         let pool = Pool::builder(TokioExecutor::new()).build(connector);
         Self {
             pool,

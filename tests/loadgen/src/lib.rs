@@ -24,6 +24,8 @@
 //! - `sse`: incremental server-sent-event parser and the pure bits of the
 //!   neuron wire (lease frames, ISO-8601 stamps, a JWT's tenant claim).
 //! - `neurons`: the `neurons` subcommand.
+//! - `sockets`: the open-file limit raised to its hard limit, and loopback
+//!   source addresses for runs with more connections than one address has ports.
 //! - `gov`: the `gov` subcommand.
 //! - `report`: human and JSON rendering shared by the subcommands.
 
@@ -35,6 +37,7 @@ mod gov;
 mod neurons;
 mod report;
 mod sign;
+mod sockets;
 mod sse;
 mod stats;
 

@@ -14,6 +14,12 @@
 //! publisher; such deliveries count as 0 and are reported separately, and
 //! the latency from the start of the publish request is reported as well.
 //!
+//! With `--frame-connections N` the neurons' POSTed frames share one pool of
+//! about N connections, so a run of 10,000 neurons needs about one
+//! connection per neuron; the open-file limit is raised to its hard limit
+//! at start, and connections are spread over 127.0.0.2, 127.0.0.3, … when
+//! one source address would run short of ephemeral ports.
+//!
 //! Every published payload carries a run marker, so leases of intents left
 //! open by an earlier run of the same tenant are acked (drained) without
 //! being measured, and tasks the load generator did not publish are handed
@@ -37,6 +43,7 @@ use crate::cli::NeuronsArgs;
 use crate::client::{CallError, Client, Reply};
 use crate::cycles::{create_tenant, json_bytes};
 use crate::report::{NeuronsReport, Outcome};
+use crate::sockets;
 use crate::sse::{self, RUN_MARKER, SseEvent, SseParser};
 use crate::stats::{Errors, Recorder};
 
@@ -101,6 +108,35 @@ impl Plan {
     async fn pause(&self, pause: Duration) {
         sleep_until((Instant::now() + pause).min(self.end)).await;
     }
+}
+
+/// Where a neuron POSTs its frames (register, ack, nack): its own client, or
+/// a pool shared by every neuron whose calls in flight are capped (so are
+/// its connections).
+#[derive(Debug, Clone)]
+struct Frames {
+    client: Client,
+    /// Permits for calls in flight on a shared pool; `None` for a neuron's own.
+    gate: Option<Arc<Semaphore>>,
+}
+
+impl Frames {
+    async fn post(&self, path: &str, token: &str, body: Bytes) -> Result<Reply, CallError> {
+        // The gate is never closed, so a permit always comes.
+        let _permit = match &self.gate {
+            Some(gate) => gate.acquire().await.ok(),
+            None => None,
+        };
+        self.client.post_bearer(path, token, body).await
+    }
+}
+
+/// Connections a run opens at most: one stream per neuron, the frame
+/// connections (a neuron's own pool opens one per ack in flight), one per
+/// publisher and the admin call's.
+fn connections(neurons: u32, concurrency: u32, publishers: u32, frames: Option<u32>) -> u64 {
+    let frames = frames.map_or(u64::from(neurons) * u64::from(concurrency), u64::from);
+    u64::from(neurons) + frames + u64::from(publishers) + 1
 }
 
 /// One side of a delivery seen before the other.
@@ -259,6 +295,29 @@ pub(crate) async fn run(args: NeuronsArgs) -> anyhow::Result<Outcome> {
             args.tenant
         );
     }
+    let neurons = args.neurons;
+    let publishers = args.publishers.unwrap_or(neurons);
+    let needed = connections(
+        neurons,
+        args.concurrency,
+        publishers,
+        args.frame_connections,
+    );
+    let hint = if args.frame_connections.is_none() {
+        "; or pass --frame-connections (e.g. 64) and fewer --publishers"
+    } else {
+        "; or pass fewer --publishers"
+    };
+    sockets::ensure_fds(needed, hint)?;
+    let sources = sockets::source_addresses(args.url.ip(), needed, sockets::ephemeral_ports())?;
+    if !sources.is_empty() {
+        eprintln!(
+            "agw-loadgen: spreading about {needed} connections over {} source addresses from {}",
+            sources.len(),
+            sources[0]
+        );
+    }
+
     let admin = Client::new(&args.url, Some(&args.admin_key), args.timeout);
     let api_key = create_tenant(&admin, &args.tenant).await?;
     let (token, auth) = match args.token {
@@ -267,8 +326,6 @@ pub(crate) async fn run(args: NeuronsArgs) -> anyhow::Result<Outcome> {
         None => (api_key.clone(), "api-key"),
     };
 
-    let neurons = args.neurons;
-    let publishers = args.publishers.unwrap_or(neurons);
     let max_outstanding = 2 * neurons as usize * args.concurrency as usize;
     let measure_start = Instant::now() + args.warmup;
     let plan = Arc::new(Plan {
@@ -283,14 +340,30 @@ pub(crate) async fn run(args: NeuronsArgs) -> anyhow::Result<Outcome> {
         matcher: Matcher::default(),
     });
 
+    let shared = args.frame_connections.map(|n| Frames {
+        client: Client::bound(
+            &args.url,
+            None,
+            args.timeout,
+            sockets::source_for(&sources, 0),
+        ),
+        gate: Some(Arc::new(Semaphore::new(n as usize))),
+    });
     let mut tasks = JoinSet::new();
     for i in 0..neurons {
-        let client = Client::new(&args.url, None, args.timeout);
+        let source = sockets::source_for(&sources, i as usize);
+        let client = Client::bound(&args.url, None, args.timeout, source);
+        let frames = shared.clone().unwrap_or_else(|| Frames {
+            client: client.clone(),
+            gate: None,
+        });
         let id = format!("agw-loadgen-{}-{i}", plan.run);
-        tasks.spawn(neuron(id, client, Arc::clone(&plan)));
+        tasks.spawn(neuron(id, client, frames, Arc::clone(&plan)));
     }
-    for _ in 0..publishers {
-        let client = Client::new(&args.url, Some(&api_key), args.timeout);
+    for i in 0..publishers {
+        // Offset so that publishers do not pile onto the first addresses.
+        let source = sockets::source_for(&sources, (neurons + i) as usize);
+        let client = Client::bound(&args.url, Some(&api_key), args.timeout, source);
         tasks.spawn(publisher(client, Arc::clone(&plan)));
     }
     let mut total = Tally::default();
@@ -399,9 +472,10 @@ enum Settle {
     HandBack,
 }
 
-/// One neuron: (re)opens its stream, registers, and settles every lease
-/// until the end; then closes the stream and waits for its settling calls.
-async fn neuron(id: String, client: Client, plan: Arc<Plan>) -> Tally {
+/// One neuron: (re)opens its stream on `client`, registers, and settles
+/// every lease through `frames` until the end; then closes the stream and
+/// waits for its settling calls.
+async fn neuron(id: String, client: Client, frames: Frames, plan: Arc<Plan>) -> Tally {
     let mut tally = Tally::default();
     let mut settling: JoinSet<Tally> = JoinSet::new();
     let path = format!("/neuron/events?neuronId={}", crate::sign::quote(&id));
@@ -437,7 +511,7 @@ async fn neuron(id: String, client: Client, plan: Arc<Plan>) -> Tally {
         tally.stream_open.record(stream.latency);
 
         // The stream is open: register (the gateway queues frames meanwhile).
-        let register = client.post_bearer("/neuron/register", &plan.token, plan.register_body(&id));
+        let register = frames.post("/neuron/register", &plan.token, plan.register_body(&id));
         let Ok(registered) = timeout_at(plan.end, register).await else {
             break;
         };
@@ -493,7 +567,7 @@ async fn neuron(id: String, client: Client, plan: Arc<Plan>) -> Tally {
             let mut disconnected = false;
             for event in events.drain(..) {
                 disconnected |=
-                    on_event(&event, arrived, &client, &plan, &mut tally, &mut settling);
+                    on_event(&event, arrived, &frames, &plan, &mut tally, &mut settling);
             }
             while let Some(done) = settling.try_join_next() {
                 merge_settled(&mut tally, done);
@@ -525,7 +599,7 @@ fn merge_settled(tally: &mut Tally, done: Result<Tally, tokio::task::JoinError>)
 fn on_event(
     event: &SseEvent,
     arrived: Instant,
-    client: &Client,
+    frames: &Frames,
     plan: &Arc<Plan>,
     tally: &mut Tally,
     settling: &mut JoinSet<Tally>,
@@ -563,7 +637,7 @@ fn on_event(
                 }
             };
             settling.spawn(settle(
-                client.clone(),
+                frames.clone(),
                 Arc::clone(plan),
                 lease.lease_id,
                 how,
@@ -594,7 +668,7 @@ fn on_event(
 }
 
 /// Acks (or hands back) one lease.
-async fn settle(client: Client, plan: Arc<Plan>, lease_id: String, how: Settle) -> Tally {
+async fn settle(frames: Frames, plan: Arc<Plan>, lease_id: String, how: Settle) -> Tally {
     let mut tally = Tally::default();
     let now = sse::iso8601(SystemTime::now());
     let (path, op, body) = match how {
@@ -620,7 +694,7 @@ async fn settle(client: Client, plan: Arc<Plan>, lease_id: String, how: Settle) 
             }),
         ),
     };
-    let call = client.post_bearer(path, &plan.token, json_bytes(&body));
+    let call = frames.post(path, &plan.token, json_bytes(&body));
     let Ok(result) = timeout_at(plan.end, call).await else {
         return tally;
     };
@@ -685,6 +759,40 @@ mod tests {
                 "capabilities": [{"type": "bench/neuron", "scope": "any", "concurrency": 8}],
             })
         );
+    }
+
+    #[test]
+    fn connection_counts() {
+        // The run: 1,024 neurons, their own frame pools, one
+        // publisher each.
+        assert_eq!(connections(1024, 1, 1024, None), 3 * 1024 + 1);
+        assert_eq!(connections(4, 8, 4, None), 4 + 32 + 4 + 1);
+        // 10,000 neurons over 64 shared frame connections.
+        assert_eq!(connections(10_000, 1, 64, Some(64)), 10_000 + 64 + 64 + 1);
+    }
+
+    /// A shared pool holds its calls in flight to its permits.
+    #[tokio::test]
+    async fn shared_frames_wait_for_a_permit() {
+        let origin = crate::cli::parse_origin("http://127.0.0.1:9").unwrap();
+        let gate = Arc::new(Semaphore::new(1));
+        let frames = Frames {
+            client: Client::new(&origin, None, Duration::from_secs(1)),
+            gate: Some(Arc::clone(&gate)),
+        };
+        let held = gate.acquire().await.unwrap();
+        let call = frames.post("/neuron/ack", "t", Bytes::new());
+        tokio::pin!(call);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), call.as_mut())
+                .await
+                .is_err(),
+            "no permit: the call has not started"
+        );
+        drop(held);
+        // Port 9 (discard) refuses: the call ran and failed, it did not wait.
+        assert!(call.await.is_err());
+        assert_eq!(gate.available_permits(), 1);
     }
 
     #[test]
