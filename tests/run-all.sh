@@ -10,7 +10,8 @@
 #      (intent-bus 1.3.2 and 2.1.2), neurons (holokai-neuron-sdk 0.1.1 and 0.2.0),
 #      governance (hestiaos 1.0.1), OpenTelemetry export (OTLP receivers on
 #      opentelemetry-proto), and metrics (a real Prometheus scraping the gateway
-#      under a workload; every Grafana panel query must return data).
+#      under a workload; every Grafana panel query must return data), and the
+#      gateway's own OpenAPI document fuzzed by schemathesis 4.32.5 (no 5xx).
 #
 #   tests/run-all.sh            setup + everything
 #   tests/run-all.sh --setup    setup only (PostgreSQL, Prometheus, build, venvs)
@@ -92,6 +93,7 @@ if [ "$SETUP_ONLY" = 1 ]; then
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_governance/run.sh
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_otel/run.sh
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_metrics/run.sh
+  AGW_E2E_SETUP_ONLY=1 bash tests/e2e_schema/run.sh
   say "setup done"
   exit 0
 fi
@@ -114,5 +116,6 @@ bash tests/e2e_neuron/run.sh || status=1
 bash tests/e2e_governance/run.sh || status=1
 bash tests/e2e_otel/run.sh || status=1
 bash tests/e2e_metrics/run.sh || status=1
+bash tests/e2e_schema/run.sh || status=1
 [ "$status" = 0 ] || { echo "end-to-end suites failed" >&2; exit 1; }
 say "all tests passed"

@@ -717,6 +717,112 @@ async fn kv_validation_and_isolation() {
     );
 }
 
+/// PostgreSQL's `text` refuses NUL where SQLite keeps it: a NUL in a name or
+/// a lookup key is a 400 (an OAuth client id: an unknown client) on both
+/// stores instead of a 500 on one, and free text for the record (a failure
+/// reason) is kept without it. Found by tests/e2e_schema (schemathesis).
+#[tokio::test]
+async fn nul_in_names_and_lookups_is_a_client_error() {
+    let h = harness(&[]).await;
+    let key = h.tenant_key("acme").await;
+    let json_req = |key: &str, method: &str, path: &str, body: Value| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    for req in [
+        json_req(
+            ADMIN,
+            "POST",
+            "/admin/device/approve",
+            json!({"user_code": "BCDF-\u{0}", "owner": "acme"}),
+        ),
+        bearer(ADMIN, "GET", "/admin/keys?owner=a%00", Value::Null),
+        bearer(
+            ADMIN,
+            "GET",
+            "/admin/oauth-clients?tenant=a%00",
+            Value::Null,
+        ),
+        bearer(ADMIN, "DELETE", "/admin/keys/key_%00", Value::Null),
+        bearer(ADMIN, "DELETE", "/admin/oauth-clients/c%00", Value::Null),
+        Harness::plain(&key, "POST", "/claim?goal=g%00", b""),
+        Harness::plain(&key, "POST", "/claim?namespace=n%00", b""),
+        json_req(&key, "POST", "/fulfill/j", json!({"claim_token": "t\u{0}"})),
+        json_req(&key, "POST", "/fail/j", json!({"claim_token": "t\u{0}"})),
+        json_req(
+            &key,
+            "POST",
+            "/extend_claim/j",
+            json!({"claim_token": "t\u{0}"}),
+        ),
+        json_req(
+            &key,
+            "POST",
+            "/api/v1/tasks",
+            json!({"capability": "a/b", "input": 1, "onBehalfOf": "u\u{0}"}),
+        ),
+    ] {
+        let what = format!("{} {}", req.method(), req.uri());
+        let r = h.send(req).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}: {:?}", r.json);
+        assert_eq!(r.json["error"]["code"], "invalid_request", "{what}");
+    }
+    let token = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/auth/token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(
+                    "grant_type=client_credentials&client_id=c%00&client_secret=s",
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::UNAUTHORIZED, "{:?}", token.json);
+    assert_eq!(token.json["error"], "invalid_client");
+
+    // A failure reason keeps its text without the NUL.
+    let r = h
+        .send(Harness::plain(
+            &key,
+            "POST",
+            "/intent",
+            br#"{"goal":"g","payload":{}}"#,
+        ))
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let claimed = h
+        .send(Harness::plain(&key, "POST", "/claim?goal=g", b""))
+        .await;
+    let token = claimed.json["claim_token"].as_str().unwrap();
+    let r = h
+        .send(json_req(
+            &key,
+            "POST",
+            &format!("/fail/{id}"),
+            json!({"claim_token": token, "error": "bo\u{0}om"}),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let job = h.store.job_get(&id, &Scope::All).await.unwrap().unwrap();
+    assert_eq!(job.error.as_deref(), Some("boom"));
+    let r = h
+        .send(json_req(
+            ADMIN,
+            "POST",
+            "/admin/capabilities/revoke",
+            json!({"capability": "a/b", "reason": "re\u{0}voked"}),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+}
+
 // === governance ===
 
 fn bearer(key: &str, method: &str, path: &str, body: Value) -> Request<Body> {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -16,6 +16,7 @@ use agw_storage::{JobStore, Store};
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, Principal};
+use crate::http::body::{path_segment, printable};
 
 /// What the admin routes need.
 #[derive(Debug, Clone)]
@@ -74,6 +75,9 @@ async fn keys_list(
     admin_only(&p)?;
     let Query(f) =
         query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
+    if let Some(owner) = &f.owner {
+        printable("owner", owner)?;
+    }
     let keys = s.store.api_keys_list(f.owner.as_deref()).await?;
     let keys: Vec<Value> = keys
         .into_iter()
@@ -94,9 +98,10 @@ async fn keys_list(
 async fn key_revoke(
     State(s): State<AdminState>,
     Bearer(p): Bearer,
-    Path(key_id): Path<String>,
+    key_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&p)?;
+    let key_id = path_segment(key_id, "key id")?;
     if !s.store.api_key_revoke(&key_id, None).await? {
         return Err(ApiError::NotFound(format!("no API key with id {key_id:?}")));
     }
@@ -113,6 +118,9 @@ async fn clients_list(
     admin_only(&p)?;
     let Query(f) =
         query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
+    if let Some(tenant) = &f.tenant {
+        printable("tenant", tenant)?;
+    }
     let clients = s.store.oauth_clients_list(f.tenant.as_deref()).await?;
     let clients: Vec<Value> = clients
         .into_iter()
@@ -132,9 +140,10 @@ async fn clients_list(
 async fn client_revoke(
     State(s): State<AdminState>,
     Bearer(p): Bearer,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&p)?;
+    let client_id = path_segment(client_id, "client id")?;
     if !s.store.oauth_client_revoke(&client_id, None).await? {
         return Err(ApiError::NotFound(format!(
             "no OAuth client with id {client_id:?}"

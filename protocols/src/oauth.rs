@@ -23,7 +23,7 @@ use agw_storage::{
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, OAUTH_CLIENT_PREFIX, peer_of};
-use crate::http::body::parse_body;
+use crate::http::body::{parse_body, printable};
 use crate::intent_bus::wire::owner_name;
 
 /// The RFC 8628 device grant type.
@@ -240,6 +240,10 @@ async fn token(
             let (Some(id), Some(secret)) = (f.client_id, f.client_secret) else {
                 return Err(invalid());
             };
+            // No stored id has one, and PostgreSQL refuses a NUL in the lookup.
+            if id.chars().any(char::is_control) {
+                return Err(invalid());
+            }
             let client = s
                 .store
                 .oauth_client_get(&id)
@@ -342,6 +346,7 @@ pub async fn decide(
     deny: bool,
 ) -> Result<(), ApiError> {
     let tenant = owner_name(owner)?;
+    printable("user_code", user_code)?;
     store
         .device_decide(DeviceDecideParams {
             user_code: user_code.trim().to_ascii_uppercase(),

@@ -1,6 +1,7 @@
 //! Request-body and path helpers shared by every protocol: JSON object
 //! bodies with errors that tell malformed JSON from a wrong shape, payload
-//! size and depth limits, and path segments in the API error shape.
+//! size and depth limits, path segments in the API error shape, and client
+//! strings both stores can hold.
 
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
@@ -60,6 +61,28 @@ pub fn check_payload(v: &Value, limits: &Limits) -> Result<(), ApiError> {
         return Err(ApiError::PayloadTooDeep(limits.max_payload_depth));
     }
     Ok(())
+}
+
+/// A client string used as a name or a lookup key: no control characters.
+/// PostgreSQL's `text` refuses NUL where SQLite keeps it, so without this a
+/// stray `\0` is a 500 on one store and a miss on the other.
+pub fn printable(what: &str, s: &str) -> Result<(), ApiError> {
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Free text a client sends for the record (a failure reason): NULs
+/// dropped, as PostgreSQL's `text` cannot hold them.
+pub fn without_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    }
 }
 
 /// A path segment, with non-UTF-8 and other rejections in our error shape.

@@ -28,7 +28,7 @@ use agw_storage::{
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Principal, create_api_key, require_api_key};
-use crate::http::body::{check_payload, parse_body, path_segment};
+use crate::http::body::{check_payload, parse_body, path_segment, printable, without_nul};
 use crate::observe::{Observer, Settlement};
 use wire::{
     ClaimQuery, ClaimResponse, ExtendRequest, FailRequest, FulfillRequest, GenerateKeyRequest,
@@ -174,6 +174,11 @@ async fn claim(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {e}")))?;
+    for (what, v) in [("goal", &q.goal), ("namespace", &q.namespace)] {
+        if let Some(v) = v {
+            printable(what, v)?;
+        }
+    }
     let publisher = match q
         .publisher
         .as_deref()
@@ -340,6 +345,9 @@ async fn fail(
     } else {
         parse_body(&body)?
     };
+    if let Some(token) = &req.claim_token {
+        printable("claim_token", token)?;
+    }
     let proof = match req.claim_token {
         Some(token) => LeaseProof::TokenAndKey {
             token,
@@ -347,9 +355,7 @@ async fn fail(
         },
         None => LeaseProof::HolderKey(p.key_id.clone()),
     };
-    let error: String = req
-        .error
-        .unwrap_or_else(|| "worker failure".into())
+    let error: String = without_nul(req.error.unwrap_or_else(|| "worker failure".into()))
         .chars()
         .take(MAX_ERROR_LEN)
         .collect();
@@ -381,6 +387,7 @@ async fn extend_claim(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_segment(id, "intent id")?;
     let req: ExtendRequest = parse_body(&body)?;
+    printable("claim_token", &req.claim_token)?;
     let seconds = req.seconds.unwrap_or(s.cfg.claim_timeout_secs as i64);
     let max = s.cfg.max_extend_secs as i64;
     if !(1..=max).contains(&seconds) {

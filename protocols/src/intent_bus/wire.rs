@@ -12,7 +12,7 @@ use agw_storage::{Job, JobState, NewJob, Protocol, ResultType, Visibility, new_j
 use crate::http::ApiError;
 #[cfg(test)]
 use crate::http::body::json_depth;
-use crate::http::body::{check_payload, parse_body};
+use crate::http::body::{check_payload, parse_body, printable};
 
 /// Longest goal, namespace, worker id, capability, KV key.
 pub const MAX_NAME_LEN: usize = 256;
@@ -197,6 +197,7 @@ impl FulfillRequest {
                 "claim_token must be a string".into(),
             ));
         };
+        printable("claim_token", &claim_token)?;
         let result_type = match map.get("result_type") {
             None => ResultType::Json,
             Some(Value::String(s)) if s == "json" => ResultType::Json,
@@ -580,6 +581,11 @@ mod tests {
                 .is_err()
         );
         assert!(FulfillRequest::parse(br#"[1]"#).is_err());
+        // A NUL would reach the store's lookup (a 500 on PostgreSQL).
+        assert!(matches!(
+            FulfillRequest::parse(br#"{"claim_token":"t\u0000"}"#),
+            Err(ApiError::InvalidRequest(_))
+        ));
     }
 
     #[test]

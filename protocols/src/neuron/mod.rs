@@ -35,7 +35,7 @@ use agw_storage::{
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, Principal};
-use crate::http::body::{check_payload, parse_body};
+use crate::http::body::{check_payload, parse_body, without_nul};
 use crate::observe::{Observer, Settlement};
 use hub::{Hub, Session, holder_key};
 use wire::{
@@ -478,7 +478,7 @@ async fn nack(
         .job_fail(JobFailParams {
             id: job_id.to_owned(),
             proof,
-            error: error.chars().take(2000).collect(),
+            error: without_nul(error).chars().take(2000).collect(),
             terminal,
             refund_attempt: refund,
             max_backoff_ms: NACK_MAX_BACKOFF_MS,
@@ -550,10 +550,11 @@ async fn revoke_capability(
             "capability must be a namespaced type like owner/package".into(),
         ));
     }
-    let reason = r
-        .reason
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| "revoked by operator".into());
+    let reason = without_nul(
+        r.reason
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "revoked by operator".into()),
+    );
     s.store
         .capability_revoke(&r.capability, &reason, None)
         .await?;

@@ -20,7 +20,7 @@ use super::wire::{iso, valid_capability_type};
 use super::{NeuronState, body};
 use crate::http::ApiError;
 use crate::http::auth::{Bearer, Principal};
-use crate::http::body::{check_payload, parse_body, path_segment};
+use crate::http::body::{check_payload, parse_body, path_segment, printable};
 
 /// `POST /api/v1/tasks` body.
 #[derive(Debug, Deserialize)]
@@ -103,6 +103,9 @@ pub(crate) async fn submit(
         ));
     }
     let on_behalf_of = t.on_behalf_of.filter(|u| !u.trim().is_empty());
+    if let Some(u) = &on_behalf_of {
+        printable("onBehalfOf", u)?;
+    }
     let cap = s.limits.max_open_jobs_per_tenant;
     let outcome = s
         .store

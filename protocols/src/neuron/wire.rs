@@ -200,8 +200,9 @@ pub fn lease_id(job_id: &str, token: &str) -> String {
 
 /// Splits a lease id into (job id, token).
 pub fn parse_lease_id(id: &str) -> Result<(&str, &str), ApiError> {
+    // No issued id holds a NUL, and PostgreSQL refuses one in the lookup.
     id.rsplit_once('.')
-        .filter(|(j, t)| !j.is_empty() && t.len() == 32)
+        .filter(|(j, t)| !j.is_empty() && t.len() == 32 && !j.contains('\0'))
         .ok_or_else(|| ApiError::NotFound(format!("unknown lease {id:?}")))
 }
 
@@ -400,5 +401,8 @@ mod tests {
         );
         assert!(parse_lease_id("nodot").is_err());
         assert!(parse_lease_id("j.short").is_err());
+        // A NUL would reach the store's lookup (a 500 on PostgreSQL).
+        let nul = lease_id("01a2\0uuid", &"f".repeat(32));
+        assert!(matches!(parse_lease_id(&nul), Err(ApiError::NotFound(_))));
     }
 }
