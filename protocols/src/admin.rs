@@ -67,17 +67,31 @@ struct Filter {
     tenant: Option<String>,
 }
 
+impl Filter {
+    /// The admin's list filter, or the 400 / 403 to answer instead; `used`
+    /// names the one field the route filters by (the other is ignored).
+    fn of(
+        p: &Principal,
+        query: Result<Query<Self>, QueryRejection>,
+        used: &str,
+    ) -> Result<Self, ApiError> {
+        admin_only(p)?;
+        let Query(f) = query
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
+        let value = if used == "owner" { &f.owner } else { &f.tenant };
+        if let Some(v) = value {
+            printable(used, v)?;
+        }
+        Ok(f)
+    }
+}
+
 async fn keys_list(
     State(s): State<AdminState>,
     Bearer(p): Bearer,
     query: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(&p)?;
-    let Query(f) =
-        query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
-    if let Some(owner) = &f.owner {
-        printable("owner", owner)?;
-    }
+    let f = Filter::of(&p, query, "owner")?;
     let keys = s.store.api_keys_list(f.owner.as_deref()).await?;
     let keys: Vec<Value> = keys
         .into_iter()
@@ -115,12 +129,7 @@ async fn clients_list(
     Bearer(p): Bearer,
     query: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(&p)?;
-    let Query(f) =
-        query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
-    if let Some(tenant) = &f.tenant {
-        printable("tenant", tenant)?;
-    }
+    let f = Filter::of(&p, query, "tenant")?;
     let clients = s.store.oauth_clients_list(f.tenant.as_deref()).await?;
     let clients: Vec<Value> = clients
         .into_iter()

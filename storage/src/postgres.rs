@@ -81,6 +81,24 @@ pub struct PgStore {
     down: Arc<AtomicBool>,
 }
 
+/// Binds `q` to an event-list statement (`sql::EVENTS_LIST` or `EVENTS_SEQS`).
+fn bind_event_query<'q, O>(
+    statement: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    q: &'q crate::EventQuery,
+) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(crate::model::to_ms);
+    statement
+        .bind(q.after_seq)
+        .bind(q.scope.tenant())
+        .bind(&q.correlation_id)
+        .bind(&q.topic)
+        .bind(&q.protocol)
+        .bind(&q.status)
+        .bind(ms(q.since))
+        .bind(ms(q.until))
+        .bind(q.limit)
+}
+
 /// Longest wait for a pooled connection before a call fails with `503`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -1024,34 +1042,15 @@ impl crate::JobStore for PgStore {
         &self,
         q: crate::EventQuery,
     ) -> crate::StoreResult<Vec<crate::StoredEvent>> {
-        let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(crate::model::to_ms);
-        let rows: Vec<(i64, String)> = sqlx::query_as(crate::sql::EVENTS_LIST)
-            .bind(q.after_seq)
-            .bind(q.scope.tenant())
-            .bind(&q.correlation_id)
-            .bind(&q.topic)
-            .bind(&q.protocol)
-            .bind(&q.status)
-            .bind(ms(q.since))
-            .bind(ms(q.until))
-            .bind(q.limit)
-            .fetch_all(self.reader()?)
-            .await?;
+        let rows: Vec<(i64, String)> =
+            bind_event_query(sqlx::query_as(crate::sql::EVENTS_LIST), &q)
+                .fetch_all(self.reader()?)
+                .await?;
         rows.into_iter().map(crate::row::stored_event).collect()
     }
 
     async fn events_seqs(&self, q: crate::EventQuery) -> crate::StoreResult<Vec<i64>> {
-        let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(crate::model::to_ms);
-        let rows: Vec<(i64,)> = sqlx::query_as(crate::sql::EVENTS_SEQS)
-            .bind(q.after_seq)
-            .bind(q.scope.tenant())
-            .bind(&q.correlation_id)
-            .bind(&q.topic)
-            .bind(&q.protocol)
-            .bind(&q.status)
-            .bind(ms(q.since))
-            .bind(ms(q.until))
-            .bind(q.limit)
+        let rows: Vec<(i64,)> = bind_event_query(sqlx::query_as(crate::sql::EVENTS_SEQS), &q)
             .fetch_all(self.reader()?)
             .await?;
         Ok(rows.into_iter().map(|(s,)| s).collect())

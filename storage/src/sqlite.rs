@@ -250,6 +250,33 @@ fn query_one<T>(
 /// Decodes a `jobs` row selected with `*` / `RETURNING *`: columns by
 /// position, in the order of `CREATE TABLE jobs` (by-name lookup costs a string
 /// compare per column per row). `jobs_row_columns_are_in_table_order` guards it.
+/// Runs an event-list statement (`sql::EVENTS_LIST` or `EVENTS_SEQS`) with
+/// the binds of `q`.
+fn event_query<T>(
+    c: &Connection,
+    sql: &str,
+    q: &EventQuery,
+    row: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
+    query(
+        c,
+        sql,
+        &[
+            &q.after_seq,
+            &q.scope.tenant(),
+            &q.correlation_id,
+            &q.topic,
+            &q.protocol,
+            &q.status,
+            &ms(q.since),
+            &ms(q.until),
+            &q.limit,
+        ],
+        row,
+    )
+}
+
 /// An `api_keys` row in `sql::API_KEY_BY_HASH` column order.
 fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRow> {
     Ok(ApiKeyRow {
@@ -1478,50 +1505,14 @@ impl JobStore for SqliteStore {
     async fn events_list(&self, q: EventQuery) -> StoreResult<Vec<StoredEvent>> {
         let rows: Vec<(i64, String)> = self
             .reader
-            .run(move |c| {
-                let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
-                query(
-                    c,
-                    sql::EVENTS_LIST,
-                    &[
-                        &q.after_seq,
-                        &q.scope.tenant(),
-                        &q.correlation_id,
-                        &q.topic,
-                        &q.protocol,
-                        &q.status,
-                        &ms(q.since),
-                        &ms(q.until),
-                        &q.limit,
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-            })
+            .run(move |c| event_query(c, sql::EVENTS_LIST, &q, |r| Ok((r.get(0)?, r.get(1)?))))
             .await?;
         rows.into_iter().map(crate::row::stored_event).collect()
     }
 
     async fn events_seqs(&self, q: EventQuery) -> StoreResult<Vec<i64>> {
         self.reader
-            .run(move |c| {
-                let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
-                query(
-                    c,
-                    sql::EVENTS_SEQS,
-                    &[
-                        &q.after_seq,
-                        &q.scope.tenant(),
-                        &q.correlation_id,
-                        &q.topic,
-                        &q.protocol,
-                        &q.status,
-                        &ms(q.since),
-                        &ms(q.until),
-                        &q.limit,
-                    ],
-                    |r| r.get(0),
-                )
-            })
+            .run(move |c| event_query(c, sql::EVENTS_SEQS, &q, |r| r.get(0)))
             .await
     }
 

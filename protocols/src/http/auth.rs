@@ -143,6 +143,12 @@ impl<T: Clone> LookupCache<T> {
         }
     }
 
+    fn remove(&self, key: &str) {
+        if let Ok(mut map) = self.0.write() {
+            map.remove(key);
+        }
+    }
+
     fn forget(&self, keep: impl Fn(&T) -> bool) {
         if let Ok(mut map) = self.0.write() {
             map.retain(|_, c| c.value.as_ref().is_none_or(&keep));
@@ -282,9 +288,7 @@ impl Authenticator {
 
     /// Drops this replica's cached state of OAuth client `client_id`.
     pub fn forget_client(&self, client_id: &str) {
-        if let Ok(mut map) = self.clients.0.write() {
-            map.remove(client_id);
-        }
+        self.clients.remove(client_id);
     }
 
     /// Refuses an address that has used up its failed-authentication budget,
