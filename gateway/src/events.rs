@@ -2,6 +2,7 @@
 //! `[events] key_file`, else generated once and kept in the store), its
 //! publication, and `agent-gateway events verify`.
 
+use agw_storage::{EventStore, SettingsStore};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use chrono::Utc;
 
 use agw_config::{Config, EventsSettings, ProcessEnv};
 use agw_storage::events::{CaptureMode, ChainVerifier, EventPublicKey, EventSigner};
-use agw_storage::{EventKey, EventLog, EventQuery, JobStore, Scope, Store};
+use agw_storage::{EventKey, EventLog, EventQuery, Scope, Store};
 
 /// Events read per page by `verify`.
 const PAGE: i64 = 5000;

@@ -1,6 +1,7 @@
 //! `agent-gateway keys create|list|revoke` and `agent-gateway oauth-clients
 //! list|revoke`: tenant credentials in the configured store.
 
+use agw_storage::AuthStore;
 use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -8,7 +9,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use agw_config::{Config, ProcessEnv};
 use agw_protocols::http::auth::create_api_key;
 use agw_protocols::intent_bus::wire::owner_name;
-use agw_storage::JobStore;
 
 /// Creates a tenant key in the configured store and prints it on stdout.
 pub(crate) async fn create(config: Option<PathBuf>, owner: &str) -> anyhow::Result<()> {

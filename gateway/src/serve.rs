@@ -3,6 +3,7 @@
 //! SIGINT, then drain within the grace period, flush telemetry and exit 0.
 
 use agw_protocols::governance::secrets::SecretBox;
+use agw_storage::SettingsStore;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use agw_config::{Config, ProcessEnv};
-use agw_storage::{ConnectOptions, JobStore, Store, new_token, redact_url, sha256_hex};
+use agw_storage::{ConnectOptions, Store, new_token, redact_url, sha256_hex};
 
 use crate::app::{AppState, build_app};
 

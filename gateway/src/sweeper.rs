@@ -3,6 +3,7 @@
 //! rows past retention. Every replica runs one; the store's statements are
 //! atomic, so replicas never double-process a row.
 
+use agw_storage::AuthStore;
 use std::time::Duration;
 
 use chrono::Utc;

@@ -1,12 +1,13 @@
 //! The JWT secret and `agent-gateway token mint`.
 
+use agw_storage::SettingsStore;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
 use agw_config::{Config, ProcessEnv};
 use agw_protocols::http::auth::mint_token;
-use agw_storage::{JobStore, Store, new_token};
+use agw_storage::{Store, new_token};
 
 /// The HS256 secret: `AGW_JWT_SECRET` / `jwt_secret`, else the one stored at
 /// first start (generated then, shared by every replica and by `token mint`).

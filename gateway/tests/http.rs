@@ -4,6 +4,7 @@
 
 #![allow(missing_docs)]
 
+use agw_storage::{AuthStore, EventStore, SettingsStore};
 use std::collections::HashMap;
 
 use axum::Router;

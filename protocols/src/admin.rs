@@ -2,6 +2,7 @@
 //! and OAuth clients. A revocation made here is refused on this replica at
 //! once and on every other within the key cache's recheck period (1 s).
 
+use agw_storage::AuthStore;
 use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -12,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use agw_storage::{JobStore, Store};
+use agw_storage::Store;
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, Principal};

@@ -4,6 +4,7 @@
 //! ingest route for workers that emit events themselves (schema-validated,
 //! stored beside the gateway's chains, linked by correlation id).
 
+use agw_storage::EventStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use agw_storage::events::{EventPublicKey, to_compact};
-use agw_storage::{EventQuery, IngestedEvent, JobStore, Store};
+use agw_storage::{EventQuery, IngestedEvent, Store};
 
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer};

@@ -4,6 +4,7 @@
 //! JSON — `{access_token, token_type, expires_in}` or `{error, error_description}`.
 //! Tokens are the gateway's own HS256 JWTs for the approving tenant.
 
+use agw_storage::AuthStore;
 use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
@@ -17,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use agw_storage::{
-    DeviceCode, DeviceDecideParams, DevicePoll, DevicePollParams, JobStore, OAuthClient, Store,
-    StoreError, new_token, sha256_hex,
+    DeviceCode, DeviceDecideParams, DevicePoll, DevicePollParams, OAuthClient, Store, StoreError,
+    new_token, sha256_hex,
 };
 
 use crate::http::ApiError;

@@ -40,9 +40,6 @@ impl EventSlot {
     }
 }
 
-/// Holder keys of neuron sessions start with this (see the neuron hub).
-const NEURON_HOLDER_PREFIX: &str = "neuron:";
-
 /// How events are signed and what of the payloads they keep.
 #[derive(Debug)]
 pub struct EventLog {
@@ -192,9 +189,9 @@ impl EventLog {
         let holder_key = job.last_holder_key.as_deref();
         let correlation_id = correlation_id(job);
         let (protocol, action) = if job.protocol == Protocol::Governance {
-            let kind = meta_str("kind").unwrap_or("run");
+            let kind = crate::RunKind::of_job(job).as_str();
             ("governance", format!("governance.{kind}"))
-        } else if holder_key.is_some_and(|k| k.starts_with(NEURON_HOLDER_PREFIX)) {
+        } else if holder_key.map(crate::HolderKind::of) == Some(crate::HolderKind::Neuron) {
             ("neuron", format!("neuron.{}", job.topic))
         } else {
             ("intent_bus", format!("intent_bus.{}", job.topic))
@@ -277,7 +274,7 @@ impl EventLog {
         let mut attributes = Map::new();
         attributes.insert("protocol".into(), "governance".into());
         attributes.insert("tenant".into(), trace.tenant.clone().into());
-        attributes.insert("decision".into(), trace.decision.clone().into());
+        attributes.insert("decision".into(), trace.decision.as_str().into());
         attributes.insert("policy".into(), trace.policy.clone().into());
         attributes.insert("outcome".into(), "blocked".into());
         let topic = trace.topic.clone().unwrap_or_default();
@@ -285,7 +282,7 @@ impl EventLog {
             tenant_id: trace.tenant.clone(),
             correlation_id: trace.id.clone(),
             intent: topic.clone(),
-            action: format!("governance.{}", trace.kind),
+            action: format!("governance.{}", trace.kind.as_str()),
             status: EventStatus::Error,
             started_at: trace.created_at,
             completed_at: trace.settled_at.unwrap_or(trace.created_at),

@@ -39,7 +39,10 @@ pub use model::*;
 pub use notify::{CommittedEvent, JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{ConnectOptions, JobStore, Store, redact_url};
+pub use store::{
+    AuthStore, ConnectOptions, EventStore, GovernanceStore, JobStore, SettingsStore, Store,
+    redact_url,
+};
 
 /// A fresh random secret: 32 lowercase hex characters (128 bits).
 pub fn new_token() -> String {

@@ -92,7 +92,8 @@ impl TryFrom<JobRow> for Job {
             result: r.result.as_deref().map(|m| json("result", m)).transpose()?,
             id: r.id,
             tenant: r.tenant,
-            protocol: Protocol::parse(&r.protocol),
+            protocol: Protocol::parse(&r.protocol)
+                .ok_or_else(|| StoreError::Corrupt(format!("jobs.protocol: {}", r.protocol)))?,
             topic: r.topic,
             namespace: r.namespace,
             visibility: Visibility::parse(&r.visibility),
@@ -217,8 +218,11 @@ impl TryFrom<TraceRow> for Trace {
                 .map_err(|e| corrupt("violations", e))?,
             id: r.id,
             tenant: r.tenant,
-            kind: r.kind,
-            decision: r.decision,
+            kind: crate::RunKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("gov_traces.kind: {}", r.kind)))?,
+            decision: crate::Verdict::parse(&r.decision).ok_or_else(|| {
+                StoreError::Corrupt(format!("gov_traces.decision: {}", r.decision))
+            })?,
             reason: r.reason,
             risk_score: r.risk_score,
             policy: r.policy,
@@ -345,4 +349,20 @@ pub(crate) fn ingested_event(
     serde_json::from_str(&body)
         .map(|v| (seq, v))
         .map_err(|e| StoreError::Corrupt(format!("ingested_events.body: {e}")))
+}
+
+/// `sql::TRACE_COUNTS` rows (decision, count), as both drivers read them.
+pub(crate) fn decision_counts(
+    rows: Vec<(String, i64)>,
+) -> Result<Vec<crate::DecisionCount>, StoreError> {
+    rows.into_iter()
+        .map(|(decision, count)| {
+            Ok(crate::DecisionCount {
+                decision: crate::Verdict::parse(&decision).ok_or_else(|| {
+                    StoreError::Corrupt(format!("gov_traces.decision: {decision}"))
+                })?,
+                count,
+            })
+        })
+        .collect()
 }

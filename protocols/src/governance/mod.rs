@@ -13,6 +13,7 @@ pub mod run;
 pub mod secrets;
 pub mod wire;
 
+use agw_storage::GovernanceStore;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

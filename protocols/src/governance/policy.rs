@@ -8,30 +8,8 @@ use agw_config::Governance;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// The three outcomes, in order of severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Verdict {
-    /// Run at the mode's full budget.
-    #[serde(rename = "ALLOW")]
-    Allow,
-    /// Run at a reduced budget and lower priority.
-    #[serde(rename = "THROTTLE")]
-    Throttle,
-    /// Do not run.
-    #[serde(rename = "BLOCK")]
-    Block,
-}
-
-impl Verdict {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "ALLOW",
-            Self::Throttle => "THROTTLE",
-            Self::Block => "BLOCK",
-        }
-    }
-}
+/// The three outcomes, in order of severity (the store keeps them on traces).
+pub use agw_storage::Verdict;
 
 /// One rule's finding, flat as the trace API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

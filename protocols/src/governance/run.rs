@@ -2,6 +2,7 @@
 //! run): decide, trace, enqueue on the route's topic, wait for the store to
 //! announce the settlement (or progress, for streams), and close the trace.
 
+use agw_storage::GovernanceStore;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use agw_storage::{
-    Job, JobCancelParams, JobChange, JobEvent, JobInsertOutcome, JobInsertParams, JobState,
-    JobStore, NewJob, Protocol, Scope, StoreError, Trace, TraceSettleParams, Visibility,
+    AdmitParams, Job, JobCancelParams, JobChange, JobEvent, JobInsertOutcome, JobInsertParams,
+    JobState, JobStore, NewJob, Protocol, Scope, StoreError, Trace, TraceSettleParams, Visibility,
     new_job_id,
 };
 
@@ -30,26 +31,7 @@ const RUN_BACKOFF_MS: i64 = 100;
 const SAFETY_RECHECK: Duration = Duration::from_secs(5);
 
 /// Which route a run came from (stored as the trace's kind, sent to workers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
-    /// `POST /api/v1/run` and `/run/stream`.
-    Run,
-    /// `POST /api/chat`.
-    Chat,
-    /// `POST /api/agents/run`.
-    Agent,
-}
-
-impl RunKind {
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Run => "run",
-            Self::Chat => "chat",
-            Self::Agent => "agent",
-        }
-    }
-}
+pub use agw_storage::RunKind;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -224,8 +206,8 @@ pub async fn admit(
     let mut trace = Trace {
         id: trace_id.clone(),
         tenant: p.tenant.clone(),
-        kind: spec.kind.as_str().into(),
-        decision: decision.verdict.as_str().into(),
+        kind: spec.kind,
+        decision: decision.verdict,
         reason: decision.reason.clone(),
         risk_score: decision.risk_score,
         policy: decision.policy.clone(),
@@ -253,7 +235,6 @@ pub async fn admit(
     let job_id = new_job_id();
     trace.status = "pending".into();
     trace.job_id = Some(job_id.clone());
-    s.store.trace_insert(trace).await?;
     // Subscribe before the insert so no settlement can slip in between.
     let events = s.store.notifier().subscribe_jobs();
     let priority = if decision.verdict == Verdict::Throttle {
@@ -272,33 +253,40 @@ pub async fn admit(
         "config": spec.config,
     });
     let cap = s.limits.max_open_jobs_per_tenant;
+    // The trace and its job in one transaction: no trace is ever left
+    // pending without a job.
     let inserted = s
         .store
-        .job_insert(JobInsertParams {
-            job: NewJob {
-                id: job_id.clone(),
-                tenant: p.tenant.clone(),
-                protocol: Protocol::Governance,
-                topic: topic.clone(),
-                namespace: "default".into(),
-                visibility: Visibility::Private,
-                priority,
-                delay_ms: 0,
-                max_attempts: RUN_MAX_ATTEMPTS,
-                backoff_base_ms: RUN_BACKOFF_MS,
-                target_worker: None,
-                required_capability: None,
-                on_behalf_of: None,
-                input,
-                metadata: crate::http::trace::with_traceparent(Some(json!({
-                    "trace_id": trace_id,
-                    "kind": spec.kind.as_str(),
-                    "decision": decision.verdict.as_str(),
-                    "policy": decision.policy,
-                }))),
+        .trace_admit(AdmitParams {
+            trace,
+            job: JobInsertParams {
+                job: NewJob {
+                    id: job_id.clone(),
+                    tenant: p.tenant.clone(),
+                    protocol: Protocol::Governance,
+                    topic: topic.clone(),
+                    namespace: "default".into(),
+                    visibility: Visibility::Private,
+                    priority,
+                    delay_ms: 0,
+                    max_attempts: RUN_MAX_ATTEMPTS,
+                    backoff_base_ms: RUN_BACKOFF_MS,
+                    target_worker: None,
+                    required_capability: None,
+                    on_behalf_of: None,
+                    input,
+                    metadata: crate::http::trace::with_traceparent(Some(json!({
+                        "trace_id": trace_id,
+                        (RunKind::METADATA_KEY): spec.kind.as_str(),
+                        "decision": decision.verdict.as_str(),
+                        "policy": decision.policy,
+                    }))),
+                },
+                idempotency: None,
+                max_open_per_tenant: (cap > 0 && !p.is_admin()).then_some(cap),
+                now: None,
             },
-            idempotency: None,
-            max_open_per_tenant: (cap > 0 && !p.is_admin()).then_some(cap),
+            refused_latency_ms: ms_since(started),
             now: None,
         })
         .await;
@@ -309,20 +297,8 @@ pub async fn admit(
                 "unexpected idempotent replay".into(),
             )));
         }
-        Err(e) => {
-            // The run never started: close its trace as failed.
-            let _ = s
-                .store
-                .trace_settle(TraceSettleParams {
-                    id: trace_id.clone(),
-                    status: "failed".into(),
-                    worker: None,
-                    latency_ms: ms_since(started),
-                    now: None,
-                })
-                .await;
-            return Err(e.into());
-        }
+        // A refused job left its trace `failed` (same transaction).
+        Err(e) => return Err(e.into()),
     }
     Ok(Admission::Dispatched(Dispatch {
         trace_id,

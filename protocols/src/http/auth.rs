@@ -4,6 +4,7 @@
 //! rate limits, and a per-address limit on failed authentications. Runs as a
 //! middleware because the signature covers the body.
 
+use agw_storage::AuthStore;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,7 +20,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::Sha256;
 
-use agw_storage::{ApiKey, JobStore, NonceParams, Role, Scope, Store, sha256_hex};
+use agw_storage::{ApiKey, NonceParams, Role, Scope, Store, sha256_hex};
 
 use super::error::ApiError;
 

@@ -4,6 +4,7 @@
 
 pub mod wire;
 
+use agw_storage::SettingsStore;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -44,7 +44,7 @@ pub struct Session {
 
 /// The lease-holder key of a neuron: stable across its reconnects, distinct per tenant.
 pub fn holder_key(tenant: &str, neuron_id: &str) -> String {
-    format!("neuron:{tenant}:{neuron_id}")
+    agw_storage::HolderKind::neuron_key(tenant, neuron_id)
 }
 
 impl Session {

@@ -10,6 +10,7 @@ pub mod schemas;
 pub mod tasks;
 pub mod wire;
 
+use agw_storage::AuthStore;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;

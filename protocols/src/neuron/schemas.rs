@@ -2,6 +2,7 @@
 //! frame carries none): the admin routes that store them, and a per-replica
 //! cache of compiled validators used by the Task API and the dispatcher.
 
+use agw_storage::SettingsStore;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use agw_storage::{CapabilitySchema, JobStore, Store};
+use agw_storage::{CapabilitySchema, Store};
 
 use super::wire::{iso, valid_capability_type};
 use super::{NeuronState, body};

@@ -1,18 +1,6 @@
-//! Domain types of the job store: jobs, their states and leases, and the
-//! parameter structs each store method takes.
+//! Jobs and leases: the job, its states, and the parameters of [`crate::JobStore`].
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-/// Milliseconds since the Unix epoch: how every time is stored in both drivers.
-pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-/// The inverse of [`to_ms`]; out-of-range values clamp to the epoch rather than panic.
-pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
+use super::*;
 
 /// Where a job is in its life. `Open → Leased → Fulfilled | Open (retry) | Dead`, plus `Cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -112,12 +100,13 @@ impl Protocol {
     }
 
     /// Parses a stored protocol name.
-    pub fn parse(s: &str) -> Self {
-        match s {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "intent_bus" => Self::IntentBus,
             "neuron" => Self::Neuron,
             "governance" => Self::Governance,
-            _ => Self::IntentBus,
-        }
+            _ => return None,
+        })
     }
 }
 
@@ -298,15 +287,6 @@ pub enum JobInsertOutcome {
         /// The first response's body.
         response_body: String,
     },
-}
-
-/// Which jobs a tenant may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// Every job (operators, the admin key).
-    All,
-    /// The tenant's own jobs, plus public ones where the method allows.
-    Tenant(String),
 }
 
 /// Parameters of [`crate::JobStore::job_claim`].
@@ -492,394 +472,45 @@ pub struct PurgeReport {
     pub ingested: u64,
 }
 
-/// Parameters of [`crate::JobStore::kv_set`].
-#[derive(Debug, Clone)]
-pub struct KvSetParams {
-    /// Whose key space (a tenant).
-    pub scope: String,
-    /// The key.
-    pub key: String,
-    /// The value, as given (any JSON value).
-    pub value: serde_json::Value,
-    /// Lifetime in milliseconds.
-    pub ttl_ms: i64,
-    /// The clock.
-    pub now: Option<DateTime<Utc>>,
+/// Who holds a lease, told by its holder key: neuron sessions hold theirs
+/// under [`HolderKind::neuron_key`]; anything else is an Intent Bus worker's
+/// API key id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderKind {
+    /// A neuron session (lease pushed over SSE).
+    Neuron,
+    /// An Intent Bus worker (claimed by polling).
+    Worker,
 }
 
-/// Parameters of [`crate::JobStore::nonce_record`].
-#[derive(Debug, Clone)]
-pub struct NonceParams {
-    /// The API key id the nonce belongs to.
-    pub key_id: String,
-    /// The nonce.
-    pub nonce: String,
-    /// Keep the record until then (≥ the signature window).
-    pub expires_at: DateTime<Utc>,
-}
+impl HolderKind {
+    const NEURON_PREFIX: &'static str = "neuron:";
 
-/// The role an API key grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Full access: key creation, every tenant's jobs, no rate limit.
-    Admin,
-    /// One tenant's jobs, rate limited.
-    Tenant,
-}
-
-impl Role {
-    /// The name stored in the `role` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Tenant => "tenant",
-        }
+    /// The lease-holder key of a neuron: stable across its reconnects,
+    /// distinct per tenant.
+    pub fn neuron_key(tenant: &str, neuron_id: &str) -> String {
+        format!("{}{tenant}:{neuron_id}", Self::NEURON_PREFIX)
     }
 
-    /// Parses a stored role; anything unknown is a tenant (fail closed).
-    pub fn parse(s: &str) -> Self {
-        if s == "admin" {
-            Self::Admin
+    /// Who holds a lease under `holder_key`.
+    pub fn of(holder_key: &str) -> Self {
+        if holder_key.starts_with(Self::NEURON_PREFIX) {
+            Self::Neuron
         } else {
-            Self::Tenant
+            Self::Worker
         }
     }
 }
 
-/// A stored API key (only its hash is kept).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKey {
-    /// Stable id (not secret), used for nonces and lease holders.
-    pub id: String,
-    /// SHA-256 hex of the key.
-    pub key_hash: String,
-    /// The owner, which names the tenant.
-    pub owner: String,
-    /// What it may do.
-    pub role: Role,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it was revoked; a revoked key authenticates nothing.
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// When it was last seen authenticating (to the minute, roughly).
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-/// An OAuth client (a neuron host's durable credential).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthClient {
-    /// Public id.
-    pub client_id: String,
-    /// SHA-256 hex of the secret (the secret itself is shown once).
-    pub secret_hash: String,
-    /// The tenant its tokens act for.
-    pub tenant: String,
-    /// Human name given at enrollment.
-    pub name: String,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it was revoked; a revoked client gets no more tokens.
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// A pending RFC 8628 device authorization.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceCode {
-    /// SHA-256 hex of the device code (the code itself is the poller's secret).
-    pub device_code_hash: String,
-    /// What the operator types to approve.
-    pub user_code: String,
-    /// Who asked.
-    pub client_name: String,
-    /// Void after this instant.
-    pub expires_at: DateTime<Utc>,
-    /// Minimum polling interval, milliseconds.
-    pub interval_ms: i64,
-    /// When it was requested.
-    pub created_at: DateTime<Utc>,
-}
-
-/// Parameters of [`crate::JobStore::device_decide`].
-#[derive(Debug, Clone)]
-pub struct DeviceDecideParams {
-    /// The code the operator read.
-    pub user_code: String,
-    /// `Some(tenant)`: approve for that tenant; `None`: deny.
-    pub tenant: Option<String>,
-    /// The clock.
-    pub now: Option<DateTime<Utc>>,
-}
-
-/// Parameters of [`crate::JobStore::device_poll`].
-#[derive(Debug, Clone)]
-pub struct DevicePollParams {
-    /// SHA-256 hex of the presented device code.
-    pub device_code_hash: String,
-    /// The client to create if the code was approved (its tenant is filled in
-    /// from the approval).
-    pub new_client: OAuthClient,
-    /// The clock.
-    pub now: Option<DateTime<Utc>>,
-}
-
-/// What polling a device code found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DevicePoll {
-    /// No such code, or already redeemed.
-    Unknown,
-    /// Past its lifetime.
-    Expired,
-    /// Not yet decided.
-    Pending,
-    /// Polled faster than its interval.
-    SlowDown,
-    /// The operator denied it.
-    Denied,
-    /// Approved: this client now exists (redeemed, single use).
-    Issued(OAuthClient),
-}
-
-/// What a device poll does, decided from the stored row (pure, shared by both drivers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PollStep {
-    /// Answer without writing.
-    Answer(DevicePoll),
-    /// Record the poll time, then answer.
-    Record(DevicePoll),
-    /// Create the client for this tenant and mark the code redeemed.
-    Redeem(String),
-}
-
-/// The stored state of a device code: (state, tenant, expires_at, interval_ms, last_poll_at).
-pub(crate) type DeviceRow = (String, Option<String>, i64, i64, Option<i64>);
-
-pub(crate) fn poll_step(row: Option<DeviceRow>, now_ms: i64) -> PollStep {
-    let Some((state, tenant, expires_at, interval_ms, last_poll)) = row else {
-        return PollStep::Answer(DevicePoll::Unknown);
-    };
-    if state == "redeemed" {
-        return PollStep::Answer(DevicePoll::Unknown);
+impl Job {
+    /// The job as a failed settlement leaves it (what the fail statement
+    /// computes): one attempt refunded if asked, then dead when the failure
+    /// is terminal or no attempt is left, open for a retry otherwise.
+    pub(crate) fn after_failure(&self, terminal: bool, refund_attempt: bool) -> Job {
+        let mut after = self.clone();
+        after.attempts -= i32::from(refund_attempt);
+        let dead = terminal || after.attempts >= after.max_attempts;
+        after.state = if dead { JobState::Dead } else { JobState::Open };
+        after
     }
-    if expires_at <= now_ms {
-        return PollStep::Answer(DevicePoll::Expired);
-    }
-    match (state.as_str(), tenant) {
-        ("denied", _) => PollStep::Answer(DevicePoll::Denied),
-        ("approved", Some(t)) => PollStep::Redeem(t),
-        _ if last_poll.is_some_and(|at| now_ms - at < interval_ms) => {
-            PollStep::Record(DevicePoll::SlowDown)
-        }
-        _ => PollStep::Record(DevicePoll::Pending),
-    }
-}
-
-#[cfg(test)]
-mod poll_tests {
-    use super::*;
-
-    #[test]
-    fn poll_steps() {
-        let row = |state: &str, tenant: Option<&str>, last: Option<i64>| {
-            Some((
-                state.to_owned(),
-                tenant.map(str::to_owned),
-                10_000,
-                1_000,
-                last,
-            ))
-        };
-        assert_eq!(poll_step(None, 0), PollStep::Answer(DevicePoll::Unknown));
-        assert_eq!(
-            poll_step(row("pending", None, None), 10_000),
-            PollStep::Answer(DevicePoll::Expired)
-        );
-        assert_eq!(
-            poll_step(row("pending", None, None), 5_000),
-            PollStep::Record(DevicePoll::Pending)
-        );
-        assert_eq!(
-            poll_step(row("pending", None, Some(4_500)), 5_000),
-            PollStep::Record(DevicePoll::SlowDown)
-        );
-        assert_eq!(
-            poll_step(row("pending", None, Some(4_000)), 5_000),
-            PollStep::Record(DevicePoll::Pending)
-        );
-        assert_eq!(
-            poll_step(row("denied", None, None), 5_000),
-            PollStep::Answer(DevicePoll::Denied)
-        );
-        assert_eq!(
-            poll_step(row("approved", Some("t"), None), 5_000),
-            PollStep::Redeem("t".into())
-        );
-        assert_eq!(
-            poll_step(row("redeemed", Some("t"), None), 5_000),
-            PollStep::Answer(DevicePoll::Unknown)
-        );
-    }
-}
-
-/// The audit record of one governance decision (a run, chat or agent run),
-/// and of the job it dispatched. Decision, kind and status are the governance
-/// protocol's names; the store keeps them as given.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Trace {
-    /// The trace id (a UUID string).
-    pub id: String,
-    /// The requesting tenant.
-    pub tenant: String,
-    /// `run`, `chat` or `agent`.
-    pub kind: String,
-    /// `ALLOW`, `THROTTLE` or `BLOCK`.
-    pub decision: String,
-    /// Why.
-    pub reason: String,
-    /// 0..=1.
-    pub risk_score: f64,
-    /// The policy that decided (`name@version`).
-    pub policy: String,
-    /// Ids of the rules that matched.
-    pub matched_rules: Vec<String>,
-    /// The rules' violations (a JSON array of flat objects).
-    pub violations: serde_json::Value,
-    /// The mode chosen.
-    pub mode: String,
-    /// The reasoning budget granted.
-    pub budget: f64,
-    /// `blocked`, `pending`, `completed`, `failed`, `timeout` or `cancelled`.
-    pub status: String,
-    /// The dispatched job (none when blocked).
-    pub job_id: Option<String>,
-    /// The job's topic.
-    pub topic: Option<String>,
-    /// The worker or neuron that settled the job.
-    pub worker: Option<String>,
-    /// Time from request to answer, milliseconds (0 while pending).
-    pub latency_ms: f64,
-    /// When the decision was taken.
-    pub created_at: DateTime<Utc>,
-    /// When the run ended.
-    pub settled_at: Option<DateTime<Utc>>,
-    /// What a BLOCK's execution event records as its inputs (captured per the
-    /// event log's mode); not stored with the trace, so reads give `None`.
-    #[serde(skip)]
-    pub inputs: Option<serde_json::Value>,
-}
-
-/// Parameters of [`crate::JobStore::trace_settle`].
-#[derive(Debug, Clone)]
-pub struct TraceSettleParams {
-    /// The trace.
-    pub id: String,
-    /// The final status.
-    pub status: String,
-    /// The worker that settled the job, if any.
-    pub worker: Option<String>,
-    /// Time from request to answer, milliseconds.
-    pub latency_ms: f64,
-    /// The clock.
-    pub now: Option<DateTime<Utc>>,
-}
-
-/// Decisions of one kind counted over a window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecisionCount {
-    /// The decision name.
-    pub decision: String,
-    /// How many traces took it.
-    pub count: i64,
-}
-
-/// A stored secret: ciphertext only (the caller encrypts and decrypts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Secret {
-    /// The owning tenant.
-    pub tenant: String,
-    /// Its name (the client's `credential_ref`).
-    pub name: String,
-    /// Free-form provider label.
-    pub provider: String,
-    /// Tools allowed to use it.
-    pub allowed_tools: Vec<String>,
-    /// Opaque sealed value (nonce and AEAD ciphertext, encoded by the caller).
-    pub ciphertext: String,
-    /// When it was first stored.
-    pub created_at: DateTime<Utc>,
-    /// When it was last replaced.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// The JSON Schemas an operator registered for one capability type. The
-/// store keeps the documents opaque; callers compile and apply them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapabilitySchema {
-    /// The capability type (a topic), e.g. `acme/echo`.
-    pub capability: String,
-    /// Schema every task input must match.
-    pub input_schema: serde_json::Value,
-    /// Schema the neuron checks its output against, if any.
-    pub output_schema: Option<serde_json::Value>,
-    /// When it was last stored (the caller's clock).
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Filters of [`crate::JobStore::events_list`]; every `Some` must match.
-#[derive(Debug, Clone)]
-pub struct EventQuery {
-    /// Whose events (a tenant sees only its own).
-    pub scope: Scope,
-    /// One chain.
-    pub correlation_id: Option<String>,
-    /// One topic.
-    pub topic: Option<String>,
-    /// `intent_bus`, `neuron` or `governance`.
-    pub protocol: Option<String>,
-    /// `ok` or `error`.
-    pub status: Option<String>,
-    /// Completed at or after.
-    pub since: Option<DateTime<Utc>>,
-    /// Completed before.
-    pub until: Option<DateTime<Utc>>,
-    /// Only events stored after this sequence number (pagination cursor).
-    pub after_seq: i64,
-    /// At most this many.
-    pub limit: i64,
-}
-
-/// An event with its storage sequence number (the pagination cursor).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    /// Increases with every stored event.
-    pub seq: i64,
-    /// The signed event.
-    pub event: crate::events::ExecutionEvent,
-}
-
-/// A public key that verifies events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventKey {
-    /// `<instance_id>:k1`.
-    pub key_id: String,
-    /// Raw Ed25519 public key, base64.
-    pub public_key: String,
-    /// When it was first published.
-    pub created_at: DateTime<Utc>,
-}
-
-/// An event a worker posted itself (`POST /v1/events`): kept as received,
-/// linked to dispatches by correlation id, never part of the gateway's chains.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IngestedEvent {
-    /// The posting tenant.
-    pub tenant: String,
-    /// The event's `event_id` (a repeated post is ignored).
-    pub event_id: String,
-    /// Its `correlation_id`.
-    pub correlation_id: String,
-    /// The event as posted.
-    pub body: serde_json::Value,
-    /// When it arrived.
-    pub received_at: DateTime<Utc>,
 }

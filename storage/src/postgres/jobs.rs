@@ -1,0 +1,395 @@
+//! The PostgreSQL driver's jobs and leases: insert, claim, settle, extend, cancel, expire, purge ([`crate::JobStore`]).
+
+use super::*;
+
+impl crate::JobStore for PgStore {
+    async fn ping(&self) -> crate::StoreResult<()> {
+        sqlx::query(crate::sql::PING)
+            .execute(self.reader()?)
+            .await?;
+        Ok(())
+    }
+
+    async fn job_insert(
+        &self,
+        p: crate::JobInsertParams,
+    ) -> crate::StoreResult<crate::JobInsertOutcome> {
+        let mut tx = self.writer()?.begin().await?;
+        let out = Self::insert_job_tx(&mut tx, p).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn job_claim(&self, p: crate::JobClaimParams) -> crate::StoreResult<Option<crate::Job>> {
+        use crate::model::to_ms;
+        let now_ms = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let sql = self.sql().claim_for(&p);
+        let tenant = match &p.scope {
+            crate::Scope::All => None,
+            crate::Scope::Tenant(t) => Some(t.as_str()),
+        };
+        let caps = format!(",{},", p.capabilities.join(","));
+        let row: Option<crate::row::JobRow> = sqlx::query_as(sql)
+            .bind(&p.worker_id)
+            .bind(&p.holder_key)
+            .bind(crate::new_token())
+            .bind(now_ms.saturating_add(p.lease_ms))
+            .bind(now_ms)
+            .bind(&p.topic)
+            .bind(tenant)
+            .bind(&p.namespace)
+            .bind(&p.publisher)
+            .bind(&p.worker_id)
+            .bind(caps)
+            .bind(&p.on_behalf_of)
+            .fetch_optional(self.writer()?)
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn job_complete(&self, p: crate::JobCompleteParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let log = self.events.get();
+        let sql: &str = if log.is_some() {
+            &COMPLETE_WITH_HEAD
+        } else {
+            crate::sql::COMPLETE
+        };
+        let mut tx = self.writer()?.begin().await?;
+        let row = sqlx::query(sql)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(p.result.to_string())
+            .bind(p.result_type.as_str())
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (job, head) = settled(row, log.is_some())?;
+        let event = Self::job_event_at(
+            &mut tx,
+            log.as_deref(),
+            &job,
+            Ending::Fulfilled,
+            Some(&p.result),
+            now_ms,
+            head,
+        )
+        .await?;
+        tx.commit().await?;
+        self.announce(&job, JobChange::Settled(job.state)).await;
+        self.notifier.publish(event);
+        Ok(job)
+    }
+
+    async fn job_fail(&self, p: crate::JobFailParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let log = self.events.get();
+        let sql: &str = if log.is_some() {
+            &FAIL_WITH_HEAD
+        } else {
+            &self.sql().fail
+        };
+        let mut tx = self.writer()?.begin().await?;
+        let row = sqlx::query(sql)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(&p.error)
+            .bind(now_ms)
+            .bind(i64::from(p.terminal))
+            .bind(i64::from(p.refund_attempt))
+            .bind(p.max_backoff_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (job, head) = settled(row, log.is_some())?;
+        let ending = Ending::Failed {
+            error: &p.error,
+            dead: job.state == crate::JobState::Dead,
+        };
+        let event =
+            Self::job_event_at(&mut tx, log.as_deref(), &job, ending, None, now_ms, head).await?;
+        // A retry that is due at once (refunded attempt) wakes waiters at
+        // commit; a delayed one is picked up by the due-topics scan.
+        if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
+            Self::wake_in_tx(&mut tx, &job.topic).await?;
+        }
+        tx.commit().await?;
+        if job.state.is_terminal() {
+            self.announce(&job, JobChange::Settled(job.state)).await;
+        }
+        self.notifier.publish(event);
+        Ok(job)
+    }
+
+    async fn job_progress(&self, p: crate::JobProgressParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::PROGRESS)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(p.progress.to_string())
+            .bind(now_ms)
+            .fetch_optional(self.writer()?)
+            .await?;
+        let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
+        self.announce(&job, JobChange::Progress(job.progress.clone()))
+            .await;
+        Ok(job)
+    }
+
+    async fn job_extend(&self, p: crate::JobExtendParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::EXTEND)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(now_ms.saturating_add(p.lease_ms))
+            .bind(now_ms)
+            .fetch_optional(self.writer()?)
+            .await?;
+        row.ok_or(crate::StoreError::LeaseLost)?.try_into()
+    }
+
+    async fn job_cancel(&self, p: crate::JobCancelParams) -> crate::StoreResult<crate::Job> {
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let tenant = p.scope.tenant();
+        let mut tx = self.writer()?.begin().await?;
+        let before: Option<crate::row::JobRow> = sqlx::query_as(&self.sql().get_for_update)
+            .bind(&p.id)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before: crate::Job = before.ok_or(crate::StoreError::NotFound)?.try_into()?;
+        if before.state.is_terminal() {
+            return Err(crate::StoreError::InvalidState(before.state));
+        }
+        sqlx::query(crate::sql::CANCEL)
+            .bind(&p.id)
+            .bind(&p.reason)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let event = if cancel_ends_dispatch(&before) {
+            let ending = Ending::Cancelled { reason: &p.reason };
+            self.job_event(&mut tx, &before, ending, None, now_ms)
+                .await?
+        } else {
+            None
+        };
+        tx.commit().await?;
+        self.announce(&before, JobChange::Settled(crate::JobState::Cancelled))
+            .await;
+        self.notifier.publish(event);
+        Ok(before)
+    }
+
+    async fn job_get(
+        &self,
+        id: &str,
+        scope: &crate::Scope,
+    ) -> crate::StoreResult<Option<crate::Job>> {
+        let row: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::GET)
+            .bind(id)
+            .bind(scope.tenant())
+            .fetch_optional(self.reader()?)
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn jobs_leased_by(
+        &self,
+        holder_key: &str,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> crate::StoreResult<Vec<crate::Job>> {
+        let now_ms = crate::model::to_ms(now.unwrap_or_else(chrono::Utc::now));
+        let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::LEASED_BY)
+            .bind(holder_key)
+            .bind(now_ms)
+            .fetch_all(self.reader()?)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn jobs_expire_leases(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<Vec<crate::ExpiredLease>> {
+        let now_ms = crate::model::to_ms(now);
+        let mut tx = self.writer()?.begin().await?;
+        let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::EXPIRE_LEASES)
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
+        for r in rows {
+            let (holder, token) = (r.lease_holder.clone(), r.lease_token.clone());
+            let job = crate::Job::try_from(r)?;
+            if job.state == crate::JobState::Open {
+                Self::wake_in_tx(&mut tx, &job.topic).await?;
+            }
+            let ending = Ending::Expired {
+                dead: job.state == crate::JobState::Dead,
+            };
+            events.extend(self.job_event(&mut tx, &job, ending, None, now_ms).await?);
+            out.push(crate::ExpiredLease {
+                job_id: job.id,
+                topic: job.topic,
+                holder: holder.unwrap_or_default(),
+                token: token.unwrap_or_default(),
+                new_state: job.state,
+            });
+        }
+        tx.commit().await?;
+        for e in events {
+            self.notifier.execution_event(e);
+        }
+        Ok(out)
+    }
+
+    async fn jobs_due_topics(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(crate::sql::DUE_TOPICS)
+            .bind(crate::model::to_ms(since))
+            .bind(crate::model::to_ms(now))
+            .fetch_all(self.reader()?)
+            .await?;
+        Ok(rows.into_iter().map(|(t,)| t).collect())
+    }
+
+    async fn jobs_purge(&self, p: crate::PurgeParams) -> crate::StoreResult<crate::PurgeReport> {
+        use crate::model::to_ms;
+        let now_ms = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let pool = self.writer()?;
+        let run = |sql: &'static str, at: i64| async move {
+            sqlx::query(sql)
+                .bind(at)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        };
+        Ok(crate::PurgeReport {
+            jobs: run(crate::sql::PURGE_JOBS, to_ms(p.completed_before)).await?,
+            kv: run(crate::sql::PURGE_KV, now_ms).await?,
+            nonces: run(crate::sql::PURGE_NONCES, now_ms).await?,
+            idempotency: run(crate::sql::PURGE_IDEMPOTENCY, now_ms).await?,
+            devices: run(crate::sql::PURGE_DEVICES, now_ms).await?,
+            traces: run(crate::sql::PURGE_TRACES, to_ms(p.completed_before)).await?,
+            events: match p.events_before {
+                Some(t) => run(crate::sql::PURGE_EVENTS, to_ms(t)).await?,
+                None => 0,
+            },
+            ingested: match p.events_before {
+                Some(t) => run(crate::sql::PURGE_INGESTED, to_ms(t)).await?,
+                None => 0,
+            },
+        })
+    }
+
+    async fn jobs_stats(&self) -> crate::StoreResult<Vec<crate::JobStats>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(crate::sql::JOBS_STATS)
+            .fetch_all(self.reader()?)
+            .await?;
+        crate::row::job_stats(rows)
+    }
+
+    async fn jobs_count_open(&self, scope: &crate::Scope) -> crate::StoreResult<i64> {
+        let (n,): (i64,) = match scope.tenant() {
+            Some(t) => {
+                sqlx::query_as(crate::sql::COUNT_LIVE_TENANT)
+                    .bind(t)
+                    .fetch_one(self.reader()?)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(crate::sql::COUNT_LIVE_ALL)
+                    .fetch_one(self.reader()?)
+                    .await?
+            }
+        };
+        Ok(n)
+    }
+}
+
+impl PgStore {
+    /// Inserts a job in `tx` (the body of [`crate::JobStore::job_insert`],
+    /// shared with governance admission); the caller commits. A replayed
+    /// idempotency key writes nothing.
+    pub(super) async fn insert_job_tx(
+        tx: &mut Transaction<'_, Postgres>,
+        p: crate::JobInsertParams,
+    ) -> crate::StoreResult<crate::JobInsertOutcome> {
+        use crate::model::to_ms;
+        let now = p.now.unwrap_or_else(chrono::Utc::now);
+        let now_ms = to_ms(now);
+        let job = p.job;
+        if let Some(idem) = &p.idempotency {
+            let claimed = sqlx::query(crate::sql::IDEMPOTENCY_CLAIM)
+                .bind(&job.tenant)
+                .bind(&idem.key)
+                .bind(&idem.request_hash)
+                .bind(i64::from(idem.response_status))
+                .bind(&idem.response_body)
+                .bind(to_ms(idem.expires_at))
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            if claimed == 0 {
+                let row: crate::row::IdempotencyRow = sqlx::query_as(crate::sql::IDEMPOTENCY_GET)
+                    .bind(&job.tenant)
+                    .bind(&idem.key)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                return Ok(crate::JobInsertOutcome::Replayed {
+                    request_hash: row.request_hash,
+                    response_status: u16::try_from(row.response_status).unwrap_or(200),
+                    response_body: row.response_body,
+                });
+            }
+        }
+        if let Some(limit) = p.max_open_per_tenant {
+            Self::lock_tenant(tx, &job.tenant).await?;
+            let (live,): (i64,) = sqlx::query_as(crate::sql::COUNT_LIVE_TENANT)
+                .bind(&job.tenant)
+                .fetch_one(&mut **tx)
+                .await?;
+            if live >= limit {
+                return Err(crate::StoreError::TooManyOpen { limit });
+            }
+        }
+        let run_at = now_ms.saturating_add(job.delay_ms.max(0));
+        let row: crate::row::JobRow = sqlx::query_as(crate::sql::INSERT_JOB)
+            .bind(&job.id)
+            .bind(&job.tenant)
+            .bind(job.protocol.as_str())
+            .bind(&job.topic)
+            .bind(&job.namespace)
+            .bind(job.visibility.as_str())
+            .bind(i64::from(job.priority))
+            .bind(run_at)
+            .bind(i64::from(job.max_attempts))
+            .bind(job.backoff_base_ms)
+            .bind(&job.target_worker)
+            .bind(&job.required_capability)
+            .bind(&job.on_behalf_of)
+            .bind(job.input.to_string())
+            .bind(job.metadata.as_ref().map(ToString::to_string))
+            .bind(now_ms)
+            .fetch_one(&mut **tx)
+            .await?;
+        let due = run_at <= now_ms;
+        if due {
+            Self::wake_in_tx(tx, &job.topic).await?;
+        }
+        Ok(crate::JobInsertOutcome::Inserted(Box::new(row.try_into()?)))
+    }
+}

@@ -1,0 +1,355 @@
+//! The PostgreSQL driver: claims with `FOR UPDATE SKIP LOCKED`, wake-ups with
+//! `NOTIFY` inside the writing transaction and one `LISTEN` task per process,
+//! so every replica's waiters hear of every replica's jobs.
+
+mod auth;
+mod events;
+mod governance;
+mod jobs;
+mod settings;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
+use sqlx::{FromRow as _, PgPool, Postgres, Row as _, Transaction};
+
+use crate::CommittedEvent;
+use crate::eventlog::{
+    Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
+};
+use crate::events::ChainLink;
+use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
+use crate::sql::{POSTGRES_SQL, Sql};
+use crate::{ConnectOptions, Notifier, StoreResult};
+
+/// A settlement statement (`UPDATE jobs … RETURNING *`) that also returns
+/// the head of the settled job's own event chain (`head_hash`,
+/// `head_position`; NULL while the chain is empty), so the settlement's
+/// event needs no head read of its own: one round trip less per settlement.
+///
+/// The head is read in the statement's snapshot. If the statement waited for
+/// the job's row lock, an event committed meanwhile by the lock's holder is
+/// not in it: [`PgStore::job_event_at`] then finds its position taken and
+/// relinks to the head as committed.
+fn with_head(update: &str) -> String {
+    format!(
+        "WITH done AS ({update})
+        SELECT done.*, head.event_hash AS head_hash, head.chain_position AS head_position
+        FROM done LEFT JOIN LATERAL (
+            SELECT event_hash, chain_position FROM events
+            WHERE correlation_id = done.id ORDER BY chain_position DESC LIMIT 1
+        ) head ON true"
+    )
+}
+
+/// `sql::COMPLETE` returning the chain head (see [`with_head`]).
+static COMPLETE_WITH_HEAD: LazyLock<String> = LazyLock::new(|| with_head(crate::sql::COMPLETE));
+/// The fail statement returning the chain head (see [`with_head`]).
+static FAIL_WITH_HEAD: LazyLock<String> = LazyLock::new(|| with_head(&POSTGRES_SQL.fail));
+/// `sql::EVENT_INSERT` that writes nothing if the chain position is taken.
+static EVENT_INSERT_IF_FREE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} ON CONFLICT (correlation_id, chain_position) DO NOTHING",
+        crate::sql::EVENT_INSERT
+    )
+});
+
+/// The chain head a settlement statement returned: `Some(head)` (`head`
+/// being `None` for an empty chain) when the statement was made by
+/// [`with_head`], else `None` (not asked for).
+type KnownHead = Option<Option<(String, i64)>>;
+
+/// The job a settlement statement returned (no row: the lease is not live)
+/// and, if `with_head`, the chain head it returned too.
+fn settled(row: Option<PgRow>, with_head: bool) -> StoreResult<(crate::Job, KnownHead)> {
+    let row = row.ok_or(crate::StoreError::LeaseLost)?;
+    let head = if with_head {
+        let hash: Option<String> = row.try_get("head_hash")?;
+        let position: Option<i64> = row.try_get("head_position")?;
+        Some(hash.zip(position))
+    } else {
+        None
+    };
+    Ok((crate::row::JobRow::from_row(&row)?.try_into()?, head))
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    notifier: Notifier,
+    events: EventSlot,
+    /// Set while the database is known to be unreachable: every call then
+    /// fails at once with [`crate::StoreError::Unavailable`] (a `503`)
+    /// instead of waiting for the pool's acquire timeout.
+    down: Arc<AtomicBool>,
+}
+
+/// Binds `q` to an event-list statement (`sql::EVENTS_LIST` or `EVENTS_SEQS`).
+fn bind_event_query<'q, O>(
+    statement: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    q: &'q crate::EventQuery,
+) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(crate::model::to_ms);
+    statement
+        .bind(q.after_seq)
+        .bind(q.scope.tenant())
+        .bind(&q.correlation_id)
+        .bind(&q.topic)
+        .bind(&q.protocol)
+        .bind(&q.status)
+        .bind(ms(q.since))
+        .bind(ms(q.until))
+        .bind(q.limit)
+}
+
+/// Longest wait for a pooled connection before a call fails with `503`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a probe asks a database that went away whether it is back.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// Clears `down` once `SELECT 1` answers again (each try bounded by one second).
+async fn probe_until_up(pool: PgPool, down: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if pool.is_closed() {
+            return;
+        }
+        let ping = sqlx::query(crate::sql::PING).execute(&pool);
+        if matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(_))
+        ) {
+            down.store(false, Ordering::Relaxed);
+            tracing::info!("postgres answers again");
+            return;
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates, and starts the `LISTEN` task.
+    pub async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<Self> {
+        // No ping before each acquire (a round trip per store call): a
+        // connection that died with the server fails its statement instead,
+        // which is `Unavailable` (503, worth a retry), and the pool replaces it.
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(2))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let notifier = Notifier::default();
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen_all([PG_CHANNEL, PG_JOB_CHANNEL]).await?;
+        let fan_out = notifier.clone();
+        let down = Arc::new(AtomicBool::new(false));
+        let (health, probe_pool) = (down.clone(), pool.clone());
+        tokio::spawn(async move {
+            loop {
+                // `recv` reconnects by itself after a dropped connection;
+                // wake-ups sent meanwhile are lost, which waiters tolerate
+                // (they re-check on their own deadline).
+                match listener.recv().await {
+                    Ok(n) if n.channel() == PG_JOB_CHANNEL => {
+                        if let Some(ev) = JobEvent::from_payload(n.payload()) {
+                            fan_out.job_event(ev);
+                        }
+                    }
+                    Ok(n) => fan_out.notify(n.payload()),
+                    Err(sqlx::Error::PoolClosed) => break,
+                    Err(e) => {
+                        // The LISTEN connection is the first to see the
+                        // server go: fail fast until a probe gets through.
+                        tracing::warn!(error = %e, "postgres LISTEN failed; failing fast until it answers again");
+                        if !health.swap(true, Ordering::Relaxed) {
+                            tokio::spawn(probe_until_up(probe_pool.clone(), health.clone()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            pool,
+            notifier,
+            events: EventSlot::default(),
+            down,
+        })
+    }
+
+    /// Wake-ups of this store (fed by `LISTEN`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Closes the pool (which also ends the `LISTEN` task).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The pool for writes, unless the database is known to be down.
+    fn writer(&self) -> crate::StoreResult<&PgPool> {
+        self.pool_if_up()
+    }
+
+    /// The pool for reads, unless the database is known to be down.
+    fn reader(&self) -> crate::StoreResult<&PgPool> {
+        self.pool_if_up()
+    }
+
+    fn pool_if_up(&self) -> crate::StoreResult<&PgPool> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(crate::StoreError::Unavailable(
+                "PostgreSQL is unreachable; retrying in the background".into(),
+            ));
+        }
+        Ok(&self.pool)
+    }
+
+    #[allow(clippy::unused_self)]
+    fn sql(&self) -> &'static Sql {
+        &POSTGRES_SQL
+    }
+
+    /// Serialises the cap check of one tenant's concurrent inserts.
+    async fn lock_tenant(tx: &mut Transaction<'_, Postgres>, tenant: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(tenant)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Turns on execution events (see [`crate::Store::set_event_log`]).
+    pub fn set_event_log(&self, log: Arc<EventLog>) {
+        self.events.set(log);
+    }
+
+    /// The link after the last event of `correlation_id`'s chain.
+    async fn chain_link(
+        tx: &mut Transaction<'_, Postgres>,
+        correlation_id: &str,
+    ) -> StoreResult<ChainLink> {
+        let last: Option<(String, i64)> = sqlx::query_as(crate::sql::EVENT_LAST)
+            .bind(correlation_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(next_link(last))
+    }
+
+    async fn insert_event(
+        tx: &mut Transaction<'_, Postgres>,
+        row: EventRow,
+    ) -> StoreResult<CommittedEvent> {
+        Self::write_event(tx, row, crate::sql::EVENT_INSERT)
+            .await?
+            .ok_or_else(|| crate::StoreError::Corrupt("an event insert wrote no row".into()))
+    }
+
+    /// Inserts `row` with `sql` (an `EVENT_INSERT`); `None` if it wrote no
+    /// row (the `ON CONFLICT DO NOTHING` form, on a taken position).
+    async fn write_event(
+        tx: &mut Transaction<'_, Postgres>,
+        row: EventRow,
+        sql: &str,
+    ) -> StoreResult<Option<CommittedEvent>> {
+        let written = sqlx::query(sql)
+            .bind(&row.event_id)
+            .bind(&row.tenant)
+            .bind(&row.correlation_id)
+            .bind(row.chain_position)
+            .bind(&row.event_hash)
+            .bind(&row.protocol)
+            .bind(&row.topic)
+            .bind(&row.status)
+            .bind(row.completed_at)
+            .bind(&row.event.json)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        Ok((written == 1).then_some(row.event))
+    }
+
+    /// Writes the event of a job's dispatch ending, in `tx`.
+    async fn job_event(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        job: &crate::Job,
+        ending: Ending<'_>,
+        result: Option<&serde_json::Value>,
+        now_ms: i64,
+    ) -> StoreResult<Option<CommittedEvent>> {
+        let log = self.events.get();
+        Self::job_event_at(tx, log.as_deref(), job, ending, result, now_ms, None).await
+    }
+
+    /// [`Self::job_event`] with `log` and the chain head the settlement
+    /// statement returned, if it did (see [`with_head`]).
+    async fn job_event_at(
+        tx: &mut Transaction<'_, Postgres>,
+        log: Option<&EventLog>,
+        job: &crate::Job,
+        ending: Ending<'_>,
+        result: Option<&serde_json::Value>,
+        now_ms: i64,
+        head: KnownHead,
+    ) -> StoreResult<Option<CommittedEvent>> {
+        let Some(log) = log else {
+            return Ok(None);
+        };
+        let now = crate::model::from_ms(now_ms);
+        let correlation = correlation_id(job);
+        // The returned head is the job's own chain's; a governance run's
+        // events chain on its trace id instead.
+        if let Some(head) = head.filter(|_| correlation == job.id) {
+            let row = log.job_event(job, ending, result, now, next_link(head))?;
+            if let Some(event) = Self::write_event(tx, row, &EVENT_INSERT_IF_FREE).await? {
+                return Ok(Some(event));
+            }
+            // Taken by a commit the statement's snapshot missed: relink.
+        }
+        let link = Self::chain_link(tx, &correlation).await?;
+        let row = log.job_event(job, ending, result, now, link)?;
+        Self::insert_event(tx, row).await.map(Some)
+    }
+
+    /// Tells every replica's waiters of a watched job what happened to it.
+    /// Sent after the settlement committed; a lost hint costs a waiter only
+    /// its periodic re-check, so a failure here is logged, not returned.
+    async fn announce(&self, job: &crate::Job, change: JobChange) {
+        if !JobEvent::watched(job) {
+            return;
+        }
+        let payload = JobEvent {
+            id: job.id.clone(),
+            change,
+        }
+        .to_payload();
+        let Ok(pool) = self.writer() else {
+            return;
+        };
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PG_JOB_CHANNEL)
+            .bind(payload)
+            .execute(pool)
+            .await
+        {
+            tracing::warn!(job = %job.id, error = %e, "job event NOTIFY failed");
+        }
+    }
+
+    /// Delivered by PostgreSQL at commit, to every replica (this one included).
+    async fn wake_in_tx(tx: &mut Transaction<'_, Postgres>, topic: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PG_CHANNEL)
+            .bind(topic)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}

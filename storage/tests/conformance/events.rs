@@ -1,0 +1,437 @@
+//! Conformance cases: Execution events.
+
+use super::governance::trace;
+use super::*;
+
+pub(crate) fn enable_events(s: &Store) -> agw_storage::events::EventPublicKey {
+    let signer = agw_storage::events::EventSigner::generate("gw-test").expect("signer");
+    let public = signer.public_key();
+    s.set_event_log(std::sync::Arc::new(EventLog::new(
+        signer,
+        agw_storage::events::CaptureMode::Redacted,
+        agw_storage::events::default_redact_keys(),
+    )));
+    public
+}
+
+pub(crate) async fn all_events(
+    s: &Store,
+    scope: Scope,
+) -> Vec<agw_storage::events::ExecutionEvent> {
+    s.events_list(EventQuery {
+        scope,
+        correlation_id: None,
+        topic: None,
+        protocol: None,
+        status: None,
+        since: None,
+        until: None,
+        after_seq: 0,
+        limit: 1000,
+    })
+    .await
+    .expect("list")
+    .into_iter()
+    .map(|e| e.event)
+    .collect()
+}
+
+/// Events past their retention are purged with the jobs' purge, by the time
+/// they completed, except the newest (so `seq` never goes back); ingested
+/// events by the time they arrived.
+pub(crate) async fn events_and_ingested_events_expire(s: Store) {
+    enable_events(&s);
+    let t = t0();
+    for hour in 0..3 {
+        let at = t + Duration::hours(hour);
+        let j = insert_at(&s, new_job("acme", "ev/purge"), at).await;
+        let c = claim_one(&s, claim("acme", Some("ev/purge"), "w", at))
+            .await
+            .expect("claim");
+        assert_eq!(c.id, j.id);
+        s.job_complete(complete(&j.id, token(&c), at))
+            .await
+            .expect("complete");
+    }
+    let before = all_events(&s, Scope::All).await;
+    assert_eq!(before.len(), 3);
+    let ingest = |id: &str, at| IngestedEvent {
+        tenant: "acme".into(),
+        event_id: id.into(),
+        correlation_id: "c".into(),
+        body: json!({"event_id": id}),
+        received_at: at,
+    };
+    assert!(s.event_ingest(ingest("old", t)).await.unwrap());
+    assert!(
+        s.event_ingest(ingest("new", t + Duration::hours(2)))
+            .await
+            .unwrap()
+    );
+    let purge = |before| PurgeParams {
+        completed_before: t - Duration::days(1),
+        events_before: Some(before),
+        now: Some(t),
+    };
+    let r = s
+        .jobs_purge(purge(t + Duration::minutes(90)))
+        .await
+        .unwrap();
+    assert_eq!((r.events, r.ingested), (2, 1));
+    let left = all_events(&s, Scope::All).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event_id, before[2].event_id, "the newest stays");
+    let ingested = s.events_ingested(&Scope::All, None, 0, 10).await.unwrap();
+    assert_eq!(ingested.len(), 1);
+    // Past retention, but the newest event stays.
+    let r = s.jobs_purge(purge(t + Duration::days(9))).await.unwrap();
+    assert_eq!((r.events, r.ingested), (0, 1));
+    assert_eq!(all_events(&s, Scope::All).await.len(), 1);
+    // Without an event cutoff nothing of them goes.
+    let r = s
+        .jobs_purge(PurgeParams {
+            events_before: None,
+            ..purge(t)
+        })
+        .await
+        .unwrap();
+    assert_eq!((r.events, r.ingested), (0, 0));
+}
+
+pub(crate) async fn settlements_write_signed_chained_events(s: Store) {
+    let public = enable_events(&s);
+    let mut announced = s.notifier().subscribe_events();
+    let now = Utc::now();
+    // Fail (retry) then fulfil: one chain of two events on the job id.
+    let mut job = new_job("acme", "ev/chain");
+    job.input = json!({"q": 1, "api_key": "sk-live"});
+    let job = insert_at(&s, job, now).await;
+    let first = claim_one(&s, claim("acme", Some("ev/chain"), "w1", now))
+        .await
+        .expect("claim");
+    // A settlement that does not happen writes nothing.
+    let lost = s
+        .job_complete(JobCompleteParams {
+            id: job.id.clone(),
+            proof: LeaseProof::Token("wrong".into()),
+            result: json!("x"),
+            result_type: ResultType::Json,
+            now: Some(now),
+        })
+        .await;
+    assert!(matches!(lost, Err(StoreError::LeaseLost)));
+    assert!(
+        all_events(&s, Scope::All).await.is_empty(),
+        "no event without a settlement"
+    );
+    s.job_fail(JobFailParams {
+        id: job.id.clone(),
+        proof: LeaseProof::Token(claim_token_of(&first)),
+        error: "boom".into(),
+        terminal: false,
+        refund_attempt: false,
+        max_backoff_ms: 0,
+        now: Some(now),
+    })
+    .await
+    .expect("fail");
+    let later = now + Duration::seconds(5);
+    let second = claim_one(&s, claim("acme", Some("ev/chain"), "w2", later))
+        .await
+        .expect("reclaim");
+    s.job_complete(JobCompleteParams {
+        id: job.id.clone(),
+        proof: LeaseProof::Token(claim_token_of(&second)),
+        result: json!({"answer": 42, "token": "t-secret"}),
+        result_type: ResultType::Json,
+        now: Some(later),
+    })
+    .await
+    .expect("complete");
+    let evs = all_events(&s, Scope::Tenant("acme".into())).await;
+    assert_eq!(evs.len(), 2);
+    assert_eq!(
+        evs.iter()
+            .map(|e| (e.correlation_id.as_str(), e.chain_position))
+            .collect::<Vec<_>>(),
+        [(job.id.as_str(), 1), (job.id.as_str(), 2)]
+    );
+    assert_eq!(
+        (evs[0].status, evs[1].status),
+        (
+            agw_storage::events::EventStatus::Error,
+            agw_storage::events::EventStatus::Ok
+        )
+    );
+    assert_eq!(evs[1].action, "intent_bus.ev/chain");
+    assert_eq!(
+        evs[1].prev_event_hash,
+        agw_storage::events::event_hash(&evs[0]).unwrap()
+    );
+    let attrs = evs[1].attributes.as_ref().unwrap();
+    assert_eq!(
+        (attrs["worker"].as_str(), attrs["attempt"].as_i64()),
+        (Some("w2"), Some(2))
+    );
+    // Redaction: secrets in inputs and output never reach the event.
+    let text = serde_json::to_string(&evs).unwrap();
+    assert!(
+        !text.contains("sk-live") && !text.contains("t-secret"),
+        "{text}"
+    );
+    assert_eq!(evs[1].output.as_ref().unwrap()["answer"], 42);
+    let key = public;
+    let summary = agw_storage::events::verify_chain(&evs, |_| Some(key)).expect("chain verifies");
+    assert_eq!(summary.events, 2);
+    // Each committed event is announced once, with the JSON as stored.
+    for stored in &evs {
+        let committed = announced.try_recv().expect("announced");
+        assert_eq!(&committed.event, stored);
+        let parsed: agw_storage::events::ExecutionEvent =
+            serde_json::from_str(&committed.json).expect("announced JSON");
+        assert_eq!(&parsed, stored);
+    }
+    assert!(announced.try_recv().is_err(), "announced once");
+    assert!(
+        all_events(&s, Scope::Tenant("other".into()))
+            .await
+            .is_empty(),
+        "tenant-scoped"
+    );
+
+    // Expiry and cancel of a leased job end dispatches; cancelling an open
+    // (never dispatched) Intent Bus job does not.
+    let exp = insert_at(&s, new_job("acme", "ev/exp"), now).await;
+    claim_one(&s, claim("acme", Some("ev/exp"), "w3", now))
+        .await
+        .expect("claim");
+    s.jobs_expire_leases(now + Duration::minutes(5))
+        .await
+        .expect("expire");
+    let idle = insert_at(&s, new_job("acme", "ev/idle"), now).await;
+    s.job_cancel(JobCancelParams {
+        id: idle.id.clone(),
+        scope: Scope::All,
+        reason: "r".into(),
+        now: Some(now),
+    })
+    .await
+    .expect("cancel");
+    let mut gov = new_job("acme", "ev/gov");
+    gov.protocol = Protocol::Governance;
+    gov.metadata = Some(json!({"trace_id": "trace-1", "kind": "chat"}));
+    let gov = insert_at(&s, gov, now).await;
+    s.job_cancel(JobCancelParams {
+        id: gov.id.clone(),
+        scope: Scope::All,
+        reason: "run timed out".into(),
+        now: Some(now),
+    })
+    .await
+    .expect("cancel");
+    let mut blocked = trace("trace-2", "acme", Verdict::Block, now);
+    blocked.inputs = Some(json!({"input": "my password is hunter2", "password": "hunter2"}));
+    s.trace_insert(blocked).await.expect("trace");
+    s.trace_insert(trace("trace-3", "acme", Verdict::Allow, now))
+        .await
+        .expect("trace");
+    let evs = all_events(&s, Scope::All).await;
+    let by_corr = |c: &str| {
+        evs.iter()
+            .filter(|e| e.correlation_id == c)
+            .collect::<Vec<_>>()
+    };
+    let e = by_corr(&exp.id);
+    assert_eq!(
+        (e.len(), e[0].error.as_ref().unwrap()["message"].as_str()),
+        (1, Some("lease_expired"))
+    );
+    assert!(by_corr(&idle.id).is_empty(), "no dispatch, no event");
+    let g = by_corr("trace-1");
+    assert_eq!((g.len(), g[0].action.as_str()), (1, "governance.chat"));
+    let b = by_corr("trace-2");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].error.as_ref().unwrap()["name"], "GovernanceBlock");
+    assert!(
+        !serde_json::to_string(b[0]).unwrap().contains("\"hunter2\""),
+        "redacted key"
+    );
+    assert!(
+        by_corr("trace-3").is_empty(),
+        "allowed runs get their event when the job settles"
+    );
+    let key = public;
+    agw_storage::events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
+
+    // Filters and the cursor.
+    let q = |corr: Option<&str>, status: Option<&str>, after: i64, limit: i64| EventQuery {
+        scope: Scope::Tenant("acme".into()),
+        correlation_id: corr.map(Into::into),
+        topic: None,
+        protocol: None,
+        status: status.map(Into::into),
+        since: None,
+        until: None,
+        after_seq: after,
+        limit,
+    };
+    let ok = s.events_list(q(None, Some("ok"), 0, 100)).await.unwrap();
+    assert_eq!(ok.len(), 1);
+    let page1 = s.events_list(q(None, None, 0, 2)).await.unwrap();
+    let page2 = s
+        .events_list(q(None, None, page1[1].seq, 100))
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), evs.len());
+    assert!(page2.iter().all(|e| e.seq > page1[1].seq));
+    assert_eq!(
+        s.events_list(q(Some(&job.id), None, 0, 100))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+pub(crate) async fn event_keys_and_ingest(s: Store) {
+    let t = t0();
+    let key = |id: &str, pk: &str| EventKey {
+        key_id: id.into(),
+        public_key: pk.into(),
+        created_at: t,
+    };
+    s.event_key_put(key("gw-a:k1", "AAA")).await.unwrap();
+    s.event_key_put(key("gw-a:k1", "BBB")).await.unwrap();
+    s.event_key_put(key("gw-b:k1", "CCC")).await.unwrap();
+    assert_eq!(
+        s.event_keys().await.unwrap(),
+        vec![key("gw-a:k1", "AAA"), key("gw-b:k1", "CCC")],
+        "first key wins"
+    );
+    let ev = |id: &str, tenant: &str| IngestedEvent {
+        tenant: tenant.into(),
+        event_id: id.into(),
+        correlation_id: "c1".into(),
+        body: json!({"event_id": id}),
+        received_at: t,
+    };
+    assert!(s.event_ingest(ev("e1", "acme")).await.unwrap());
+    assert!(
+        s.event_ingest(ev("e1", "zeta")).await.unwrap(),
+        "ids are unique per tenant: another tenant's e1 is its own"
+    );
+    assert!(
+        !s.event_ingest(ev("e1", "acme")).await.unwrap(),
+        "duplicates ignored"
+    );
+    assert!(s.event_ingest(ev("e2", "other")).await.unwrap());
+    let mine = s
+        .events_ingested(&Scope::Tenant("acme".into()), Some("c1"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter()
+            .map(|(_, v)| v["event_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["e1"]
+    );
+    assert_eq!(
+        s.events_ingested(&Scope::All, None, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+/// PostgreSQL only (SQLite's one writer serialises settlements): a
+/// settlement whose statement waited for its job's row lock while the lock's
+/// holder committed an event on the job's chain must link after that event,
+/// although its statement's snapshot does not have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn postgres_settlement_links_after_an_event_committed_while_it_waited() {
+    use sqlx::Connection as _;
+    let t = TestStore::postgres().await;
+    let s = t.store.clone();
+    let public = enable_events(&s);
+    let now = Utc::now();
+    let job = insert_at(&s, new_job("acme", "ev/race"), now).await;
+    let leased = claim_one(&s, claim("acme", Some("ev/race"), "w1", now))
+        .await
+        .expect("claimed");
+    let url = t.pg_url().expect("postgres");
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let mut watch = sqlx::PgConnection::connect(&url).await.expect("connect");
+    // Another transaction holds the job's row lock and appends to its chain.
+    let other_hash = format!("sha256:{}", "ab".repeat(32));
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("UPDATE jobs SET updated_at = updated_at WHERE id = $1")
+        .bind(&job.id)
+        .execute(&mut holder)
+        .await
+        .expect("lock the job");
+    sqlx::query(
+        "INSERT INTO events (event_id, tenant, correlation_id, chain_position, event_hash,
+            protocol, topic, status, completed_at, body)
+         VALUES ('other', 'acme', $1, 1, $2, 'intent_bus', 'ev/race', 'error', 0, '{}')",
+    )
+    .bind(&job.id)
+    .bind(&other_hash)
+    .execute(&mut holder)
+    .await
+    .expect("other event");
+    let settle = tokio::spawn({
+        let s = s.clone();
+        let p = complete(&job.id, token(&leased), Utc::now());
+        async move { s.job_complete(p).await }
+    });
+    // Commit only once the settlement is waiting for the lock (polled from a
+    // third connection: a transaction sees one snapshot of the activity view).
+    let mut waited = false;
+    for _ in 0..1000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    assert!(waited, "the settlement never waited for the row lock");
+    sqlx::query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("commit");
+    let done = settle
+        .await
+        .expect("task")
+        .expect("the settlement succeeds");
+    assert_eq!(done.state, JobState::Fulfilled);
+    let chain: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT chain_position, body FROM events WHERE correlation_id = $1 ORDER BY chain_position",
+    )
+    .bind(&job.id)
+    .fetch_all(&mut watch)
+    .await
+    .expect("chain");
+    assert_eq!(
+        chain.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        [1, 2],
+        "the settlement's event follows the other one"
+    );
+    let event: agw_storage::events::ExecutionEvent =
+        serde_json::from_str(&chain[1].1).expect("event");
+    assert_eq!(event.prev_event_hash, other_hash);
+    assert_eq!(event.chain_position, 2);
+    agw_storage::events::verify_signature(&event, &public).expect("signed after relinking");
+    drop((holder, watch));
+    t.cleanup().await;
+}
