@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use agw_events::ChainLink;
 use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
 use sqlx::{FromRow as _, PgPool, Postgres, Row as _, Transaction};
 
@@ -13,7 +14,6 @@ use crate::CommittedEvent;
 use crate::eventlog::{
     Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
-use crate::events::ChainLink;
 use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
 use crate::sql::{POSTGRES_SQL, Sql};
 use crate::{ConnectOptions, Notifier, StoreResult};

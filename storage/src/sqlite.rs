@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agw_events::ChainLink;
 use chrono::{DateTime, Utc};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
@@ -26,7 +27,6 @@ use crate::CommittedEvent;
 use crate::eventlog::{
     Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
-use crate::events::ChainLink;
 use crate::model::{PollStep, poll_step, to_ms};
 use crate::row::{ApiKeyRow, JobRow, SecretRow, TraceBinds, TraceRow};
 use crate::sql::{self, SQLITE_SQL};

@@ -1667,18 +1667,18 @@ async fn job_stats_by_topic_and_state(s: Store) {
     assert_eq!(leased[0], stats("q/a", JobState::Leased, 1, at(10)));
 }
 
-fn enable_events(s: &Store) -> events::EventPublicKey {
-    let signer = events::EventSigner::generate("gw-test").expect("signer");
+fn enable_events(s: &Store) -> agw_events::EventPublicKey {
+    let signer = agw_events::EventSigner::generate("gw-test").expect("signer");
     let public = signer.public_key();
     s.set_event_log(std::sync::Arc::new(EventLog::new(
         signer,
-        events::CaptureMode::Redacted,
-        events::default_redact_keys(),
+        agw_events::CaptureMode::Redacted,
+        agw_events::default_redact_keys(),
     )));
     public
 }
 
-async fn all_events(s: &Store, scope: Scope) -> Vec<events::ExecutionEvent> {
+async fn all_events(s: &Store, scope: Scope) -> Vec<agw_events::ExecutionEvent> {
     s.events_list(EventQuery {
         scope,
         correlation_id: None,
@@ -1819,10 +1819,13 @@ async fn settlements_write_signed_chained_events(s: Store) {
     );
     assert_eq!(
         (evs[0].status, evs[1].status),
-        (events::EventStatus::Error, events::EventStatus::Ok)
+        (agw_events::EventStatus::Error, agw_events::EventStatus::Ok)
     );
     assert_eq!(evs[1].action, "intent_bus.ev/chain");
-    assert_eq!(evs[1].prev_event_hash, events::event_hash(&evs[0]).unwrap());
+    assert_eq!(
+        evs[1].prev_event_hash,
+        agw_events::event_hash(&evs[0]).unwrap()
+    );
     let attrs = evs[1].attributes.as_ref().unwrap();
     assert_eq!(
         (attrs["worker"].as_str(), attrs["attempt"].as_i64()),
@@ -1836,13 +1839,13 @@ async fn settlements_write_signed_chained_events(s: Store) {
     );
     assert_eq!(evs[1].output.as_ref().unwrap()["answer"], 42);
     let key = public;
-    let summary = events::verify_chain(&evs, |_| Some(key)).expect("chain verifies");
+    let summary = agw_events::verify_chain(&evs, |_| Some(key)).expect("chain verifies");
     assert_eq!(summary.events, 2);
     // Each committed event is announced once, with the JSON as stored.
     for stored in &evs {
         let committed = announced.try_recv().expect("announced");
         assert_eq!(&committed.event, stored);
-        let parsed: events::ExecutionEvent =
+        let parsed: agw_events::ExecutionEvent =
             serde_json::from_str(&committed.json).expect("announced JSON");
         assert_eq!(&parsed, stored);
     }
@@ -1916,7 +1919,7 @@ async fn settlements_write_signed_chained_events(s: Store) {
         "allowed runs get their event when the job settles"
     );
     let key = public;
-    events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
+    agw_events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
 
     // Filters and the cursor.
     let q = |corr: Option<&str>, status: Option<&str>, after: i64, limit: i64| EventQuery {
@@ -2120,10 +2123,10 @@ async fn postgres_settlement_links_after_an_event_committed_while_it_waited() {
         [1, 2],
         "the settlement's event follows the other one"
     );
-    let event: events::ExecutionEvent = serde_json::from_str(&chain[1].1).expect("event");
+    let event: agw_events::ExecutionEvent = serde_json::from_str(&chain[1].1).expect("event");
     assert_eq!(event.prev_event_hash, other_hash);
     assert_eq!(event.chain_position, 2);
-    events::verify_signature(&event, &public).expect("signed after relinking");
+    agw_events::verify_signature(&event, &public).expect("signed after relinking");
     drop((holder, watch));
     t.cleanup().await;
 }
