@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::Utc;
 
 use agw_config::{Config, EventsSettings, ProcessEnv};
-use agw_storage::events::{CaptureMode, ChainVerifier, EventPublicKey, EventSigner};
+use agw_events::{CaptureMode, ChainVerifier, EventPublicKey, EventSigner};
 use agw_storage::{EventKey, EventLog, EventQuery, Scope, Store};
 
 /// Events read per page by `verify`.

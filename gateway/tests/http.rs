@@ -1244,9 +1244,7 @@ async fn registered_schema_validates_task_input() {
 
 #[tokio::test]
 async fn dispatches_leave_signed_events_listed_per_tenant() {
-    use agw_storage::events::{
-        CaptureMode, EventSigner, ExecutionEvent, default_redact_keys, verify_chain,
-    };
+    use agw_events::{CaptureMode, EventSigner, ExecutionEvent, default_redact_keys, verify_chain};
     let h = harness(&[]).await;
     let signer = EventSigner::generate("gw-http").unwrap();
     let public = signer.public_key();

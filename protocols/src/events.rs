@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use agw_storage::events::{EventPublicKey, to_compact};
+use agw_events::{EventPublicKey, to_compact};
 use agw_storage::{EventQuery, IngestedEvent, Store};
 
 use crate::http::ApiError;
@@ -27,7 +27,7 @@ use crate::http::auth::{Authenticator, Bearer};
 
 /// The IntentProof v1 event schema (MIT, IntentProof/intentproof-spec).
 const SCHEMA: &str =
-    include_str!("../../storage/tests/data/intentproof/execution_event.v1.schema.json");
+    include_str!("../../events/tests/data/intentproof/execution_event.v1.schema.json");
 
 /// Largest page.
 const MAX_LIMIT: i64 = 1000;

@@ -28,12 +28,12 @@ async fn main() -> Result<(), StoreError> {
     };
     let store = Store::connect(&url, &ConnectOptions::default()).await?;
     if args.get(4).is_some_and(|a| a == "events") {
-        let signer = events::EventSigner::generate("bench")
+        let signer = agw_events::EventSigner::generate("bench")
             .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         store.set_event_log(std::sync::Arc::new(EventLog::new(
             signer,
-            events::CaptureMode::Redacted,
-            events::default_redact_keys(),
+            agw_events::CaptureMode::Redacted,
+            agw_events::default_redact_keys(),
         )));
     }
     let topic = format!("bench/{}", new_token());

@@ -13,13 +13,13 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
-
-use crate::events::{
+use agw_events::{
     CaptureMode, ChainLink, EventParams, EventSigner, EventStatus, RedactionSummary,
     redact_with_paths,
 };
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
 use crate::{CommittedEvent, Job, Protocol, StoreError, Trace};
 
 /// Where a driver keeps its event log: empty (no events) until
@@ -394,7 +394,7 @@ fn within(v: &Value, budget: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::default_redact_keys;
+    use agw_events::default_redact_keys;
 
     #[test]
     fn sizes_are_bounded_without_serializing() {

@@ -18,13 +18,11 @@
 //! - `row`: row decoding.
 //! - `error`: [`StoreError`].
 //! - `eventlog`: [`EventLog`], the settlement → signed event step the drivers
-//!   run inside each settlement's transaction.
-//! - [`events`]: signed IntentProof execution events (canonical form, keys,
-//!   hash chains, redaction); pure, no I/O.
+//!   run inside each settlement's transaction (the events themselves —
+//!   canonical form, keys, hash chains, redaction — are `agw_events`).
 
 mod error;
 mod eventlog;
-pub mod events;
 mod model;
 mod notify;
 mod postgres;

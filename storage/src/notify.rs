@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use agw_events::ExecutionEvent;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::events::ExecutionEvent;
 use crate::{Job, JobState, Protocol};
 
 /// An execution event this process committed, with its stored JSON (so

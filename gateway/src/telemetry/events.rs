@@ -18,9 +18,9 @@ use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
+use agw_events::ExecutionEvent;
 use agw_protocols::http::trace::TRACEPARENT;
 use agw_storage::CommittedEvent;
-use agw_storage::events::ExecutionEvent;
 
 use crate::metrics::TELEMETRY_DROPPED;
 
@@ -115,8 +115,8 @@ impl LogFields {
         }
         Self {
             severity: match e.status {
-                agw_storage::events::EventStatus::Ok => Severity::Info,
-                agw_storage::events::EventStatus::Error => Severity::Warn,
+                agw_events::EventStatus::Ok => Severity::Info,
+                agw_events::EventStatus::Error => Severity::Warn,
             },
             timestamp: DateTime::parse_from_rfc3339(&e.completed_at)
                 .ok()

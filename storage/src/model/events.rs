@@ -31,7 +31,7 @@ pub struct StoredEvent {
     /// Increases with every stored event.
     pub seq: i64,
     /// The signed event.
-    pub event: crate::events::ExecutionEvent,
+    pub event: agw_events::ExecutionEvent,
 }
 
 /// A public key that verifies events.

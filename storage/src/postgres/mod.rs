@@ -19,10 +19,10 @@ use crate::CommittedEvent;
 use crate::eventlog::{
     Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
-use crate::events::ChainLink;
 use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
 use crate::sql::{POSTGRES_SQL, Sql};
 use crate::{ConnectOptions, Notifier, StoreResult};
+use agw_events::ChainLink;
 
 /// A settlement statement (`UPDATE jobs … RETURNING *`) that also returns
 /// the head of the settled job's own event chain (`head_hash`,

@@ -37,7 +37,6 @@ use crate::CommittedEvent;
 use crate::eventlog::{
     Ending, EventLog, EventRow, EventSlot, cancel_ends_dispatch, correlation_id, next_link,
 };
-use crate::events::ChainLink;
 use crate::model::{PollStep, device_decide_refusal, device_decision_state, poll_step, to_ms};
 use crate::row::{ApiKeyRow, JobRow, SecretRow, TraceBinds, TraceRow};
 use crate::sql::{self, SQLITE_SQL};
@@ -50,6 +49,7 @@ use crate::{
     StoreResult,
 };
 use crate::{EventKey, EventQuery, IngestedEvent, StoredEvent};
+use agw_events::ChainLink;
 
 /// Binds `$N` placeholders by number (SQLite numbers `$N` by first
 /// appearance, not by N, so binding by position would be wrong).

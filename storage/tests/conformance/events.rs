@@ -3,21 +3,18 @@
 use super::governance::trace;
 use super::*;
 
-pub(crate) fn enable_events(s: &Store) -> agw_storage::events::EventPublicKey {
-    let signer = agw_storage::events::EventSigner::generate("gw-test").expect("signer");
+pub(crate) fn enable_events(s: &Store) -> agw_events::EventPublicKey {
+    let signer = agw_events::EventSigner::generate("gw-test").expect("signer");
     let public = signer.public_key();
     s.set_event_log(std::sync::Arc::new(EventLog::new(
         signer,
-        agw_storage::events::CaptureMode::Redacted,
-        agw_storage::events::default_redact_keys(),
+        agw_events::CaptureMode::Redacted,
+        agw_events::default_redact_keys(),
     )));
     public
 }
 
-pub(crate) async fn all_events(
-    s: &Store,
-    scope: Scope,
-) -> Vec<agw_storage::events::ExecutionEvent> {
+pub(crate) async fn all_events(s: &Store, scope: Scope) -> Vec<agw_events::ExecutionEvent> {
     s.events_list(EventQuery {
         scope,
         correlation_id: None,
@@ -158,15 +155,12 @@ pub(crate) async fn settlements_write_signed_chained_events(s: Store) {
     );
     assert_eq!(
         (evs[0].status, evs[1].status),
-        (
-            agw_storage::events::EventStatus::Error,
-            agw_storage::events::EventStatus::Ok
-        )
+        (agw_events::EventStatus::Error, agw_events::EventStatus::Ok)
     );
     assert_eq!(evs[1].action, "intent_bus.ev/chain");
     assert_eq!(
         evs[1].prev_event_hash,
-        agw_storage::events::event_hash(&evs[0]).unwrap()
+        agw_events::event_hash(&evs[0]).unwrap()
     );
     let attrs = evs[1].attributes.as_ref().unwrap();
     assert_eq!(
@@ -181,13 +175,13 @@ pub(crate) async fn settlements_write_signed_chained_events(s: Store) {
     );
     assert_eq!(evs[1].output.as_ref().unwrap()["answer"], 42);
     let key = public;
-    let summary = agw_storage::events::verify_chain(&evs, |_| Some(key)).expect("chain verifies");
+    let summary = agw_events::verify_chain(&evs, |_| Some(key)).expect("chain verifies");
     assert_eq!(summary.events, 2);
     // Each committed event is announced once, with the JSON as stored.
     for stored in &evs {
         let committed = announced.try_recv().expect("announced");
         assert_eq!(&committed.event, stored);
-        let parsed: agw_storage::events::ExecutionEvent =
+        let parsed: agw_events::ExecutionEvent =
             serde_json::from_str(&committed.json).expect("announced JSON");
         assert_eq!(&parsed, stored);
     }
@@ -261,7 +255,7 @@ pub(crate) async fn settlements_write_signed_chained_events(s: Store) {
         "allowed runs get their event when the job settles"
     );
     let key = public;
-    agw_storage::events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
+    agw_events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
 
     // Filters and the cursor.
     let q = |corr: Option<&str>, status: Option<&str>, after: i64, limit: i64| EventQuery {
@@ -427,11 +421,10 @@ pub(crate) async fn postgres_settlement_links_after_an_event_committed_while_it_
         [1, 2],
         "the settlement's event follows the other one"
     );
-    let event: agw_storage::events::ExecutionEvent =
-        serde_json::from_str(&chain[1].1).expect("event");
+    let event: agw_events::ExecutionEvent = serde_json::from_str(&chain[1].1).expect("event");
     assert_eq!(event.prev_event_hash, other_hash);
     assert_eq!(event.chain_position, 2);
-    agw_storage::events::verify_signature(&event, &public).expect("signed after relinking");
+    agw_events::verify_signature(&event, &public).expect("signed after relinking");
     drop((holder, watch));
     t.cleanup().await;
 }

@@ -43,7 +43,7 @@ from .raw import RawClient
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 REPO = Path(__file__).resolve().parents[3]
-EVENT_SCHEMA = REPO / "storage/tests/data/intentproof/execution_event.v1.schema.json"
+EVENT_SCHEMA = REPO / "events/tests/data/intentproof/execution_event.v1.schema.json"
 EVENT_CHECKER = REPO / "tests/events/check_gateway_events.py"
 
 # Settings every gateway of the suite gets unless a test overrides them. The

@@ -1,17 +1,23 @@
-//! Signed IntentProof execution events (`ExecutionEvent` v1): the record each
-//! dispatch emits when it settles, its RFC 8785 canonical form, Ed25519
-//! signatures, per-correlation hash chains, payload redaction and the compact
-//! shape. Pure and I/O-free; storing events and keys is the store's job.
+//! The IntentProof v1 core of agent-gateway: signed execution events
+//! (`ExecutionEvent` v1), the record each dispatch emits when it settles —
+//! its RFC 8785 canonical form, Ed25519 keys and signatures, per-correlation
+//! hash chains, payload redaction and the compact shape.
+//!
+//! Pure: no I/O, no async, no database. Storing events and keys is the
+//! store's job: `agw-storage` seals each settlement's event with this crate
+//! inside the settlement's transaction; `agw-protocols` serves, renders
+//! (compact) and schema-checks events over HTTP; `agw-gateway` loads the
+//! instance key, exports events as OTLP logs and runs `events verify`.
 //!
 //! What is signed and what is chained are the same bytes: the JCS form of the
 //! event without `signature`. The signature is Ed25519 over their SHA-256
 //! digest, and [`event_hash`] (`sha256:<hex>` of that digest, IntentProof's
 //! `event_content_hash`) is the next event's `prev_event_hash`, so the chain
 //! does not cover signatures. Byte-compatible with the `intentproof` 0.2.1
-//! Python SDK and the spec's golden vectors (`storage/tests/events_vectors.rs`).
+//! Python SDK and the spec's golden vectors (`tests/events_vectors.rs`).
 //!
 //! Layout:
-//! - `jcs`: RFC 8785 canonical JSON.
+//! - [`jcs`]: RFC 8785 canonical JSON.
 //! - `model`: [`ExecutionEvent`] and its parts, constants, [`ChainLink`], ULIDs.
 //! - `sign`: [`EventSigner`], [`EventPublicKey`], hashing and signature checks.
 //! - `chain`: [`verify_chain`], the streaming [`ChainVerifier`] and [`ChainError`].

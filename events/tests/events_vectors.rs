@@ -1,4 +1,4 @@
-//! `agw_storage::events` against IntentProof's own data: the cross-SDK signing
+//! `agw_events` against IntentProof's own data: the cross-SDK signing
 //! vectors, the v1 schema and its golden cases (copied under
 //! `tests/data/intentproof/`, MIT, see the LICENSE there), plus hash chains
 //! built by the module and tampered with.
@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use agw_storage::events::*;
+use agw_events::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 

@@ -70,7 +70,7 @@ fn compact_error(error: Option<&Value>) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{ChainLink, EventParams, EventStatus};
+    use crate::{ChainLink, EventParams, EventStatus};
     use chrono::{TimeZone, Utc};
 
     fn event(status: EventStatus, error: Option<Value>) -> ExecutionEvent {

@@ -4,7 +4,7 @@
 //! The event is shaped like the one an Intent Bus fulfill emits (the
 //! attributes the gateway sets, a small captured input and output).
 //!
-//! `cargo run --release -p agw-storage --example seal_cost -- [iterations]`
+//! `cargo run --release -p agw-events --example seal_cost -- [iterations]`
 //!
 //! Each step runs `iterations` times (default 20000) after a tenth as many
 //! warm-up runs; the figure printed is the mean per event. The Ed25519 line
@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use agw_storage::events::{
+use agw_events::{
     ChainLink, EventParams, EventSigner, EventStatus, SENTINEL_PREV_HASH, canonical_event_bytes,
     signing_digest,
 };

@@ -1,4 +1,4 @@
-//! Property tests of the RFC 8785 canonical form (`agw_storage::events::jcs`)
+//! Property tests of the RFC 8785 canonical form (`agw_events::jcs`)
 //! over arbitrary JSON values: the output reads back as the same value, is a
 //! fixed point, sorts names by UTF-16 code units, carries no insignificant
 //! whitespace and only the escapes RFC 8785 allows, and writes every number
@@ -8,7 +8,7 @@
 
 #![allow(missing_docs)]
 
-use agw_storage::events::jcs::{to_canonical_bytes, to_canonical_string, to_canonical_string_of};
+use agw_events::jcs::{to_canonical_bytes, to_canonical_string, to_canonical_string_of};
 use proptest::prelude::*;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Number, Value};

@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn sealed_json_is_the_signed_event_and_the_hash_its_content_hash() {
-        use crate::events::model::EventStatus;
+        use crate::model::EventStatus;
         let signer = EventSigner::generate("inst_a").expect("key");
         let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).expect("time");
         let mut attributes = serde_json::Map::new();
