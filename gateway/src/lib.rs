@@ -2,8 +2,13 @@
 //! every protocol router over one job store.
 //!
 //! Layout:
-//! - `cli`: the clap command tree and [`run`].
-//! - `serve`: `agent-gateway serve` — startup, secrets, listener, graceful shutdown.
+//! - `cli`: the clap command tree and [`run`], which dispatches to `cmd`.
+//! - `cmd/`: one module per subcommand — `serve` (startup, listener, graceful
+//!   shutdown), `keys`, `oauth_clients`, `token`, `device`, `events`
+//!   (`events verify`), `policy` (`policy check`).
+//! - `bootstrap`: what every command starts from — config, the opened store,
+//!   and the startup secrets (admin key, JWT secret, secrets key, event
+//!   signing key), derived here and nowhere else.
 //! - `edge`: the accept loop and connections: connection cap, head / body read
 //!   and idle timeouts, whole bounded bodies, the client address.
 //! - `limit`: the in-flight request limits (all routes, per route) → `503`.
@@ -14,28 +19,21 @@
 //! - `policy`: the governance policy engine (rules, budget windows).
 //! - `reload`: hot reload of `[governance]` on file change or SIGHUP.
 //! - `system`: process figures and effective config for the system routes.
-//! - `keys`: `agent-gateway keys create|list|revoke`, `oauth-clients list|revoke`.
-//! - `events`: the event signing key and `agent-gateway events verify`.
-//! - `device`: `agent-gateway device approve` (neuron host enrollment).
 //! - `telemetry`: logging, request spans, OTLP export of spans and execution events.
-//! - `token`: the JWT secret and `agent-gateway token mint`.
 
 mod app;
+mod bootstrap;
 mod cli;
-mod device;
+mod cmd;
 mod edge;
-mod events;
-mod keys;
 mod limit;
 mod metrics;
 mod openapi;
 mod policy;
 mod reload;
-mod serve;
 mod sweeper;
 mod system;
 mod telemetry;
-mod token;
 
 pub use app::{AppState, build_app};
 pub use cli::run;

@@ -25,15 +25,6 @@ const RISK_BUDGET_THROTTLE: f64 = 0.4;
 /// Idle budget keys are forgotten every this many decisions.
 const GC_EVERY: u64 = 4096;
 
-/// `agent-gateway policy check`: loads the config as `serve` would and
-/// compiles its policy without starting anything.
-pub(crate) fn check_command(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    let cfg = agw_config::Config::load(config.as_deref(), &agw_config::ProcessEnv)?;
-    let compiled = Compiled::new(cfg.governance).map_err(|e| anyhow::anyhow!(e))?;
-    println!("policy {} is valid", compiled.label);
-    Ok(())
-}
-
 /// A policy ready to evaluate.
 #[derive(Debug)]
 struct Compiled {
