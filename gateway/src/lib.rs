@@ -16,8 +16,8 @@
 //! - `sweeper`: the background task that expires leases, wakes due jobs, purges.
 //! - `metrics`: Prometheus counters and the `/metrics` text encoder.
 //! - `openapi`: `GET /openapi.json`, the OpenAPI 3.1 description of every route.
-//! - `policy`: the governance policy engine (rules, budget windows).
-//! - `reload`: hot reload of `[governance]` on file change or SIGHUP.
+//! - `reload`: hot reload of `[governance]` on file change or SIGHUP, into the
+//!   policy engine (`agw_protocols::governance::policy::Engine`).
 //! - `system`: process figures and effective config for the system routes.
 //! - `telemetry`: logging, request spans, OTLP export of spans and execution events.
 
@@ -29,7 +29,6 @@ mod edge;
 mod limit;
 mod metrics;
 mod openapi;
-mod policy;
 mod reload;
 mod sweeper;
 mod system;
@@ -37,6 +36,3 @@ mod telemetry;
 
 pub use app::{AppState, build_app};
 pub use cli::run;
-// Public so benchmarks (examples/policy_bench.rs) can time decisions without
-// a server; the daemon builds it from `[governance]` at startup.
-pub use policy::Engine;

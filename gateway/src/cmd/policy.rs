@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 
-use agw_protocols::governance::policy::PolicyEngine as _;
+use agw_protocols::governance::policy::Engine;
 
 use crate::bootstrap;
-use crate::policy::Engine;
 
 /// Loads the config as `serve` would and prints the label of its policy,
 /// or fails with why it does not compile.
