@@ -22,8 +22,7 @@ use std::time::Instant;
 
 use agw_config::Governance;
 use agw_config::governance::DenyRule;
-use agw_gateway::Engine;
-use agw_protocols::governance::policy::{PolicyEngine, PolicyInput, Verdict};
+use agw_protocols::governance::policy::{Engine, PolicyInput, Verdict};
 
 const TENANTS: usize = 16;
 const AGENTS: usize = 8;

@@ -15,6 +15,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use agw_config::Config;
+use agw_protocols::governance::policy::Engine;
 use agw_protocols::governance::secrets::SecretBox;
 use agw_protocols::governance::{self, GovMetrics, GovernanceState};
 use agw_protocols::http::auth::Authenticator;
@@ -26,7 +27,6 @@ use agw_protocols::observe::Observer;
 use agw_storage::{JobStore, Store};
 
 use crate::metrics::{Metrics, Scrape};
-use crate::policy::Engine;
 use crate::system::System;
 
 /// What the app needs, built once by `serve` (or by tests).

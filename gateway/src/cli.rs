@@ -1,9 +1,12 @@
-//! The command tree. Each subcommand lives in its own module.
+//! The command tree (clap) and its dispatch: each subcommand runs the
+//! function of the same name in `cmd`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::cmd;
 
 /// agent-gateway: one control plane for agent and worker fleets.
 #[derive(Debug, Parser)]
@@ -164,23 +167,6 @@ enum ClientsCommand {
     },
 }
 
-/// Opens (and migrates) the configured store for a one-shot operator command.
-pub(crate) async fn open_store(cfg: &agw_config::Config) -> anyhow::Result<agw_storage::Store> {
-    use anyhow::Context;
-    let opts = agw_storage::ConnectOptions {
-        max_connections: 2,
-        sqlite_full_sync: cfg.store.sqlite_synchronous_full,
-    };
-    agw_storage::Store::connect(&cfg.database_url, &opts)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the store at {}",
-                agw_storage::redact_url(&cfg.database_url)
-            )
-        })
-}
-
 /// Parses the command line, runs the command, and maps errors to exit code 1.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -196,22 +182,22 @@ pub fn run() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => crate::serve::serve(config).await,
+            Command::Serve { config } => cmd::serve::serve(config).await,
             Command::Keys {
                 command: KeysCommand::Create { owner, config },
-            } => crate::keys::create(config, &owner).await,
+            } => cmd::keys::create(config, &owner).await,
             Command::Keys {
                 command: KeysCommand::List { owner, config },
-            } => crate::keys::list(config, owner.as_deref()).await,
+            } => cmd::keys::list(config, owner.as_deref()).await,
             Command::Keys {
                 command: KeysCommand::Revoke { key_id, config },
-            } => crate::keys::revoke(config, &key_id).await,
+            } => cmd::keys::revoke(config, &key_id).await,
             Command::OauthClients {
                 command: ClientsCommand::List { tenant, config },
-            } => crate::keys::clients_list(config, tenant.as_deref()).await,
+            } => cmd::oauth_clients::list(config, tenant.as_deref()).await,
             Command::OauthClients {
                 command: ClientsCommand::Revoke { client_id, config },
-            } => crate::keys::clients_revoke(config, &client_id).await,
+            } => cmd::oauth_clients::revoke(config, &client_id).await,
             Command::Token {
                 command:
                     TokenCommand::Mint {
@@ -220,7 +206,7 @@ pub fn run() -> ExitCode {
                         ttl,
                         config,
                     },
-            } => crate::token::mint(config, &sub, &tenant, &ttl).await,
+            } => cmd::token::mint(config, &sub, &tenant, &ttl).await,
             Command::Device {
                 command:
                     DeviceCommand::Approve {
@@ -229,13 +215,13 @@ pub fn run() -> ExitCode {
                         deny,
                         config,
                     },
-            } => crate::device::approve(config, &user_code, &tenant, deny).await,
+            } => cmd::device::approve(config, &user_code, &tenant, deny).await,
             Command::Events {
                 command: EventsCommand::Verify { config },
-            } => crate::events::verify(config).await,
+            } => cmd::events::verify(config).await,
             Command::Policy {
                 command: PolicyCommand::Check { config },
-            } => crate::policy::check_command(config),
+            } => cmd::policy::check(config),
         }
     });
     match result {

@@ -11,8 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use agw_config::Governance;
-
-use crate::policy::Engine;
+use agw_protocols::governance::policy::Engine;
 
 /// How often the file is checked.
 const POLL: Duration = Duration::from_secs(1);

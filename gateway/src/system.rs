@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use agw_config::Config;
-use agw_protocols::governance::policy::PolicyEngine;
+use agw_protocols::governance::policy::Engine;
 use agw_protocols::governance::wire::SystemMetrics;
 use agw_protocols::governance::{GovMetrics, SystemInfo};
 use agw_protocols::neuron::hub::Hub;
@@ -26,7 +26,7 @@ pub(crate) struct System {
     pub(crate) started: Instant,
     pub(crate) metrics: Metrics,
     pub(crate) config: Arc<Config>,
-    pub(crate) policy: Arc<dyn PolicyEngine>,
+    pub(crate) policy: Arc<Engine>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) gov: Arc<GovMetrics>,
     /// The previous CPU sample: (wall clock, CPU seconds).
@@ -37,7 +37,7 @@ impl System {
     pub(crate) fn new(
         metrics: Metrics,
         config: Arc<Config>,
-        policy: Arc<dyn PolicyEngine>,
+        policy: Arc<Engine>,
         hub: Arc<Hub>,
         gov: Arc<GovMetrics>,
     ) -> Self {

@@ -4,7 +4,7 @@
 //! per-tenant secrets.
 //!
 //! Layout: `wire` (request parsing, exact response shapes, the error body),
-//! `policy` (what the protocol needs of a policy engine), `run` (one governed
+//! `policy` (the policy engine and its decisions), `run` (one governed
 //! run: decide, trace, enqueue, wait), `secrets` (AEAD sealing), and the
 //! handlers below.
 
@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use agw_config::Limits;
 use agw_storage::{JobStore, Secret, Store, Trace};
 
-use self::policy::{Decision, PolicyEngine, PolicyInput, Verdict};
+use self::policy::{Decision, Engine, PolicyInput, Verdict};
 use self::run::{Admission, Dispatch, Outcome, RunKind, RunSpec, Step};
 use self::secrets::SecretBox;
 use self::wire::{
@@ -94,8 +94,8 @@ pub struct GovernanceState {
     pub hub: Arc<Hub>,
     /// Request limits.
     pub limits: Arc<Limits>,
-    /// The policy engine.
-    pub policy: Arc<dyn PolicyEngine>,
+    /// The policy engine (hot-reloadable).
+    pub policy: Arc<Engine>,
     /// Daemon figures.
     pub system: Arc<dyn SystemInfo>,
     /// Seals secrets.
@@ -695,7 +695,7 @@ async fn secret_delete(
 /// only governance admission enqueues there, after the policy, with a trace
 /// and within the budgets. The admin key may (operators repairing a queue).
 pub fn check_not_reserved(
-    policy: &dyn PolicyEngine,
+    policy: &Engine,
     p: &crate::http::auth::Principal,
     topic: &str,
 ) -> Result<(), ApiError> {

@@ -56,7 +56,7 @@ pub struct IntentBusState {
     /// Job lifecycle hooks (metrics).
     pub observer: Arc<dyn Observer>,
     /// The governance settings in force: their route topics are reserved.
-    pub policy: Arc<dyn crate::governance::policy::PolicyEngine>,
+    pub policy: Arc<crate::governance::policy::Engine>,
 }
 
 /// The Intent Bus routes. Everything but `GET /` requires an API key.

@@ -77,7 +77,7 @@ pub struct NeuronState {
     /// Job lifecycle hooks (metrics).
     pub observer: Arc<dyn Observer>,
     /// The governance settings in force: their route topics are reserved.
-    pub policy: Arc<dyn crate::governance::policy::PolicyEngine>,
+    pub policy: Arc<crate::governance::policy::Engine>,
 }
 
 impl FromRef<NeuronState> for Arc<Authenticator> {

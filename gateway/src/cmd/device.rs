@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use agw_config::{Config, ProcessEnv};
+use crate::bootstrap;
 
 /// Approves (or denies) a pending user code for `tenant`.
 pub(crate) async fn approve(
@@ -12,8 +12,8 @@ pub(crate) async fn approve(
     tenant: &str,
     deny: bool,
 ) -> anyhow::Result<()> {
-    let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
-    let store = crate::cli::open_store(&cfg).await?;
+    let cfg = bootstrap::load_config(config.as_deref())?;
+    let store = bootstrap::open_store(&cfg, bootstrap::OPERATOR_CONNECTIONS).await?;
     let result = agw_protocols::oauth::decide(&store, user_code, tenant, deny).await;
     store.close().await;
     result.map_err(|e| anyhow::anyhow!("{e}"))?;

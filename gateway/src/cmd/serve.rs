@@ -1,55 +1,37 @@
 //! `agent-gateway serve`: load config, open (and migrate) the store, settle
-//! the admin key and JWT secret, start the sweeper, serve until SIGTERM or
-//! SIGINT, then drain within the grace period, flush telemetry and exit 0.
+//! the startup secrets, start the sweeper and the policy hot reload, serve
+//! until SIGTERM or SIGINT, then drain within the grace period, flush
+//! telemetry and exit 0.
 
-use agw_protocols::governance::secrets::SecretBox;
-use agw_storage::SettingsStore;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use agw_config::{Config, ProcessEnv};
-use agw_storage::{ConnectOptions, Store, new_token, redact_url, sha256_hex};
+use agw_config::ProcessEnv;
+use agw_storage::redact_url;
 
 use crate::app::{AppState, build_app};
+use crate::bootstrap::{self, Secrets};
 
 /// How long shutdown waits for queued telemetry to reach the collector.
 const TELEMETRY_FLUSH: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until a shutdown signal.
 pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+    let mut cfg = bootstrap::load_config(config.as_deref())?;
     let telemetry = crate::telemetry::init(cfg.log_format, &ProcessEnv)?;
-    let url = redact_url(&cfg.database_url);
-    let store = Store::connect(
-        &cfg.database_url,
-        &ConnectOptions {
-            max_connections: cfg.store.max_connections,
-            sqlite_full_sync: cfg.store.sqlite_synchronous_full,
-        },
-    )
-    .await
-    .with_context(|| format!("cannot open the store at {url}"))?;
-    tracing::info!(store = store.driver_name(), url = %url, "store ready (migrations applied)");
+    let store = bootstrap::open_store(&cfg, cfg.store.max_connections).await?;
+    tracing::info!(store = store.driver_name(), url = %redact_url(&cfg.database_url), "store ready (migrations applied)");
     let events_stop = CancellationToken::new();
     let event_export =
         telemetry.export_events(store.notifier().subscribe_events(), events_stop.clone());
 
-    let admin_key_hash = admin_key_hash(&store, &cfg).await?;
-    let jwt_secret = crate::token::jwt_secret(&store, &cfg).await?;
-    let mut cfg = cfg;
-    if cfg.secrets_key.is_none() {
-        // Shared by every replica; set AGW_SECRETS_KEY to keep the key out of the store.
-        let key = store
-            .setting_get_or_insert("secrets_key", &SecretBox::generate_key())
-            .await
-            .context("cannot read or store the secrets key")?;
-        cfg.secrets_key = Some(key);
-    }
+    let secrets = Secrets::settle(&store, &cfg).await?;
+    cfg.secrets_key = Some(secrets.secrets_key);
     let config_file = cfg.source.clone();
-    if let Some(log) = crate::events::event_log(&store, &cfg.events).await? {
+    if let Some(log) = secrets.event_log {
         store.set_event_log(log);
     }
 
@@ -66,8 +48,8 @@ pub(crate) async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let state = AppState::new(
         store.clone(),
         cfg,
-        admin_key_hash,
-        jwt_secret,
+        secrets.admin_key_hash,
+        secrets.jwt_secret,
         shutdown.clone(),
     )
     .context("invalid configuration")?;
@@ -127,29 +109,6 @@ fn raise_fd_limit(max_connections: usize) {
         Ok(got) => tracing::debug!(open_files = got, "open-file limit raised"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
-}
-
-/// The admin key's hash: from `AGW_ADMIN_KEY`, else the stored one, else a
-/// new key printed once (only its hash is kept).
-async fn admin_key_hash(store: &Store, cfg: &Config) -> anyhow::Result<String> {
-    if let Some(k) = &cfg.admin_key {
-        return Ok(sha256_hex(k.as_bytes()));
-    }
-    let candidate = format!("agw_admin_{}{}", new_token(), new_token());
-    let hash = sha256_hex(candidate.as_bytes());
-    let stored = store
-        .setting_get_or_insert("admin_key_hash", &hash)
-        .await
-        .context("cannot store the admin key")?;
-    if stored == hash {
-        // Printed on stderr, once, outside the structured log stream.
-        eprintln!(
-            "\n  admin key (shown once, only its hash is stored): {candidate}\n  set AGW_ADMIN_KEY to choose your own.\n"
-        );
-    } else {
-        tracing::info!("using the stored admin key (set AGW_ADMIN_KEY to override)");
-    }
-    Ok(stored)
 }
 
 async fn signal_shutdown(token: CancellationToken) {

@@ -1,29 +1,16 @@
-//! The JWT secret and `agent-gateway token mint`.
+//! `agent-gateway token mint`: a bearer JWT signed with the gateway's HS256
+//! secret (see `bootstrap` for where the secret comes from).
 
-use agw_storage::SettingsStore;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use agw_config::{Config, ProcessEnv};
 use agw_protocols::http::auth::mint_token;
-use agw_storage::{Store, new_token};
 
-/// The HS256 secret: `AGW_JWT_SECRET` / `jwt_secret`, else the one stored at
-/// first start (generated then, shared by every replica and by `token mint`).
-pub(crate) async fn jwt_secret(store: &Store, cfg: &Config) -> anyhow::Result<Vec<u8>> {
-    if let Some(s) = &cfg.jwt_secret {
-        return Ok(s.as_bytes().to_vec());
-    }
-    let stored = store
-        .setting_get_or_insert("jwt_secret", &format!("{}{}", new_token(), new_token()))
-        .await
-        .context("cannot read or store the JWT secret")?;
-    Ok(stored.into_bytes())
-}
+use crate::bootstrap;
 
 /// Parses `30s`, `15m`, `1h`, `7d` or plain seconds.
-pub(crate) fn parse_ttl(s: &str) -> anyhow::Result<i64> {
+fn parse_ttl(s: &str) -> anyhow::Result<i64> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
@@ -47,7 +34,7 @@ pub(crate) async fn mint(
     tenant: &str,
     ttl: &str,
 ) -> anyhow::Result<()> {
-    let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+    let cfg = bootstrap::load_config(config.as_deref())?;
     let ttl = parse_ttl(ttl)?;
     let max = match cfg.jwt.max_ttl_secs {
         0 => i64::MAX,
@@ -60,14 +47,7 @@ pub(crate) async fn mint(
     anyhow::ensure!(!sub.trim().is_empty(), "--sub must not be empty");
     agw_protocols::intent_bus::wire::owner_name(tenant)
         .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
-    let secret = if let Some(s) = &cfg.jwt_secret {
-        s.as_bytes().to_vec()
-    } else {
-        let store = crate::cli::open_store(&cfg).await?;
-        let s = jwt_secret(&store, &cfg).await?;
-        store.close().await;
-        s
-    };
+    let secret = bootstrap::operator_jwt_secret(&cfg).await?;
     println!(
         "{}",
         mint_token(

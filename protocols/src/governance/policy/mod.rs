@@ -1,10 +1,13 @@
-//! What the governance protocol needs from a policy engine: a decision per
-//! run, the engine's status, and the routing settings it was loaded with. The
-//! engine itself (rules, budget windows, hot reload) lives in the daemon.
+//! The governance policy: what a decision says (verdict, violations, mode,
+//! budget) and the [`Engine`] that makes it — `[governance.policy]` compiled
+//! into a matcher, budget windows, and the policy swap hot reload uses.
+//!
+//! Layout: the decision types below; `engine` (the engine and its tests).
 
-use std::sync::Arc;
+mod engine;
 
-use agw_config::Governance;
+pub use self::engine::Engine;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -74,17 +77,4 @@ pub struct PolicyStatus {
     pub loaded_at: DateTime<Utc>,
     /// Why the latest reload was refused (the old policy stays), if it was.
     pub error: Option<String>,
-}
-
-/// A policy engine.
-pub trait PolicyEngine: Send + Sync + std::fmt::Debug + 'static {
-    /// Decides a run. With `consume`, the run counts toward the budgets;
-    /// without (explain), the budgets are only read.
-    fn decide(&self, input: &PolicyInput<'_>, consume: bool) -> Decision;
-
-    /// The engine's state.
-    fn status(&self) -> PolicyStatus;
-
-    /// The governance settings in force (routing, timeouts), reloaded with the policy.
-    fn settings(&self) -> Arc<Governance>;
 }

@@ -13,9 +13,8 @@ use regex::RegexSet;
 use sha2::{Digest, Sha256};
 
 use agw_config::Governance;
-use agw_protocols::governance::policy::{
-    Decision, PolicyEngine, PolicyInput, PolicyStatus, Verdict, Violation,
-};
+
+use super::{Decision, PolicyInput, PolicyStatus, Verdict, Violation};
 
 /// Risk of each rule kind when it matches (deny patterns carry their own).
 const RISK_LIST: f64 = 1.0;
@@ -24,15 +23,6 @@ const RISK_BUDGET_BLOCK: f64 = 0.8;
 const RISK_BUDGET_THROTTLE: f64 = 0.4;
 /// Idle budget keys are forgotten every this many decisions.
 const GC_EVERY: u64 = 4096;
-
-/// `agent-gateway policy check`: loads the config as `serve` would and
-/// compiles its policy without starting anything.
-pub(crate) fn check_command(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    let cfg = agw_config::Config::load(config.as_deref(), &agw_config::ProcessEnv)?;
-    let compiled = Compiled::new(cfg.governance).map_err(|e| anyhow::anyhow!(e))?;
-    println!("policy {} is valid", compiled.label);
-    Ok(())
-}
 
 /// A policy ready to evaluate.
 #[derive(Debug)]
@@ -111,9 +101,11 @@ impl Windows {
 
 /// The engine: the policy in force, the budget windows, the last reload error.
 ///
-/// Decisions go through [`PolicyEngine::decide`]; the engine is `Send +
-/// Sync` and shared by every request (the budget windows sit behind one
-/// mutex, taken only when a budget is configured).
+/// Decisions go through [`Engine::decide`]; the engine is `Send + Sync` and
+/// shared by every request (the budget windows sit behind one mutex, taken
+/// only when a budget is configured). [`Engine::reload`] swaps the compiled
+/// policy behind an `RwLock`, so holders of an `Arc<Engine>` see the new one
+/// on their next decision.
 #[derive(Debug)]
 pub struct Engine {
     current: RwLock<Arc<Compiled>>,
@@ -143,7 +135,7 @@ impl Engine {
     /// policy is in force and any earlier error clears; on failure the old
     /// one stays and the error is kept for the status routes. Returns the
     /// label of the policy in force.
-    pub(crate) fn reload(&self, settings: Result<Governance, String>) -> Result<String, String> {
+    pub fn reload(&self, settings: Result<Governance, String>) -> Result<String, String> {
         let compiled = settings.and_then(Compiled::new);
         let mut error = self
             .error
@@ -164,6 +156,29 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Decides a run. With `consume`, the run counts toward the budgets;
+    /// without (explain), the budgets are only read.
+    pub fn decide(&self, input: &PolicyInput<'_>, consume: bool) -> Decision {
+        self.decide_at(input, consume, Instant::now())
+    }
+
+    /// The policy in force and the last reload error, for the stability and
+    /// status routes.
+    pub fn status(&self) -> PolicyStatus {
+        let c = self.current();
+        PolicyStatus {
+            policy: c.label.clone(),
+            version: c.version.clone(),
+            loaded_at: c.loaded_at,
+            error: self.error.read().map(|e| e.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The governance settings in force (routing, timeouts), reloaded with the policy.
+    pub fn settings(&self) -> Arc<Governance> {
+        self.current().settings.clone()
     }
 
     fn decide_at(&self, input: &PolicyInput<'_>, consume: bool, now: Instant) -> Decision {
@@ -325,26 +340,6 @@ impl Engine {
             policy: c.label.clone(),
             policy_version: c.version.clone(),
         }
-    }
-}
-
-impl PolicyEngine for Engine {
-    fn decide(&self, input: &PolicyInput<'_>, consume: bool) -> Decision {
-        self.decide_at(input, consume, Instant::now())
-    }
-
-    fn status(&self) -> PolicyStatus {
-        let c = self.current();
-        PolicyStatus {
-            policy: c.label.clone(),
-            version: c.version.clone(),
-            loaded_at: c.loaded_at,
-            error: self.error.read().map(|e| e.clone()).unwrap_or_default(),
-        }
-    }
-
-    fn settings(&self) -> Arc<Governance> {
-        self.current().settings.clone()
     }
 }
 
