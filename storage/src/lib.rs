@@ -3,23 +3,32 @@
 //! A job is one row whichever protocol submitted it; this crate owns the job
 //! lifecycle rules (claim, settle, retry with backoff, lease expiry, dead
 //! letters, retention) and knows nothing of wire formats. Protocol crates call
-//! [`JobStore`] methods on a [`Store`], whose driver — SQLite (embedded
-//! default) or PostgreSQL (replicas) — is picked by the database URL. Both
-//! drivers run the same SQL text (`sql`) and pass one conformance suite (`tests/`).
+//! the store traits on a [`Store`], whose driver — SQLite (embedded default)
+//! or PostgreSQL (replicas) — is picked by the database URL. Both drivers run
+//! the same SQL text and pass one conformance suite (`tests/conformance/`).
 //!
-//! Layout:
-//! - `model`: domain types and the `XxxParams` structs of each method.
-//! - `store`: the [`JobStore`] trait (atomicity stated per method) and [`Store`].
-//! - `sql`: every statement, with the few dialect differences.
-//! - `sqlite`: the embedded driver — a writer thread with group commit and a
-//!   reader thread, each owning one connection.
-//! - `postgres`: the replica driver — a sqlx pool, `SKIP LOCKED`, `LISTEN/NOTIFY`.
-//! - `notify`: wake-up fan-out to waiting claimers.
-//! - `row`: row decoding.
-//! - `error`: [`StoreError`].
-//! - `eventlog`: [`EventLog`], the settlement → signed event step the drivers
-//!   run inside each settlement's transaction (the events themselves —
-//!   canonical form, keys, hash chains, redaction — are `agw_events`).
+//! Layout: one file per area in each layer. The areas are jobs and leases
+//! ([`JobStore`]), auth and keys ([`AuthStore`]), governance
+//! ([`GovernanceStore`]), execution events ([`EventStore`]) and settings, KV
+//! and capability schemas ([`SettingsStore`]); for an area `X`:
+//! - `store/X.rs`: its trait (atomicity stated per method); `store/mod.rs`:
+//!   [`Store`], which forwards every trait to the selected driver.
+//! - `model/X.rs`: its domain types, `XxxParams` structs, and the decisions
+//!   both drivers share as pure functions (device decisions, failure
+//!   prediction, [`Trace`]'s event rule).
+//! - `sql/X.rs`: its statements (`sql/mod.rs`: the few dialect differences).
+//! - `sqlite/X.rs`, `postgres/X.rs`: the drivers' methods. `sqlite/mod.rs`
+//!   holds the driver's shared helpers, `sqlite/worker.rs` the threads (a
+//!   writer with group commit, a reader; each owns one connection),
+//!   `sqlite/migrate.rs` opening, migrations and the WAL checkpointer;
+//!   `postgres/mod.rs` the sqlx pool, outage detection and `LISTEN`.
+//! - `tests/conformance/X.rs`: its conformance cases, run on both drivers.
+//!
+//! Shared by every area: `notify` (wake-up fan-out to waiting claimers),
+//! `row` (row decoding), `error` ([`StoreError`]), and `eventlog`
+//! ([`EventLog`], the settlement → signed event step the drivers run inside
+//! each settlement's transaction; the events themselves — canonical form,
+//! keys, hash chains, redaction — are the `agw_events` crate).
 
 mod error;
 mod eventlog;
