@@ -157,47 +157,50 @@ impl crate::AuthStore for PgStore {
         &self,
         p: crate::DevicePollParams,
     ) -> crate::StoreResult<crate::DevicePoll> {
-        use crate::model::{PollStep, poll_step, to_ms};
-        let now = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
-        let mut tx = self.writer()?.begin().await?;
-        let row: Option<crate::model::DeviceRow> =
-            sqlx::query_as(&format!("{} FOR UPDATE", crate::sql::DEVICE_GET))
-                .bind(&p.device_code_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let out = match poll_step(row, now) {
-            PollStep::Answer(a) => a,
-            PollStep::Record(a) => {
-                sqlx::query(crate::sql::DEVICE_POLLED)
+        self.to_completion(move |s| async move {
+            use crate::model::{PollStep, poll_step, to_ms};
+            let now = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+            let mut tx = s.writer()?.begin().await?;
+            let row: Option<crate::model::DeviceRow> =
+                sqlx::query_as(&format!("{} FOR UPDATE", crate::sql::DEVICE_GET))
                     .bind(&p.device_code_hash)
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                a
-            }
-            PollStep::Redeem(tenant) => {
-                let client = crate::OAuthClient {
-                    tenant,
-                    ..p.new_client
-                };
-                sqlx::query(crate::sql::CLIENT_INSERT)
-                    .bind(&client.client_id)
-                    .bind(&client.secret_hash)
-                    .bind(&client.tenant)
-                    .bind(&client.name)
-                    .bind(to_ms(client.created_at))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(crate::sql::DEVICE_REDEEMED)
-                    .bind(&p.device_code_hash)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                crate::DevicePoll::Issued(client)
-            }
-        };
-        tx.commit().await?;
-        Ok(out)
+            let out = match poll_step(row, now) {
+                PollStep::Answer(a) => a,
+                PollStep::Record(a) => {
+                    sqlx::query(crate::sql::DEVICE_POLLED)
+                        .bind(&p.device_code_hash)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    a
+                }
+                PollStep::Redeem(tenant) => {
+                    let client = crate::OAuthClient {
+                        tenant,
+                        ..p.new_client
+                    };
+                    sqlx::query(crate::sql::CLIENT_INSERT)
+                        .bind(&client.client_id)
+                        .bind(&client.secret_hash)
+                        .bind(&client.tenant)
+                        .bind(&client.name)
+                        .bind(to_ms(client.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(crate::sql::DEVICE_REDEEMED)
+                        .bind(&p.device_code_hash)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    crate::DevicePoll::Issued(client)
+                }
+            };
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await
     }
 
     async fn oauth_client_get(

@@ -4,42 +4,48 @@ use super::*;
 
 impl crate::GovernanceStore for PgStore {
     async fn trace_insert(&self, t: crate::Trace) -> crate::StoreResult<()> {
-        let mut tx = self.writer()?.begin().await?;
-        let event = self.insert_trace_tx(&mut tx, &t, true).await?;
-        tx.commit().await?;
-        self.notifier.publish(event);
-        Ok(())
+        self.to_completion(move |s| async move {
+            let mut tx = s.writer()?.begin().await?;
+            let event = s.insert_trace_tx(&mut tx, &t, true).await?;
+            tx.commit().await?;
+            s.notifier.publish(event);
+            Ok(())
+        })
+        .await
     }
 
     async fn trace_admit(
         &self,
         p: crate::AdmitParams,
     ) -> crate::StoreResult<crate::JobInsertOutcome> {
-        let mut tx = self.writer()?.begin().await?;
-        self.insert_trace_tx(&mut tx, &p.trace, false).await?;
-        // The job in a savepoint: a refusal undoes it alone.
-        let mut job_tx = sqlx::Connection::begin(&mut *tx).await?;
-        match Self::insert_job_tx(&mut job_tx, p.job).await {
-            Ok(out) => {
-                job_tx.commit().await?;
-                tx.commit().await?;
-                Ok(out)
+        self.to_completion(move |s| async move {
+            let mut tx = s.writer()?.begin().await?;
+            s.insert_trace_tx(&mut tx, &p.trace, false).await?;
+            // The job in a savepoint: a refusal undoes it alone.
+            let mut job_tx = sqlx::Connection::begin(&mut *tx).await?;
+            match Self::insert_job_tx(&mut job_tx, p.job).await {
+                Ok(out) => {
+                    job_tx.commit().await?;
+                    tx.commit().await?;
+                    Ok(out)
+                }
+                Err(refused @ crate::StoreError::TooManyOpen { .. }) => {
+                    job_tx.rollback().await?;
+                    sqlx::query(crate::sql::TRACE_SETTLE)
+                        .bind(&p.trace.id)
+                        .bind("failed")
+                        .bind(None::<String>)
+                        .bind(p.refused_latency_ms)
+                        .bind(crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now)))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Err(refused)
+                }
+                Err(e) => Err(e),
             }
-            Err(refused @ crate::StoreError::TooManyOpen { .. }) => {
-                job_tx.rollback().await?;
-                sqlx::query(crate::sql::TRACE_SETTLE)
-                    .bind(&p.trace.id)
-                    .bind("failed")
-                    .bind(None::<String>)
-                    .bind(p.refused_latency_ms)
-                    .bind(crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now)))
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Err(refused)
-            }
-            Err(e) => Err(e),
-        }
+        })
+        .await
     }
 
     async fn trace_settle(&self, p: crate::TraceSettleParams) -> crate::StoreResult<bool> {

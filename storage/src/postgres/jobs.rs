@@ -14,10 +14,13 @@ impl crate::JobStore for PgStore {
         &self,
         p: crate::JobInsertParams,
     ) -> crate::StoreResult<crate::JobInsertOutcome> {
-        let mut tx = self.writer()?.begin().await?;
-        let out = Self::insert_job_tx(&mut tx, p).await?;
-        tx.commit().await?;
-        Ok(out)
+        self.to_completion(move |s| async move {
+            let mut tx = s.writer()?.begin().await?;
+            let out = Self::insert_job_tx(&mut tx, p).await?;
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await
     }
 
     async fn job_claim(&self, p: crate::JobClaimParams) -> crate::StoreResult<Option<crate::Job>> {
@@ -48,80 +51,87 @@ impl crate::JobStore for PgStore {
     }
 
     async fn job_complete(&self, p: crate::JobCompleteParams) -> crate::StoreResult<crate::Job> {
-        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
-        let (token, key) = p.proof.split();
-        let log = self.events.get();
-        let sql: &str = if log.is_some() {
-            &COMPLETE_WITH_HEAD
-        } else {
-            crate::sql::COMPLETE
-        };
-        let mut tx = self.writer()?.begin().await?;
-        let row = sqlx::query(sql)
-            .bind(&p.id)
-            .bind(token)
-            .bind(key)
-            .bind(p.result.to_string())
-            .bind(p.result_type.as_str())
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
+        self.to_completion(move |s| async move {
+            let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+            let (token, key) = p.proof.split();
+            let log = s.events.get();
+            let sql: &str = if log.is_some() {
+                &COMPLETE_WITH_HEAD
+            } else {
+                crate::sql::COMPLETE
+            };
+            let mut tx = s.writer()?.begin().await?;
+            let row = sqlx::query(sql)
+                .bind(&p.id)
+                .bind(token)
+                .bind(key)
+                .bind(p.result.to_string())
+                .bind(p.result_type.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (job, head) = settled(row, log.is_some())?;
+            let event = Self::job_event_at(
+                &mut tx,
+                log.as_deref(),
+                &job,
+                Ending::Fulfilled,
+                Some(&p.result),
+                now_ms,
+                head,
+            )
             .await?;
-        let (job, head) = settled(row, log.is_some())?;
-        let event = Self::job_event_at(
-            &mut tx,
-            log.as_deref(),
-            &job,
-            Ending::Fulfilled,
-            Some(&p.result),
-            now_ms,
-            head,
-        )
-        .await?;
-        tx.commit().await?;
-        self.announce(&job, JobChange::Settled(job.state)).await;
-        self.notifier.publish(event);
-        Ok(job)
+            tx.commit().await?;
+            s.announce(&job, JobChange::Settled(job.state)).await;
+            s.notifier.publish(event);
+            Ok(job)
+        })
+        .await
     }
 
     async fn job_fail(&self, p: crate::JobFailParams) -> crate::StoreResult<crate::Job> {
-        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
-        let (token, key) = p.proof.split();
-        let log = self.events.get();
-        let sql: &str = if log.is_some() {
-            &FAIL_WITH_HEAD
-        } else {
-            &self.sql().fail
-        };
-        let mut tx = self.writer()?.begin().await?;
-        let row = sqlx::query(sql)
-            .bind(&p.id)
-            .bind(token)
-            .bind(key)
-            .bind(&p.error)
-            .bind(now_ms)
-            .bind(i64::from(p.terminal))
-            .bind(i64::from(p.refund_attempt))
-            .bind(p.max_backoff_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (job, head) = settled(row, log.is_some())?;
-        let ending = Ending::Failed {
-            error: &p.error,
-            dead: job.state == crate::JobState::Dead,
-        };
-        let event =
-            Self::job_event_at(&mut tx, log.as_deref(), &job, ending, None, now_ms, head).await?;
-        // A retry that is due at once (refunded attempt) wakes waiters at
-        // commit; a delayed one is picked up by the due-topics scan.
-        if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
-            Self::wake_in_tx(&mut tx, &job.topic).await?;
-        }
-        tx.commit().await?;
-        if job.state.is_terminal() {
-            self.announce(&job, JobChange::Settled(job.state)).await;
-        }
-        self.notifier.publish(event);
-        Ok(job)
+        self.to_completion(move |s| async move {
+            let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+            let (token, key) = p.proof.split();
+            let log = s.events.get();
+            let sql: &str = if log.is_some() {
+                &FAIL_WITH_HEAD
+            } else {
+                &s.sql().fail
+            };
+            let mut tx = s.writer()?.begin().await?;
+            let row = sqlx::query(sql)
+                .bind(&p.id)
+                .bind(token)
+                .bind(key)
+                .bind(&p.error)
+                .bind(now_ms)
+                .bind(i64::from(p.terminal))
+                .bind(i64::from(p.refund_attempt))
+                .bind(p.max_backoff_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (job, head) = settled(row, log.is_some())?;
+            let ending = Ending::Failed {
+                error: &p.error,
+                dead: job.state == crate::JobState::Dead,
+            };
+            let event =
+                Self::job_event_at(&mut tx, log.as_deref(), &job, ending, None, now_ms, head)
+                    .await?;
+            // A retry that is due at once (refunded attempt) wakes waiters at
+            // commit; a delayed one is picked up by the due-topics scan.
+            if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
+                Self::wake_in_tx(&mut tx, &job.topic).await?;
+            }
+            tx.commit().await?;
+            if job.state.is_terminal() {
+                s.announce(&job, JobChange::Settled(job.state)).await;
+            }
+            s.notifier.publish(event);
+            Ok(job)
+        })
+        .await
     }
 
     async fn job_progress(&self, p: crate::JobProgressParams) -> crate::StoreResult<crate::Job> {
@@ -156,36 +166,38 @@ impl crate::JobStore for PgStore {
     }
 
     async fn job_cancel(&self, p: crate::JobCancelParams) -> crate::StoreResult<crate::Job> {
-        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
-        let tenant = p.scope.tenant();
-        let mut tx = self.writer()?.begin().await?;
-        let before: Option<crate::row::JobRow> = sqlx::query_as(&self.sql().get_for_update)
-            .bind(&p.id)
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let before: crate::Job = before.ok_or(crate::StoreError::NotFound)?.try_into()?;
-        if before.state.is_terminal() {
-            return Err(crate::StoreError::InvalidState(before.state));
-        }
-        sqlx::query(crate::sql::CANCEL)
-            .bind(&p.id)
-            .bind(&p.reason)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        let event = if cancel_ends_dispatch(&before) {
-            let ending = Ending::Cancelled { reason: &p.reason };
-            self.job_event(&mut tx, &before, ending, None, now_ms)
-                .await?
-        } else {
-            None
-        };
-        tx.commit().await?;
-        self.announce(&before, JobChange::Settled(crate::JobState::Cancelled))
-            .await;
-        self.notifier.publish(event);
-        Ok(before)
+        self.to_completion(move |s| async move {
+            let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+            let tenant = p.scope.tenant();
+            let mut tx = s.writer()?.begin().await?;
+            let before: Option<crate::row::JobRow> = sqlx::query_as(&s.sql().get_for_update)
+                .bind(&p.id)
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let before: crate::Job = before.ok_or(crate::StoreError::NotFound)?.try_into()?;
+            if before.state.is_terminal() {
+                return Err(crate::StoreError::InvalidState(before.state));
+            }
+            sqlx::query(crate::sql::CANCEL)
+                .bind(&p.id)
+                .bind(&p.reason)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            let event = if cancel_ends_dispatch(&before) {
+                let ending = Ending::Cancelled { reason: &p.reason };
+                s.job_event(&mut tx, &before, ending, None, now_ms).await?
+            } else {
+                None
+            };
+            tx.commit().await?;
+            s.announce(&before, JobChange::Settled(crate::JobState::Cancelled))
+                .await;
+            s.notifier.publish(event);
+            Ok(before)
+        })
+        .await
     }
 
     async fn job_get(
@@ -219,37 +231,40 @@ impl crate::JobStore for PgStore {
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> crate::StoreResult<Vec<crate::ExpiredLease>> {
-        let now_ms = crate::model::to_ms(now);
-        let mut tx = self.writer()?.begin().await?;
-        let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::EXPIRE_LEASES)
-            .bind(now_ms)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut events = Vec::new();
-        for r in rows {
-            let (holder, token) = (r.lease_holder.clone(), r.lease_token.clone());
-            let job = crate::Job::try_from(r)?;
-            if job.state == crate::JobState::Open {
-                Self::wake_in_tx(&mut tx, &job.topic).await?;
+        self.to_completion(move |s| async move {
+            let now_ms = crate::model::to_ms(now);
+            let mut tx = s.writer()?.begin().await?;
+            let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::EXPIRE_LEASES)
+                .bind(now_ms)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            let mut events = Vec::new();
+            for r in rows {
+                let (holder, token) = (r.lease_holder.clone(), r.lease_token.clone());
+                let job = crate::Job::try_from(r)?;
+                if job.state == crate::JobState::Open {
+                    Self::wake_in_tx(&mut tx, &job.topic).await?;
+                }
+                let ending = Ending::Expired {
+                    dead: job.state == crate::JobState::Dead,
+                };
+                events.extend(s.job_event(&mut tx, &job, ending, None, now_ms).await?);
+                out.push(crate::ExpiredLease {
+                    job_id: job.id,
+                    topic: job.topic,
+                    holder: holder.unwrap_or_default(),
+                    token: token.unwrap_or_default(),
+                    new_state: job.state,
+                });
             }
-            let ending = Ending::Expired {
-                dead: job.state == crate::JobState::Dead,
-            };
-            events.extend(self.job_event(&mut tx, &job, ending, None, now_ms).await?);
-            out.push(crate::ExpiredLease {
-                job_id: job.id,
-                topic: job.topic,
-                holder: holder.unwrap_or_default(),
-                token: token.unwrap_or_default(),
-                new_state: job.state,
-            });
-        }
-        tx.commit().await?;
-        for e in events {
-            self.notifier.execution_event(e);
-        }
-        Ok(out)
+            tx.commit().await?;
+            for e in events {
+                s.notifier.execution_event(e);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn jobs_due_topics(

@@ -131,6 +131,22 @@ async fn probe_until_up(pool: PgPool, down: Arc<AtomicBool>) {
 }
 
 impl PgStore {
+    /// Runs a store operation on a task of its own, so that once started it
+    /// reaches its commit or rollback whatever happens to the request that
+    /// started it: a caller that goes away (a client disconnecting, a timeout)
+    /// drops only the wait for the answer, never a transaction half-way, and
+    /// no connection goes back to the pool inside a transaction. (The SQLite
+    /// driver needs none: its threads run every queued operation to its end.)
+    async fn to_completion<T, F>(&self, op: impl FnOnce(PgStore) -> F) -> crate::StoreResult<T>
+    where
+        F: std::future::Future<Output = crate::StoreResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::spawn(op(self.clone()))
+            .await
+            .map_err(|e| crate::StoreError::Unavailable(format!("store task ended: {e}")))?
+    }
+
     /// Connects, migrates, and starts the `LISTEN` task.
     pub async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<Self> {
         // No ping before each acquire (a round trip per store call): a

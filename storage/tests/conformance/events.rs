@@ -428,3 +428,91 @@ pub(crate) async fn postgres_settlement_links_after_an_event_committed_while_it_
     drop((holder, watch));
     t.cleanup().await;
 }
+
+/// Calls dropped part-way (a caller timing out at every point of a
+/// settlement) leave no half-done work: after every job's settlement is
+/// retried until it answers, each job is fulfilled with its result, has
+/// exactly one execution event, and every chain verifies.
+pub(crate) async fn dropped_calls_leave_no_half_done_work(s: Store) {
+    let key = enable_events(&s);
+    let now = Utc::now();
+    let mut leased = Vec::new();
+    for _ in 0..64 {
+        insert_at(&s, new_job("acme", "drop/settle"), now).await;
+    }
+    while let Some(j) = claim_one(&s, claim("acme", Some("drop/settle"), "w1", now)).await {
+        leased.push(j);
+    }
+    assert_eq!(leased.len(), 64);
+    // Each settlement is dropped after a different time, from at once to
+    // a few milliseconds in, concurrently.
+    let calls = leased.iter().enumerate().map(|(i, j)| {
+        let s = s.clone();
+        let p = complete(&j.id, token(j), now);
+        async move {
+            let wait = StdDuration::from_micros((i as u64 * 97) % 4_000);
+            let _ = tokio::time::timeout(wait, s.job_complete(p)).await;
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    // Retry every settlement until it answers: done now, or done before (the
+    // lease is then gone).
+    for j in &leased {
+        match s.job_complete(complete(&j.id, token(j), now)).await {
+            Ok(_) | Err(StoreError::LeaseLost) => {}
+            Err(e) => panic!("settle {}: {e:?}", j.id),
+        }
+        let got = s
+            .job_get(&j.id, &Scope::All)
+            .await
+            .expect("get")
+            .expect("job");
+        assert_eq!(got.state, JobState::Fulfilled, "{}", j.id);
+        assert_eq!(got.result, Some(json!({"ok": true})));
+    }
+    let evs = all_events(&s, Scope::All).await;
+    let mut per_job = std::collections::HashMap::<String, usize>::new();
+    for e in &evs {
+        *per_job.entry(e.correlation_id.clone()).or_default() += 1;
+    }
+    for j in &leased {
+        assert_eq!(per_job.get(&j.id), Some(&1), "events of {}", j.id);
+    }
+    agw_events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
+}
+
+/// PostgreSQL: a settlement whose caller went away after it started still
+/// commits (it runs on a task of its own), instead of being cut off with its
+/// transaction half-way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dropped_settlement_still_commits() {
+    let t = TestStore::postgres().await;
+    let s = t.store.clone();
+    let now = Utc::now();
+    let job = insert_at(&s, new_job("acme", "drop/one"), now).await;
+    let leased = claim_one(&s, claim("acme", Some("drop/one"), "w1", now))
+        .await
+        .expect("claimed");
+    // Polled once, then dropped.
+    let dropped = tokio::time::timeout(
+        StdDuration::ZERO,
+        s.job_complete(complete(&job.id, token(&leased), now)),
+    )
+    .await;
+    assert!(dropped.is_err(), "the call was not cut short");
+    let mut state = JobState::Leased;
+    for _ in 0..200 {
+        state = s
+            .job_get(&job.id, &Scope::All)
+            .await
+            .expect("get")
+            .expect("job")
+            .state;
+        if state == JobState::Fulfilled {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(state, JobState::Fulfilled);
+    t.cleanup().await;
+}
