@@ -19,31 +19,19 @@
 #
 # Runs pytest once per (SDK venv x store); prints one summary line per run and
 # exits non-zero if any run failed (pytest exit 5, "no tests collected", is a failure).
-# The machinery is shared with tests/e2e_neuron/run.sh: tests/lib/e2e.sh.
+# The machinery is shared with the other suites: tests/lib/e2e.sh, tests/testkit.
 set -uo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
 E2E_NAME="e2e"
-SDKS="${AGW_E2E_SDKS:-sdk1 sdk2}"
 RUN_TIMEOUT="${AGW_E2E_TIMEOUT:-900}"
+SDKS="${AGW_E2E_SDKS:-sdk1 sdk2}"
 # shellcheck source=../lib/e2e.sh
-. "$REPO/tests/lib/e2e.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/e2e.sh"
 
-for sdk in $SDKS; do
-  case "$sdk" in sdk1|sdk2) ;; *) die "unknown SDK set '$sdk' (expected sdk1 / sdk2)";; esac
-done
-require_python
+require_sets "$SDKS" sdk1 sdk2
 # Both venvs are always prepared: each run drives the other generation too (cross-version tests).
-ensure_venv sdk1
-ensure_venv sdk2
-ensure_events_venv
-if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
-  echo "$E2E_NAME: venvs ready"
-  exit 0
-fi
-require_bin
-detect_stores
+e2e_setup sdk1 sdk2
+e2e_target
 
 other_of() { [ "$1" = sdk1 ] && echo sdk2 || echo sdk1; }
 
@@ -51,7 +39,7 @@ for store in $STORES; do
   for sdk in $SDKS; do
     python="$(venv_dir "$sdk")/bin/python"
     version="$("$python" -c 'import intent_bus; print(intent_bus.__version__)')"
-    run_pytest "intent-bus==$version ($sdk)" "$store" "$python" "$HERE" \
+    run_pytest "intent-bus==$version ($sdk)" "$store" "$python" "$SUITE_DIR" \
       AGW_E2E_OTHER_PYTHON="$(venv_dir "$(other_of "$sdk")")/bin/python" AGW_E2E_REQUIRE_OTHER=1 -- "$@"
   done
 done

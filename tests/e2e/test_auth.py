@@ -8,9 +8,10 @@ import time
 import pytest
 import requests
 
+from agw_testkit.raw import RawClient, canonical_path, signature
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_client_error, assert_error, assert_std_headers
-from support.raw import RawClient, canonical_path, describe, signature
 
 
 def test_hand_signer_matches_installed_sdk():

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
+from agw_testkit.responses import describe, error_code
 from support.checks import assert_client_error, assert_error, assert_std_headers
-from support.raw import describe, error_code
 
 VALIDATION_CODES = {"invalid_json", "invalid_request"}
 

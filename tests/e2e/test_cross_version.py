@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
-from support.raw import describe
 
 OTHER_SCRIPT = Path(__file__).resolve().parent / "support" / "other_sdk.py"
 PAYLOAD = {"msg": "grüße ✓", "list": [1, {"two": 2}]}

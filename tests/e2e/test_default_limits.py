@@ -23,8 +23,8 @@ from typing import Any, Dict, List
 
 import requests
 
+from agw_testkit.responses import describe
 from support import sdk
-from support.raw import describe
 
 N_INTENTS = 400
 N_WORKERS = 8

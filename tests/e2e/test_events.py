@@ -18,13 +18,11 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from support import sdk
-from support.events import (
+from agw_testkit.events import (
     COMPACT_FIELDS,
     SENTINEL,
     assert_v1,
     chain_of,
-    describe,
     events_res,
     keys,
     list_events,
@@ -35,7 +33,9 @@ from support.events import (
     tamper_sqlite,
     verify_independently,
 )
-from support.gateway import store_kind
+from agw_testkit.responses import describe
+from agw_testkit.store import store_kind
+from support import sdk
 
 
 def _tenant(g, prefix="ev"):

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_error, assert_std_headers
-from support.raw import describe
 
 
 @pytest.mark.parametrize("value", ["plain text ✓", 12345, 3.5, True, "false", "[not json"])

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_error
-from support.raw import describe
 
 LEASE = 2
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_error, assert_retry_after, assert_std_headers
-from support.raw import describe
 
 UNICODE_PAYLOAD = {"text": "héllo wörld ✓ 日本", "n": 3, "nested": {"list": [1, 2, {"deep": True}]}}
 

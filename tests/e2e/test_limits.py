@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_client_error, assert_error, assert_retry_after, assert_std_headers
-from support.raw import describe
 
 
 def test_rate_limit(gateway_factory, client_for, uniq):

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_client_error, assert_retry_after, assert_std_headers
-from support.raw import describe
 
 
 def test_wait_returns_job_published_meanwhile(gw, tenant, client_for, uniq):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_error, assert_std_headers
-from support.raw import describe
 
 GOV_TOPIC = "gateway/run"
 

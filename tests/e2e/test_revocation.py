@@ -16,9 +16,9 @@ from typing import Dict, List
 import pytest
 import requests
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_error
-from support.raw import describe
 
 REVOKE_DEADLINE_S = 2.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
 from support.checks import assert_error
-from support.raw import describe
 
 
 def _publish(gw, key, c, goal, payload, **fields):

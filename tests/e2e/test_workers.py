@@ -16,8 +16,8 @@ import threading
 
 import pytest
 
+from agw_testkit.responses import describe
 from support import sdk
-from support.raw import describe
 
 
 def _publish(gw, key, c, goal, payload, **fields):

@@ -1,7 +1,7 @@
 """Fixtures for the agent-gateway GOVERNANCE end-to-end suite.
 
 Every test drives a real `$AGW_BIN serve` process, configured by a TOML file
-(gov_support.env), through the installed, unmodified `hestiaos` SDK 1.0.1
+(gov_support.config), through the installed, unmodified `hestiaos` SDK 1.0.1
 (sync Client, AsyncClient, the `hestiaos` CLI) and raw HTTP where status codes
 and exact bodies matter. Runs are answered by real workers: intent-bus 2.1.2's
 WorkerRuntime and holokai-neuron-sdk 0.2.0 neurons (gov_support.workers).
@@ -11,48 +11,24 @@ stability counters, policy_version), never a bare sleep.
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
-from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agw_testkit.gateway import Gateway, running_gateway
+from agw_testkit.neuron import NeuronHandle, capability
+from agw_testkit.tenants import Tenant, new_tenant
+from gov_support.api import GovApi
+from gov_support.config import shared_config
+from gov_support.sdk import SDK_VERSION, sync_client
+from gov_support.workers import Claimer, IntentBusWorker
 
-from gov_support.api import GovApi  # noqa: E402
-from gov_support.env import (  # noqa: E402
-    Gateway,
-    Tenant,
-    check_can_run,
-    new_tenant,
-    remove_work_dirs,
-    report_kept_logs,
-    running_gateway,
-    shared_config,
-)
-from gov_support.sdk import SDK_VERSION, sync_client  # noqa: E402
-from gov_support.workers import Claimer, IntentBusWorker, NeuronHandle, capability  # noqa: E402
+pytest_plugins = ["agw_testkit.plugin"]
 
 
 def pytest_report_header(config):
-    return [
-        f"hestiaos {SDK_VERSION}; store={os.environ.get('AGW_E2E_STORE', 'sqlite')}",
-        f"AGW_BIN={os.environ.get('AGW_BIN', '<unset>')}",
-    ]
-
-
-def pytest_sessionstart(session):
-    check_can_run(session, "governance e2e suite")
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    report_kept_logs(terminalreporter, exitstatus)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    remove_work_dirs(exitstatus)
+    return [f"hestiaos {SDK_VERSION}"]
 
 
 # -- gateways ------------------------------------------------------------------------
@@ -67,44 +43,6 @@ def gw(denied_tenant_name) -> Iterator[Gateway]:
     """The shared gateway: deny rules, 2 KiB input cap, agent + tenant denylists, no budgets."""
     with running_gateway(name="gov-shared", config=shared_config(denied_tenant_name)) as g:
         yield g
-
-
-class _Factory:
-    """factory(name, config_text, **env_settings) -> a started gateway, stopped at teardown."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self._cms: List[Any] = []
-
-    def __call__(self, name: str, config: str, **settings: Any) -> Gateway:
-        cm = running_gateway({k: str(v) for k, v in settings.items()}, name=f"{self.prefix}-{name}", config=config)
-        g = cm.__enter__()
-        self._cms.append(cm)
-        return g
-
-    def close(self) -> None:
-        errors = []
-        for cm in reversed(self._cms):
-            try:
-                cm.__exit__(None, None, None)
-            except BaseException as e:
-                errors.append(e)
-        if errors:
-            raise errors[0]
-
-
-@pytest.fixture(scope="module")
-def module_gateway_factory():
-    f = _Factory("mod")
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def gateway_factory():
-    f = _Factory("fn")
-    yield f
-    f.close()
 
 
 # -- tenants and clients ---------------------------------------------------------------
@@ -128,11 +66,6 @@ def gov(gw, tenant) -> GovApi:
 def client(gw, tenant):
     """hestiaos.Client (sync facade) for `tenant`."""
     return sync_client(gw.base_url, tenant.api_key)
-
-
-@pytest.fixture
-def uniq() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 # -- workers -----------------------------------------------------------------------------

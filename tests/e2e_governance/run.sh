@@ -19,31 +19,18 @@
 #
 # Runs pytest once per store; prints one summary line per run and exits
 # non-zero if any run failed (pytest exit 5, "no tests collected", is a failure).
-# The machinery is shared with the other suites: tests/lib/e2e.sh.
+# The machinery is shared with the other suites: tests/lib/e2e.sh, tests/testkit.
 set -uo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
 E2E_NAME="e2e-governance"
 RUN_TIMEOUT="${AGW_E2E_TIMEOUT:-900}"
 # shellcheck source=../lib/e2e.sh
-. "$REPO/tests/lib/e2e.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/e2e.sh"
 
-require_python
-"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
-  || die "$PY is $("$PY" -V 2>&1); hestiaos 1.0.1 needs Python >= 3.11"
-ensure_venv hestia
-ensure_events_venv
-if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
-  echo "$E2E_NAME: venv ready"
-  exit 0
-fi
-require_bin
-detect_stores
+require_python 11 "hestiaos 1.0.1"
+e2e_setup hestia
+e2e_target
 
 python="$(venv_dir hestia)/bin/python"
-version="$("$python" -c 'import hestiaos; print(hestiaos.__version__)')"
-for store in $STORES; do
-  run_pytest "hestiaos==$version" "$store" "$python" "$HERE" -- "$@"
-done
+run_each_store "hestiaos==$("$python" -c 'import hestiaos; print(hestiaos.__version__)')" "$python" -- "$@"
 print_summary

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
+from agw_testkit.responses import describe
 from gov_support.api import GovApi, error_of, json_of, run_body
-from gov_support.env import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC, describe
+from gov_support.config import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC
 
 NOT_JSON = object()
 EMPTY = object()

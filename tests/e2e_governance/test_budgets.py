@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 from hestiaos import GovernanceBlock
 
+from agw_testkit.neuron import Calls
+from agw_testkit.tenants import new_tenant
 from gov_support.api import GovApi, types_of
-from gov_support.env import DEFAULT_TOPIC, SUMMARIZE_TOPIC, gateway_config, new_tenant, policy
+from gov_support.config import DEFAULT_TOPIC, SUMMARIZE_TOPIC, gateway_config, policy
 from gov_support.sdk import collect_stream, sync_client
-from gov_support.workers import Calls
 
 pytestmark = pytest.mark.slow
 

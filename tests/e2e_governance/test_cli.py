@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from gov_support.env import DEFAULT_TOPIC
+from gov_support.config import DEFAULT_TOPIC
 from gov_support.sdk import cli, cli_json
 
 

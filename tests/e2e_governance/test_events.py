@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 from hestiaos import GovernanceBlock
 
-from e2e.support.events import (
+from agw_testkit.events import (
     SENTINEL,
     assert_v1,
     chain_of,
@@ -24,8 +24,9 @@ from e2e.support.events import (
     run_intentproof_worker,
     verify_independently,
 )
+from agw_testkit.responses import describe
 from gov_support.api import json_of
-from gov_support.env import DEFAULT_TOPIC, SUMMARIZE_TOPIC, describe
+from gov_support.config import DEFAULT_TOPIC, SUMMARIZE_TOPIC
 
 
 def _served_by_trace(gw, token, trace):

@@ -9,11 +9,13 @@ import concurrent.futures
 
 import httpx
 import pytest
+from intent_bus import IntentBusLeaseLostError
 
+from agw_testkit.neuron import Calls
+from agw_testkit.tenants import new_tenant
 from gov_support.api import GovApi, error_of, json_of
-from gov_support.env import DEFAULT_TOPIC, SUMMARIZE_TOPIC, gateway_config, new_tenant, policy
+from gov_support.config import DEFAULT_TOPIC, SUMMARIZE_TOPIC, gateway_config, policy
 from gov_support.sdk import sync_client
-from gov_support.workers import Calls, IntentBusLeaseLostError
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ import httpx
 import pytest
 from hestiaos import GovernanceBlock, TraceResponse
 
+from agw_testkit.responses import describe
 from gov_support.api import EXPLAIN_FIELDS, TRACE_FIELDS, TRACE_SDK_FIELDS, GovApi, error_of, json_of
-from gov_support.env import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC, describe
+from gov_support.config import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC
 
 
 def _block(client, *args, **kw) -> str:

@@ -11,8 +11,9 @@ import signal
 import pytest
 from hestiaos import GovernanceBlock, SystemStatus
 
+from agw_testkit.tenants import new_tenant
 from gov_support.api import GovApi, error_of
-from gov_support.env import gateway_config, new_tenant, policy
+from gov_support.config import gateway_config, policy
 from gov_support.sdk import sync_client
 
 pytestmark = pytest.mark.slow

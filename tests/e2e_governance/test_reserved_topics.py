@@ -11,8 +11,10 @@ import pytest
 import requests
 from intent_bus import IntentBusAuthError
 
+from agw_testkit.responses import describe
+from agw_testkit.tenants import new_tenant
 from gov_support.api import GovApi
-from gov_support.env import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC, describe, gateway_config, new_tenant, policy
+from gov_support.config import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC, gateway_config, policy
 from gov_support.tomlgen import Inline
 from gov_support.workers import ib_client
 

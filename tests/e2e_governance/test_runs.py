@@ -11,10 +11,11 @@ import uuid
 import pytest
 from hestiaos import RunResponse
 
+from agw_testkit.neuron import Calls
+from agw_testkit.responses import describe
 from gov_support.api import RUN_FIELDS, WORKER_INPUT_FIELDS, GovApi, json_of
-from gov_support.env import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC, describe
+from gov_support.config import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC
 from gov_support.sdk import run_async
-from gov_support.workers import Calls
 
 
 def _is_uuid(s) -> bool:

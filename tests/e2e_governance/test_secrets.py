@@ -9,8 +9,10 @@ import subprocess
 import httpx
 import pytest
 
+from agw_testkit.responses import describe
+from agw_testkit.store import store_kind
+from agw_testkit.tenants import new_tenant
 from gov_support.api import GovApi, json_of
-from gov_support.env import describe, new_tenant, store_kind
 from gov_support.sdk import sync_client
 
 pytestmark = pytest.mark.slow
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def secrets_gw(module_gateway_factory):
     """A gateway logging at debug level: even then no secret may reach the log."""
-    from gov_support.env import shared_config
+    from gov_support.config import shared_config
 
     return module_gateway_factory("secrets", shared_config("nobody"), RUST_LOG="debug")
 

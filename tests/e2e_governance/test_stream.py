@@ -10,10 +10,11 @@ import threading
 import pytest
 from hestiaos import AsyncClient, StreamEvent
 
+from agw_testkit.neuron import Calls
+from agw_testkit.responses import describe
 from gov_support.api import STREAM_EVENT_FIELDS, error_of, sse_events, types_of
-from gov_support.env import DEFAULT_TOPIC, describe
+from gov_support.config import DEFAULT_TOPIC
 from gov_support.sdk import CLIENT_TIMEOUT_S, collect_stream, sync_client
-from gov_support.workers import Calls
 
 
 async def _progressing(input, ctx):

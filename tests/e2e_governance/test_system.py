@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from hestiaos import SystemMetrics, SystemStatus
 
+from agw_testkit.responses import describe
 from gov_support.api import METRICS_FIELDS, STATUS_FIELDS, GovApi, json_of
-from gov_support.env import describe
 from gov_support.sdk import run_async, sync_client
 
 
@@ -30,7 +30,7 @@ def test_status_is_open_and_exact(gw):
 
 def test_uptime_grows(gw, client):
     first = client.system.status().uptime_seconds
-    from gov_support.env import wait_until
+    from agw_testkit.waits import wait_until
 
     wait_until(lambda: client.system.status().uptime_seconds > first, 10, "uptime_seconds to grow")
 

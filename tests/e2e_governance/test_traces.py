@@ -7,9 +7,10 @@ import uuid
 
 from hestiaos import GovernanceBlock, TraceResponse
 
+from agw_testkit.responses import describe
 from gov_support.api import (DECISIONS, STABILITY_FIELDS, TRACE_FIELDS, TRACE_SDK_FIELDS, WINDOWS, GovApi,
                              json_of)
-from gov_support.env import DEFAULT_TOPIC, describe
+from gov_support.config import DEFAULT_TOPIC
 from gov_support.sdk import run_async
 
 

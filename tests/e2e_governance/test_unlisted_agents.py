@@ -10,10 +10,11 @@ import httpx
 import pytest
 from hestiaos import GovernanceBlock
 
+from agw_testkit.neuron import Calls
+from agw_testkit.tenants import new_tenant
 from gov_support.api import GovApi
-from gov_support.env import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC, gateway_config, new_tenant, policy
+from gov_support.config import DEEP_TOPIC, DEFAULT_TOPIC, SUMMARIZE_TOPIC, gateway_config, policy
 from gov_support.sdk import collect_stream, sync_client
-from gov_support.workers import Calls
 
 UNLISTED = "someone-unlisted"
 

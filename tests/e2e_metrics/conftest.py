@@ -11,27 +11,18 @@ bare sleeps.
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))  # tests/: e2e.support, e2e_neuron.neuron_support
+from agw_testkit.gateway import running_gateway
+from agw_testkit.tenants import new_tenant
+from agw_testkit.waits import wait_until
+from metrics_support import workload
+from metrics_support.prom import Prometheus, PrometheusError, prometheus_binary
 
-from e2e.support.gateway import (  # noqa: E402
-    check_can_run,
-    remove_work_dirs,
-    report_kept_logs,
-    running_gateway,
-)
-from e2e_neuron.neuron_support.env import new_tenant  # noqa: E402
-from e2e_neuron.neuron_support.tasks import wait_until  # noqa: E402
-from metrics_support import workload  # noqa: E402
-from metrics_support.prom import Prometheus, PrometheusError, prometheus_binary  # noqa: E402
+pytest_plugins = ["agw_testkit.plugin"]
 
 _PROMETHEUS = []
 
@@ -41,12 +32,10 @@ def pytest_report_header(config):
         prom = prometheus_binary()
     except PrometheusError as e:
         prom = f"<missing: {e}>"
-    return [f"store={os.environ.get('AGW_E2E_STORE', 'sqlite')}; prometheus={prom}",
-            f"AGW_BIN={os.environ.get('AGW_BIN', '<unset>')}"]
+    return [f"prometheus={prom}"]
 
 
 def pytest_sessionstart(session):
-    check_can_run(session, "metrics e2e suite")
     if not session.config.option.collectonly:
         try:
             prometheus_binary()
@@ -55,14 +44,12 @@ def pytest_sessionstart(session):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    report_kept_logs(terminalreporter, exitstatus)
     if exitstatus != 0:
         for p in _PROMETHEUS:
             terminalreporter.write_line(f"prometheus log kept for inspection: {p.log_path}")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    remove_work_dirs(exitstatus)
     if exitstatus == 0 and not os.environ.get("AGW_E2E_KEEP"):
         for p in _PROMETHEUS:
             p.remove()

@@ -22,31 +22,20 @@
 #
 # Runs pytest once per store; prints one summary line per run and exits
 # non-zero if any run failed (pytest exit 5, "no tests collected", is a failure).
-# The machinery is shared with the other suites: tests/lib/e2e.sh.
+# The machinery is shared with the other suites: tests/lib/e2e.sh, tests/testkit.
 set -uo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
 E2E_NAME="e2e-metrics"
 RUN_TIMEOUT="${AGW_E2E_TIMEOUT:-600}"
+PROMETHEUS="${AGW_PROMETHEUS:-prometheus}"
 # shellcheck source=../lib/e2e.sh
-. "$REPO/tests/lib/e2e.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/e2e.sh"
 
-require_python
-ensure_venv metrics
-ensure_events_venv
-if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
-  echo "$E2E_NAME: venv ready"
-  exit 0
-fi
-command -v "${AGW_PROMETHEUS:-prometheus}" >/dev/null 2>&1 \
-  || die "${AGW_PROMETHEUS:-prometheus} not found: install it (apt-get install -y prometheus; tests/run-all.sh --setup does) or set AGW_PROMETHEUS"
-require_bin
-detect_stores
+e2e_setup metrics
+command -v "$PROMETHEUS" >/dev/null 2>&1 \
+  || die "$PROMETHEUS not found: install it (apt-get install -y prometheus; tests/run-all.sh --setup does) or set AGW_PROMETHEUS"
+e2e_target
 
-python="$(venv_dir metrics)/bin/python"
-prom_version="$("${AGW_PROMETHEUS:-prometheus}" --version 2>&1 | head -n1 | awk '{print $3}')"
-for store in $STORES; do
-  run_pytest "prometheus $prom_version" "$store" "$python" "$HERE" -- "$@"
-done
+run_each_store "prometheus $("$PROMETHEUS" --version 2>&1 | head -n1 | awk '{print $3}')" \
+  "$(venv_dir metrics)/bin/python" -- "$@"
 print_summary

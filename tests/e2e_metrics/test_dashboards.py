@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import pytest
 
-from e2e_neuron.neuron_support.tasks import wait_until
+from agw_testkit.waits import wait_until
 from metrics_support import dashboards, workload
 from metrics_support.prom import promtool_binary
 

@@ -2,7 +2,7 @@
 
 Every test drives a real `$AGW_BIN serve` process with the installed,
 unmodified `holokai-neuron-sdk` (0.1.1 or 0.2.0, one venv each; see run.sh):
-neurons run on background event-loop threads (neuron_support.harness), tasks
+neurons run on background event-loop threads (agw_testkit.neuron), tasks
 go in through the gateway's task API, and every wait is a bounded poll of an
 observable effect (task state, handler calls), never a bare sleep.
 """
@@ -14,50 +14,22 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agw_testkit.gateway import Gateway, running_gateway
+from agw_testkit.neuron import HAS_AUTH_MODULE, SDK_VERSION, NeuronHandle
+from agw_testkit.tenants import Tenant, new_tenant
+from agw_testkit.waits import wait_until
+from neuron_support import SHORT_TTL_MS
 
-from neuron_support.env import (  # noqa: E402
-    SHORT_TTL_MS,
-    Gateway,
-    Tenant,
-    new_tenant,
-)
-from neuron_support.harness import HAS_AUTH_MODULE, SDK_VERSION, NeuronHandle  # noqa: E402
-from neuron_support.tasks import wait_until  # noqa: E402
-
-# Importable once neuron_support.env has put tests/ on sys.path.
-from e2e.support.gateway import (  # noqa: E402
-    check_can_run,
-    remove_work_dirs,
-    report_kept_logs,
-    running_gateway,
-)
+pytest_plugins = ["agw_testkit.plugin"]
 
 
 def pytest_report_header(config):
-    return [
-        f"holokai-neuron-sdk {SDK_VERSION} (auth module: {'yes' if HAS_AUTH_MODULE else 'no'}); "
-        f"store={os.environ.get('AGW_E2E_STORE', 'sqlite')}",
-        f"AGW_BIN={os.environ.get('AGW_BIN', '<unset>')}",
-    ]
-
-
-def pytest_sessionstart(session):
-    check_can_run(session, "neuron e2e suite")
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    report_kept_logs(terminalreporter, exitstatus)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    remove_work_dirs(exitstatus)
+    return [f"holokai-neuron-sdk {SDK_VERSION} (auth module: {'yes' if HAS_AUTH_MODULE else 'no'})"]
 
 
 @pytest.fixture(scope="session")
@@ -73,33 +45,6 @@ def ttl_gw() -> Iterator[Gateway]:
     with running_gateway({"AGW_NEURON_LEASE_TTL_MS": str(SHORT_TTL_MS),
                           "AGW_NEURON_KEEPALIVE_SECS": "1"}, name="neuron-ttl") as g:
         yield g
-
-
-@pytest.fixture
-def gateway_factory():
-    """gateway_factory(name, **settings) -> a gateway private to one test (restart tests)."""
-    cms = []
-
-    def make(name: str = "special", **settings) -> Gateway:
-        cm = running_gateway({k: str(v) for k, v in settings.items()}, name=f"fn-{name}")
-        g = cm.__enter__()
-        cms.append(cm)
-        return g
-
-    yield make
-    errors = []
-    for cm in reversed(cms):
-        try:
-            cm.__exit__(None, None, None)
-        except BaseException as e:
-            errors.append(e)
-    if errors:
-        raise errors[0]
-
-
-@pytest.fixture
-def uniq() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 @pytest.fixture

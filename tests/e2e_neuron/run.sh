@@ -21,34 +21,25 @@
 #
 # Runs pytest once per (SDK venv x store); prints one summary line per run and
 # exits non-zero if any run failed (pytest exit 5, "no tests collected", is a failure).
+# The machinery is shared with the other suites: tests/lib/e2e.sh, tests/testkit.
 set -uo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
 E2E_NAME="e2e-neuron"
-SDKS="${AGW_E2E_NEURON_SDKS:-neuron1 neuron2}"
 RUN_TIMEOUT="${AGW_E2E_TIMEOUT:-600}"
+SDKS="${AGW_E2E_NEURON_SDKS:-neuron1 neuron2}"
 # shellcheck source=../lib/e2e.sh
-. "$REPO/tests/lib/e2e.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/e2e.sh"
 
-for sdk in $SDKS; do
-  case "$sdk" in neuron1|neuron2) ;; *) die "unknown SDK set '$sdk' (expected neuron1 / neuron2)";; esac
-done
-require_python
-for sdk in $SDKS; do ensure_venv "$sdk"; done
-ensure_events_venv
-if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
-  echo "$E2E_NAME: venvs ready"
-  exit 0
-fi
-require_bin
-detect_stores
+require_sets "$SDKS" neuron1 neuron2
+# shellcheck disable=SC2086  # one venv per selected SDK set
+e2e_setup $SDKS
+e2e_target
 
 for store in $STORES; do
   for sdk in $SDKS; do
     python="$(venv_dir "$sdk")/bin/python"
     version="$("$python" -c 'import holokai_neuron_sdk; print(holokai_neuron_sdk.__version__)')"
-    run_pytest "holokai-neuron-sdk==$version ($sdk)" "$store" "$python" "$HERE" -- "$@"
+    run_pytest "holokai-neuron-sdk==$version ($sdk)" "$store" "$python" "$SUITE_DIR" -- "$@"
   done
 done
 print_summary

@@ -10,11 +10,12 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
+from agw_testkit.neuron import Calls, Gate, capability, ctx_info
+from agw_testkit.responses import describe
+from agw_testkit.tenants import new_tenant
+from agw_testkit.waits import wait_until
 from neuron_support import jwt
-from neuron_support.env import new_tenant
-from neuron_support.harness import Calls, Gate, capability, ctx_info
 from neuron_support.raw_sse import RawSse
-from neuron_support.tasks import describe, wait_until
 
 
 def _iso() -> str:

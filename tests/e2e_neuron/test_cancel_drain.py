@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from neuron_support.harness import Calls, Gate, capability, ctx_info
-from neuron_support.tasks import describe, wait_until
+from agw_testkit.neuron import Calls, Gate, capability, ctx_info
+from agw_testkit.responses import describe
+from agw_testkit.waits import wait_until
 
 
 def test_cancel_reaches_the_running_handler(tenant, neurons, cap):

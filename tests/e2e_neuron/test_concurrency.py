@@ -11,7 +11,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from neuron_support.harness import InFlight, LeaseLedger, capability
+from agw_testkit.neuron import InFlight, LeaseLedger, capability
 
 BURST = 50
 

@@ -7,8 +7,8 @@ import json
 
 from intent_bus import IntentClient
 
-from neuron_support.harness import Calls, capability, ctx_info
-from neuron_support.tasks import wait_until
+from agw_testkit.neuron import Calls, capability, ctx_info
+from agw_testkit.waits import wait_until
 
 
 def _client(tenant) -> IntentClient:
@@ -68,7 +68,7 @@ def test_intent_nack_becomes_a_failure(tenant, neurons, uniq):
 
 
 def test_other_tenant_neuron_never_gets_the_intent(gw, neurons, uniq):
-    from neuron_support.env import new_tenant
+    from agw_testkit.tenants import new_tenant
 
     goal = f"acme-{uniq}/echo"
     pub, other = new_tenant(gw, "pub"), new_tenant(gw, "other")

@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from neuron_support.env import new_tenant
-from neuron_support.harness import InFlight, LeaseLedger, capability
-from neuron_support.tasks import describe, wait_until
+from agw_testkit.neuron import InFlight, LeaseLedger, capability
+from agw_testkit.responses import describe
+from agw_testkit.tenants import new_tenant
+from agw_testkit.waits import wait_until
 
 N_TASKS = 200
 CONCURRENCY = 8

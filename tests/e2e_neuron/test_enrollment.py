@@ -17,9 +17,10 @@ import time
 import pytest
 import requests
 
+from agw_testkit.neuron import HAS_AUTH_MODULE, Calls, LoopThread, capability, ctx_info
+from agw_testkit.responses import describe
+from agw_testkit.waits import wait_until
 from neuron_support import jwt
-from neuron_support.harness import HAS_AUTH_MODULE, Calls, LoopThread, capability, ctx_info
-from neuron_support.tasks import describe, wait_until
 
 pytestmark = pytest.mark.skipif(not HAS_AUTH_MODULE, reason="holokai-neuron-sdk < 0.2.0 has no auth module")
 

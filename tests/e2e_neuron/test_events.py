@@ -15,10 +15,11 @@ import time
 
 import pytest
 
-from e2e.support.events import SENTINEL, assert_v1, chain_of, keys, list_events, verify_independently
-from neuron_support.env import SHORT_TTL_MS
-from neuron_support.harness import Calls, capability, ctx_info
-from neuron_support.tasks import describe, wait_until
+from agw_testkit.events import SENTINEL, assert_v1, chain_of, keys, list_events, verify_independently
+from agw_testkit.neuron import Calls, capability, ctx_info
+from agw_testkit.responses import describe
+from agw_testkit.waits import wait_until
+from neuron_support import SHORT_TTL_MS
 
 TTL_S = SHORT_TTL_MS / 1000
 RETRY_TIMEOUT = 45.0

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from neuron_support.harness import Calls, capability, ctx_info
+from agw_testkit.neuron import Calls, capability, ctx_info
 
 N_SCHEMA = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
 ECHO_OUT = {"type": "object", "required": ["echo"]}

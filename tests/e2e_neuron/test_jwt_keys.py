@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
 
-from neuron_support.env import Gateway, mint_token
-from neuron_support.harness import capability
+from agw_testkit import REPO
+from agw_testkit.gateway import Gateway, running_gateway
+from agw_testkit.neuron import capability
+from agw_testkit.responses import describe
+from agw_testkit.tasks import TaskApi
+from agw_testkit.tenants import mint_token
 from neuron_support.raw_sse import RawSse
-from neuron_support.tasks import TaskApi, describe
 
-from e2e.support.gateway import running_gateway
-
-FIXTURES = Path(__file__).resolve().parents[2] / "protocols" / "tests" / "fixtures" / "jwt"
+FIXTURES = REPO / "protocols" / "tests" / "fixtures" / "jwt"
 TENANT = "acme"
 
 

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from neuron_support.env import SHORT_TTL_MS
-from neuron_support.harness import Calls, Gate, capability, ctx_info
+from agw_testkit.neuron import Calls, Gate, capability, ctx_info
+from neuron_support import SHORT_TTL_MS
 
 TTL_S = SHORT_TTL_MS / 1000
 

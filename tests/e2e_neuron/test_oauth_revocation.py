@@ -19,9 +19,11 @@ from typing import Dict, List
 import pytest
 import requests
 
-from neuron_support.env import new_tenant
-from neuron_support.harness import HAS_AUTH_MODULE, Calls, LoopThread, capability, ctx_info
-from neuron_support.tasks import TaskApi, describe, wait_until
+from agw_testkit.neuron import HAS_AUTH_MODULE, Calls, LoopThread, capability, ctx_info
+from agw_testkit.responses import describe
+from agw_testkit.tasks import TaskApi
+from agw_testkit.tenants import new_tenant
+from agw_testkit.waits import wait_until
 
 pytestmark = [pytest.mark.skipif(not HAS_AUTH_MODULE, reason="holokai-neuron-sdk < 0.2.0 has no auth module"),
               pytest.mark.slow]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import requests
 from intent_bus import IntentClient
 
-from neuron_support.harness import capability
-from neuron_support.tasks import describe
+from agw_testkit.neuron import capability
+from agw_testkit.responses import describe
 
 GOV_TOPIC = "gateway/run"
 

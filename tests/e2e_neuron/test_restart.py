@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from neuron_support.env import new_tenant
-from neuron_support.harness import Calls, Gate, capability, ctx_info
+from agw_testkit.neuron import Calls, Gate, capability, ctx_info
+from agw_testkit.tenants import new_tenant
 
 
 @pytest.mark.slow

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import requests
 
-from neuron_support.env import new_tenant
-from neuron_support.harness import Calls, Gate, capability, ctx_info
-from neuron_support.tasks import describe
+from agw_testkit.neuron import Calls, Gate, capability, ctx_info
+from agw_testkit.responses import describe
+from agw_testkit.tenants import new_tenant
 
 OBJECT = {"type": "object"}
 ECHO_OUT = {"type": "object", "required": ["echo"]}

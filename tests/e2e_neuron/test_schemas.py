@@ -9,8 +9,8 @@ import json
 
 import requests
 
-from neuron_support.harness import Calls, capability, ctx_info
-from neuron_support.tasks import describe
+from agw_testkit.neuron import Calls, capability, ctx_info
+from agw_testkit.responses import describe
 
 SCHEMA_PATH = "/admin/capabilities/schema"
 N_IN = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer", "minimum": 0}}}

@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 
 import requests
 
-from neuron_support.harness import Calls, capability, ctx_info
+from agw_testkit.neuron import Calls, capability, ctx_info
+from agw_testkit.responses import describe
+from agw_testkit.waits import wait_until
 from neuron_support.raw_sse import RawSse
-from neuron_support.tasks import describe, wait_until
 
 
 def _post(gw, name, token, body):

@@ -9,27 +9,14 @@ wait is bounded.
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-TESTS_DIR = HERE.parent
-for p in (str(HERE), str(TESTS_DIR)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from agw_testkit.gateway import Gateway, running_gateway
+from otlp_receiver import OtlpHttpReceiver
 
-from e2e.support.gateway import (  # noqa: E402
-    Gateway,
-    check_can_run,
-    remove_work_dirs,
-    report_kept_logs,
-    running_gateway,
-)
-from otlp_receiver import OtlpHttpReceiver  # noqa: E402
+pytest_plugins = ["agw_testkit.plugin"]
 
 #: Quick batches, so a test waits well under a second for its telemetry.
 FAST_EXPORT: Dict[str, str] = {
@@ -45,23 +32,6 @@ def otel_settings(endpoint: str, protocol: str = "http/protobuf", **extra: str) 
     s.update({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
     s.update(extra)
     return s
-
-
-def pytest_report_header(config):
-    return [f"store={os.environ.get('AGW_E2E_STORE', 'sqlite')}",
-            f"AGW_BIN={os.environ.get('AGW_BIN', '<unset>')}"]
-
-
-def pytest_sessionstart(session):
-    check_can_run(session, "OpenTelemetry e2e suite")
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    report_kept_logs(terminalreporter, exitstatus)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    remove_work_dirs(exitstatus)
 
 
 @pytest.fixture(scope="session")

@@ -19,28 +19,18 @@
 #
 # Runs pytest once per store; prints one summary line per run and exits
 # non-zero if any run failed (pytest exit 5, "no tests collected", is a failure).
+# The machinery is shared with the other suites: tests/lib/e2e.sh, tests/testkit.
 set -uo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
 E2E_NAME="e2e-otel"
 RUN_TIMEOUT="${AGW_E2E_TIMEOUT:-600}"
 # shellcheck source=../lib/e2e.sh
-. "$REPO/tests/lib/e2e.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/e2e.sh"
 
-require_python
-ensure_venv otel
-ensure_events_venv
-if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
-  echo "$E2E_NAME: venv ready"
-  exit 0
-fi
-require_bin
-detect_stores
+e2e_setup otel
+e2e_target
 
 python="$(venv_dir otel)/bin/python"
-version="$("$python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
-for store in $STORES; do
-  run_pytest "opentelemetry-proto==$version" "$store" "$python" "$HERE" -- "$@"
-done
+run_each_store "opentelemetry-proto==$("$python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')" \
+  "$python" -- "$@"
 print_summary

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 
 import pytest
 import requests
-
-from conftest import otel_settings
-from e2e.support.gateway import running_gateway
 from intent_bus import IntentClient
+
+from agw_testkit.gateway import running_gateway
+from conftest import otel_settings
 from otlp_receiver import OtlpGrpcReceiver, traceparent
 
 

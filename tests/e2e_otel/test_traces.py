@@ -90,8 +90,8 @@ def test_execution_event_is_a_log_record_in_the_publishers_trace(gw, receiver, a
 
 
 def test_neuron_lease_metadata_carries_the_submitters_trace(gw, receiver):
-    from e2e_neuron.neuron_support.env import mint_token
-    from e2e_neuron.neuron_support.harness import Calls, NeuronHandle, capability, ctx_info
+    from agw_testkit.neuron import Calls, NeuronHandle, capability, ctx_info
+    from agw_testkit.tenants import mint_token
 
     owner = f"otel-neuron-{uuid.uuid4().hex[:8]}"
     key = gw.generate_key(owner)

@@ -2,7 +2,7 @@
 
 One real `$AGW_BIN serve` (SQLite or PostgreSQL, per AGW_E2E_STORE) on the
 default configuration -- only AGW_LISTEN, AGW_DATABASE_URL and AGW_ADMIN_KEY
-set -- started and checked by the Intent Bus suite's tests/e2e/support/gateway.py
+set -- started and checked by agw_testkit.gateway
 (events exported and verified at the end, clean exit on SIGTERM). A tenant key
 comes from `POST /admin/generate_key`; a worker thread answers every job the
 fuzzer's tenant enqueues, so governance runs are exercised through to their
@@ -12,41 +12,15 @@ default cap of 100 open jobs (whose 429 asks for a 5 s wait).
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
-from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
 import requests
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/: e2e.support
+from agw_testkit.gateway import Gateway, running_gateway
 
-from e2e.support.gateway import (  # noqa: E402
-    Gateway,
-    check_can_run,
-    remove_work_dirs,
-    report_kept_logs,
-    running_gateway,
-)
-
-def pytest_report_header(config):
-    return [f"store={os.environ.get('AGW_E2E_STORE', 'sqlite')}",
-            f"AGW_BIN={os.environ.get('AGW_BIN', '<unset>')}"]
-
-
-def pytest_sessionstart(session):
-    check_can_run(session, "schema e2e suite")
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    report_kept_logs(terminalreporter, exitstatus)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    remove_work_dirs(exitstatus)
+pytest_plugins = ["agw_testkit.plugin"]
 
 
 class JobWorker(threading.Thread):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export every execution event of a running gateway and check each one independently.
 
-Run by the e2e harness (tests/e2e/support/gateway.py) with the events venv
+Run by the e2e harness (tests/testkit/agw_testkit/gateway.py) with the events venv
 (tests/requirements-events.txt) when a gateway's use ends, one process per gateway:
 
 1. pages through `GET /api/v1/events?export=jsonl` with the admin key (the

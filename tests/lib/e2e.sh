@@ -1,8 +1,21 @@
-# Shared by the end-to-end runners (tests/e2e/run.sh, tests/e2e_neuron/run.sh):
-# venvs pinned by tests/requirements-<name>.txt, the binary under test, the
-# stores to run on, and one pytest run per (SDK venv × store) with a summary.
-# Source it after setting E2E_NAME (log prefix) and REPO.
+# shellcheck shell=bash
+# Shared by every end-to-end runner (tests/<suite>/run.sh): venvs pinned by
+# tests/requirements-<name>.txt, the binary under test, the stores to run on,
+# and one pytest run per (venv × store) with a summary. The suites' shared
+# Python helpers are tests/testkit (agw_testkit), on each suite's path through
+# `pythonpath` in its pytest.ini.
+#
+# A runner sets E2E_NAME (log prefix) and RUN_TIMEOUT (seconds per pytest
+# run), sources this file (which sets REPO, and SUITE_DIR: the runner's
+# folder), then:
+#   e2e_setup VENV...         interpreter check, the venvs and the events venv;
+#                             exits here under AGW_E2E_SETUP_ONLY=1
+#   e2e_target                AGW_BIN (required) and STORES
+#   run_each_store LABEL PYTHON [ENV=VALUE...] -- [pytest args]
+#                             (or run_pytest per run), then print_summary
 
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SUITE_DIR="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)"
 VENV_PREFIX="${AGW_VENV_DIR:-$REPO/tests/.venv}"
 PY="${AGW_E2E_PYTHON:-python3}"
 E2E_SUMMARY=()
@@ -12,11 +25,24 @@ die() { echo "$E2E_NAME: $*" >&2; exit 2; }
 
 venv_dir() { echo "${VENV_PREFIX}-$1"; }
 
-# The interpreter that builds the venvs (the SDKs need 3.10+).
+# require_python MINOR WHO: the interpreter that builds the venvs is Python >= 3.MINOR.
 require_python() {
+  local minor="$1" who="$2"
   command -v "$PY" >/dev/null 2>&1 || die "$PY not found (set AGW_E2E_PYTHON)"
-  "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
-    || die "$PY is $("$PY" -V 2>&1); the SDKs need Python >= 3.10"
+  "$PY" -c "import sys; sys.exit(0 if sys.version_info >= (3, $minor) else 1)" \
+    || die "$PY is $("$PY" -V 2>&1); $who need Python >= 3.$minor"
+}
+
+# require_sets SELECTED ALLOWED...: every word of SELECTED (e.g. AGW_E2E_SDKS) is allowed.
+require_sets() {
+  local selected="$1" s
+  shift
+  for s in $selected; do
+    case " $* " in
+      *" $s "*) ;;
+      *) local expected="$*"; die "unknown SDK set '$s' (expected ${expected// / / })";;
+    esac
+  done
 }
 
 # Create or refresh one venv; reused while requirements + interpreter are unchanged.
@@ -48,6 +74,19 @@ ensure_events_venv() {
   export AGW_EVENTS_PYTHON
 }
 
+# e2e_setup VENV...: the suite's venvs and the events venv; under
+# AGW_E2E_SETUP_ONLY=1 that is all, and the runner exits here.
+e2e_setup() {
+  local name
+  require_python 10 "the SDKs"
+  for name in "$@"; do ensure_venv "$name"; done
+  ensure_events_venv
+  if [ "${AGW_E2E_SETUP_ONLY:-}" = 1 ]; then
+    echo "$E2E_NAME: venvs ready"
+    exit 0
+  fi
+}
+
 # AGW_BIN must name the gateway binary; exported as an absolute path.
 require_bin() {
   ensure_events_venv  # a runner that forgot it still checks its gateways' events
@@ -68,8 +107,14 @@ detect_stores() {
   fi
 }
 
+# e2e_target: what the runs run against (AGW_BIN, STORES).
+e2e_target() {
+  require_bin
+  detect_stores
+}
+
 # run_pytest LABEL STORE PYTHON DIR [ENV=VALUE...] -- [pytest args]: one run,
-# bounded by AGW_E2E_TIMEOUT, recorded for print_summary (exit 5, no tests, fails).
+# bounded by RUN_TIMEOUT, recorded for print_summary (exit 5, no tests, fails).
 run_pytest() {
   local label="$1" store="$2" python="$3" dir="$4" start rc secs verdict
   shift 4
@@ -93,6 +138,15 @@ run_pytest() {
   esac
   [ "$rc" -eq 0 ] || E2E_FAILED=1
   E2E_SUMMARY+=("$E2E_NAME $label store=$store: $verdict in ${secs}s")
+}
+
+# run_each_store LABEL PYTHON [ENV=VALUE...] -- [pytest args]: the suite once per store.
+run_each_store() {
+  local label="$1" python="$2" store
+  shift 2
+  for store in $STORES; do
+    run_pytest "$label" "$store" "$python" "$SUITE_DIR" "$@"
+  done
 }
 
 print_summary() {

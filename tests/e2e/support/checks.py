@@ -1,4 +1,4 @@
-"""Shared assertions."""
+"""Assertions on Intent Bus responses (status, error body, standard headers)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Optional
 
 import requests
 
-from .raw import describe, error_code
+from agw_testkit.responses import describe, error_code
 
 INTENT_VERSION = "7.61"
 

@@ -15,7 +15,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import requests
 
-from .env import describe, wait_until
+from agw_testkit.responses import describe
+from agw_testkit.waits import wait_until
 
 SDK_UA = "HestiaOS-SDK/0.1.0"
 

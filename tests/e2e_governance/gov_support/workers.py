@@ -7,8 +7,9 @@
                      stop() was called.
 - `Claimer`          one tenant's hand-driven claims (hold a lease, fail, check that
                      nothing was enqueued)
-- neurons: the neuron suite's harness (a real `holokai_neuron_sdk.Neuron` on its
-  own event-loop thread), re-exported.
+
+Neurons are agw_testkit.neuron's (a real `holokai_neuron_sdk.Neuron` on its own
+event-loop thread).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import threading
 import uuid
 from typing import Any, Callable, Optional
 
-from intent_bus import IntentBusLeaseLostError, IntentClient, WorkerRuntime
+from intent_bus import IntentClient, WorkerRuntime
 
-from e2e_neuron.neuron_support.harness import Calls, Gate, NeuronHandle, capability  # noqa: F401
-
-from .env import Gateway, wait_until
+from agw_testkit.gateway import Gateway
+from agw_testkit.neuron import Calls
+from agw_testkit.waits import wait_until
 
 
 def ib_client(gw: Gateway, api_key: str) -> IntentClient:
@@ -117,7 +118,3 @@ class Claimer:
 
     def close(self) -> None:
         self.client.close()
-
-
-__all__ = ["IntentBusWorker", "Claimer", "ib_client", "IntentBusLeaseLostError", "Calls", "Gate",
-           "NeuronHandle", "capability"]

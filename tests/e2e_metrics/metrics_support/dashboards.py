@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
-REPO = Path(__file__).resolve().parents[3]
+from agw_testkit import REPO
+
 DASHBOARD_DIR = REPO / "deploy" / "grafana"
 
 #: What each template variable stands for in the suite's queries. The rate

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +15,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import requests
+
+from agw_testkit.procs import free_port, pdeathsig, tail, terminate
 
 READY_TIMEOUT_S = 30.0
 
@@ -43,22 +43,6 @@ def promtool_binary() -> Optional[str]:
     return shutil.which("promtool")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pdeathsig():  # pragma: no cover - runs in the child before exec
-    os.setsid()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 class Prometheus:
     """One Prometheus process scraping `targets` every `interval` as job `job`."""
 
@@ -83,7 +67,7 @@ class Prometheus:
         binary = prometheus_binary()
         last = ""
         for _attempt in range(3):  # a stolen free port is retried
-            port = _free_port()
+            port = free_port()
             self.base_url = f"http://127.0.0.1:{port}"
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
@@ -92,7 +76,7 @@ class Prometheus:
                      f"--web.listen-address=127.0.0.1:{port}",
                      "--storage.tsdb.retention.time=1h", "--log.level=warn"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir,
-                    preexec_fn=_pdeathsig,
+                    preexec_fn=pdeathsig,
                 )
             ok, last = self._wait_ready()
             if ok:
@@ -119,22 +103,14 @@ class Prometheus:
         return False, last
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc, 15)
 
     def remove(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_bytes()[-limit:].decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return tail(self.log_path, limit)
 
     # -- HTTP API ----------------------------------------------------------------
     def api(self, path: str, **params: Any) -> Dict[str, Any]:

@@ -15,10 +15,11 @@ from typing import Any, Dict, List
 import requests
 from intent_bus import IntentClient
 
-from e2e.support.gateway import Gateway
-from e2e_neuron.neuron_support.env import Tenant
-from e2e_neuron.neuron_support.harness import NeuronHandle, capability
-from e2e_neuron.neuron_support.tasks import describe, wait_until
+from agw_testkit.gateway import Gateway
+from agw_testkit.neuron import NeuronHandle, capability
+from agw_testkit.responses import describe
+from agw_testkit.tenants import Tenant
+from agw_testkit.waits import wait_until
 
 IB_GOAL = "metrics/intents"
 IB_DEAD_GOAL = "metrics/doomed"

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from holokai_neuron_sdk.protocol import parse_server_frame
 
-from .tasks import wait_until
+from agw_testkit.waits import wait_until
 
 
 class RawSse:

@@ -1,10 +1,11 @@
-"""Start / stop a real `agent-gateway serve` process for the e2e suite.
+"""A real `agent-gateway serve` process for the end-to-end suites.
 
 Environment read here:
-  AGW_BIN           path of the gateway binary (required)
-  AGW_E2E_STORE     sqlite (default) | postgres
-  AGW_TEST_PG_URL   admin database URL, required for the postgres store; a fresh
-                    database is created per gateway instance and dropped after
+  AGW_BIN            path of the gateway binary (required)
+  AGW_E2E_STORE      sqlite (default) | postgres (see store.py)
+  AGW_TEST_PG_URL    admin database URL, required for the postgres store; a fresh
+                     database is created per gateway instance and dropped after
+  AGW_EVENTS_PYTHON  python of the events venv (tests/requirements-events.txt)
 
 A gateway may also get a config file (`config=` TOML text): it is written to
 its work dir and named by AGW_CONFIG; write_config() replaces it later (the
@@ -14,7 +15,8 @@ When a gateway's use ends (running_gateway), all its execution events are
 exported with the admin key and checked independently (tests/events/
 check_gateway_events.py in the AGW_EVENTS_PYTHON venv: JSON Schema + the
 `intentproof` package), then `agent-gateway events verify` runs on its
-database; any failure fails the test whose teardown stopped it.
+database; any failure fails the test whose teardown stopped it. Every gateway
+is recorded in ALL_GATEWAYS for the plugin's end-of-session report.
 """
 
 from __future__ import annotations
@@ -23,32 +25,31 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from contextlib import contextmanager
-import shutil
-from typing import Dict, Iterator, List, Optional
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import pytest
 import requests
 
+from . import REPO
+from .procs import free_port, kill, pdeathsig, tail, terminate
 from .raw import RawClient
+from .store import PgDatabase, pg_admin_url, store_kind
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
-REPO = Path(__file__).resolve().parents[3]
 EVENT_SCHEMA = REPO / "events/tests/data/intentproof/execution_event.v1.schema.json"
 EVENT_CHECKER = REPO / "tests/events/check_gateway_events.py"
 
-# Settings every gateway of the suite gets unless a test overrides them. The
+# Settings every gateway of the suites gets unless a test overrides them. The
 # request limits are the defaults users get (tenant rate limit, pre-auth limit,
-# timeouts): the suite runs a fleet's worth of SDK traffic through them.
+# timeouts): the suites run a fleet's worth of SDK traffic through them.
 BASE_SETTINGS: Dict[str, str] = {
     "AGW_INTENT_BUS_IDLE_RETRY_AFTER_SECS": "1",
     "AGW_STORE_SWEEP_INTERVAL_MS": "200",
@@ -66,56 +67,6 @@ def gateway_binary() -> str:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise GatewayError(f"AGW_BIN={path!r} is not an executable file")
     return path
-
-
-def store_kind() -> str:
-    kind = os.environ.get("AGW_E2E_STORE", "sqlite").strip().lower()
-    if kind not in ("sqlite", "postgres"):
-        raise GatewayError(f"AGW_E2E_STORE must be sqlite or postgres, got {kind!r}")
-    return kind
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pdeathsig():  # pragma: no cover - runs in the child before exec
-    """Ask the kernel to SIGTERM the gateway if the test process dies."""
-    os.setsid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except Exception:
-        pass
-
-
-class PgDatabase:
-    """A throw-away PostgreSQL database created through psql."""
-
-    def __init__(self, admin_url: str):
-        self.admin_url = admin_url
-        self.name = f"agw_e2e_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-        parts = urlsplit(admin_url)
-        self.url = urlunsplit((parts.scheme, parts.netloc, "/" + self.name, parts.query, ""))
-
-    def _psql(self, sql: str) -> None:
-        res = subprocess.run(
-            ["psql", self.admin_url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
-            capture_output=True, text=True, timeout=60,
-        )
-        if res.returncode != 0:
-            raise GatewayError(f"psql failed ({sql}): {res.stderr.strip()}")
-
-    def create(self) -> None:
-        self._psql(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        self._psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 class Gateway:
@@ -169,22 +120,27 @@ class Gateway:
     # -- lifecycle -----------------------------------------------------------
     def _database_url(self) -> str:
         if store_kind() == "postgres":
-            admin = os.environ.get("AGW_TEST_PG_URL")
-            if not admin:
-                raise GatewayError("AGW_E2E_STORE=postgres needs AGW_TEST_PG_URL")
-            self.pg = PgDatabase(admin)
+            self.pg = PgDatabase(pg_admin_url())
             self.pg.create()
             return self.pg.url
         return "sqlite://" + str(self.workdir / "gw.db")
 
+    def _spawn(self) -> None:
+        """`$AGW_BIN serve` with self.env, output appended to the work dir's logs."""
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [gateway_binary(), "serve"], env=self.env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, cwd=self.workdir, preexec_fn=pdeathsig,
+            )
+
     def start(self) -> "Gateway":
-        binary = gateway_binary()
+        gateway_binary()
         db_url = self._database_url()
         self.database_url = db_url
         try:
             last_err = ""
             for _attempt in range(3):  # a stolen free port is retried
-                self.port = _free_port()
+                self.port = free_port()
                 self.base_url = f"http://127.0.0.1:{self.port}"
                 env = {k: v for k, v in os.environ.items() if not k.startswith("AGW_")}
                 env.update(self.settings)
@@ -197,26 +153,23 @@ class Gateway:
                     env["AGW_JWT_SECRET"] = self.jwt_secret
                 env.setdefault("RUST_BACKTRACE", "1")
                 self.env = env
-                with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-                    self.proc = subprocess.Popen(
-                        [binary, "serve"], env=env, stdin=subprocess.DEVNULL,
-                        stdout=out, stderr=err, cwd=self.workdir, preexec_fn=_pdeathsig,
-                    )
+                self._spawn()
                 ok, last_err = self._wait_ready()
                 if ok:
                     return self
-                self._kill()
+                kill(self.proc)
                 if "in use" not in last_err.lower():
                     break
             raise GatewayError(
                 f"gateway {self.name} did not become ready (limit {READY_TIMEOUT_S:.0f}s): {last_err}\n"
-                f"--- stderr ---\n{self.stderr_tail()}\n--- stdout ---\n{self._tail(self.stdout_path)}"
+                f"--- stderr ---\n{self.stderr_tail()}\n--- stdout ---\n{tail(self.stdout_path)}"
             )
         except BaseException:
             self._drop_db()
             raise
 
-    def _wait_ready(self):
+    def _wait_ready(self) -> Tuple[bool, str]:
+        """Poll GET /readyz until 200, the process exits, or READY_TIMEOUT_S passes."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         last = "no answer"
         while time.monotonic() < deadline:
@@ -232,11 +185,6 @@ class Gateway:
             time.sleep(0.1)
         return False, last
 
-    def _kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
     def _drop_db(self) -> None:
         if self.pg is not None:
             try:
@@ -248,45 +196,23 @@ class Gateway:
     def stop(self, drop_db: bool = True) -> Optional[int]:
         """SIGTERM the gateway, wait, return its exit code (None if it had to be killed);
         drop its PostgreSQL database unless `drop_db` is false."""
-        code: Optional[int] = None
         try:
             if self.proc is None:
                 return None
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    code = self.proc.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    self._kill()
-                    code = None
-            else:
-                code = self.proc.returncode
+            return terminate(self.proc, STOP_TIMEOUT_S)
         finally:
             if drop_db:
                 self._drop_db()
-        return code
 
     def restart(self) -> Optional[int]:
         """SIGTERM the daemon and start it again on the same port, database and
         secrets; returns the old process's exit code (None if it had to be killed)."""
         assert self.proc is not None and self.env, "restart() needs a started gateway"
-        code: Optional[int] = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._kill()
-        else:
-            code = self.proc.returncode
-        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [gateway_binary(), "serve"], env=self.env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=err, cwd=self.workdir, preexec_fn=_pdeathsig,
-            )
+        code = terminate(self.proc, STOP_TIMEOUT_S)
+        self._spawn()
         ok, last_err = self._wait_ready()
         if not ok:
-            self._kill()
+            kill(self.proc)
             raise GatewayError(f"gateway {self.name} did not come back after restart: {last_err}\n"
                                f"--- stderr ---\n{self.stderr_tail()}")
         return code
@@ -358,16 +284,8 @@ class Gateway:
         return []
 
     # -- diagnostics -----------------------------------------------------------
-    @staticmethod
-    def _tail(path: Path, limit: int = 6000) -> str:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return ""
-        return data[-limit:].decode("utf-8", "replace")
-
     def stderr_tail(self, limit: int = 6000) -> str:
-        return self._tail(self.stderr_path, limit)
+        return tail(self.stderr_path, limit)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -400,60 +318,14 @@ class Gateway:
         return RawClient(self.base_url, self.admin_key)
 
 
-# -- suite lifecycle (shared by tests/e2e and tests/e2e_neuron conftests) ------
+# === the suite's gateways ===
 
-#: Every gateway a suite started: logs are reported on failure, work dirs
-#: removed on success.
+#: Every gateway the session started: logs are reported on failure, work dirs
+#: removed on success (plugin.py).
 ALL_GATEWAYS: List[Gateway] = []
 
 #: (gateway name, failures) of every gateway whose execution events did not check out.
-EVENT_FAILURES: List[tuple] = []
-
-
-def check_can_run(session, suite: str) -> None:
-    """pytest_sessionstart: stop at once, clearly, when the binary or store is missing."""
-    import pytest
-
-    if session.config.option.collectonly:
-        return
-    try:
-        gateway_binary()
-        store_kind()
-        events_python = os.environ.get("AGW_EVENTS_PYTHON", "")
-        if not (events_python and os.access(events_python, os.X_OK)):
-            raise GatewayError(
-                f"AGW_EVENTS_PYTHON={events_python!r} is not an executable python: every gateway's "
-                "execution events are checked with it (run the suite's run.sh, which creates the venv "
-                "from tests/requirements-events.txt)")
-    except GatewayError as e:
-        pytest.exit(f"{suite} cannot run: {e}", returncode=4)
-
-
-def report_kept_logs(terminalreporter, exitstatus) -> None:
-    """pytest_terminal_summary: point at the gateway logs of a failed run."""
-    checked = [g for g in ALL_GATEWAYS if g.events_checked is not None]
-    if checked:
-        terminalreporter.write_line(
-            f"execution events: {sum(g.events_checked for g in checked)} events of {len(checked)} gateways "
-            "checked (schema, intentproof, `events verify`)")
-        late = [f"{g.name} +{g.events_in_store - g.events_checked}" for g in checked
-                if g.events_in_store is not None and g.events_in_store > g.events_checked]
-        if late:
-            terminalreporter.write_line("  written after the export (verified by `events verify` only): "
-                                        + ", ".join(late))
-    for name, failures in EVENT_FAILURES:
-        terminalreporter.write_line(f"EXECUTION EVENTS FAILED on gateway {name}: {failures[0]}", red=True)
-    if exitstatus != 0 and ALL_GATEWAYS:
-        terminalreporter.write_line("gateway logs kept for inspection:")
-        for g in ALL_GATEWAYS:
-            terminalreporter.write_line(f"  {g.name}: {g.stderr_path}")
-
-
-def remove_work_dirs(exitstatus) -> None:
-    """pytest_sessionfinish: a green run leaves nothing behind (AGW_E2E_KEEP=1 keeps it)."""
-    if exitstatus == 0 and not EVENT_FAILURES and not os.environ.get("AGW_E2E_KEEP"):
-        for g in ALL_GATEWAYS:
-            shutil.rmtree(g.workdir, ignore_errors=True)
+EVENT_FAILURES: List[Tuple[str, List[str]]] = []
 
 
 @contextmanager
@@ -463,8 +335,6 @@ def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
     default configuration, see Gateway), yield it, check its execution events,
     SIGTERM it and require a clean exit (code 0) and events that verify (before
     its PostgreSQL database is dropped)."""
-    import pytest
-
     g = Gateway(settings, name=name, config=config, bare=bare)
     ALL_GATEWAYS.append(g)
     g.start()
@@ -490,3 +360,32 @@ def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
         if event_failures:
             pytest.fail(f"gateway {name}: its execution events do not verify ({len(event_failures)} "
                         f"failures; exported to {g.workdir / 'events'}):\n" + "\n".join(event_failures))
+
+
+class GatewayFactory:
+    """factory(name="special", config=None, **settings) -> a started gateway named
+    `<prefix>-<name>`, each stopped (and checked, as running_gateway does) by close(),
+    last started first."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self._cms: List[Any] = []
+
+    def __call__(self, name: str = "special", config: Optional[str] = None, **settings: Any) -> Gateway:
+        cm = running_gateway({k: str(v) for k, v in settings.items()}, name=f"{self.prefix}-{name}",
+                             config=config)
+        g = cm.__enter__()
+        self._cms.append(cm)
+        return g
+
+    def close(self) -> None:
+        """Stop every gateway; every one is stopped even when one fails, then the first failure is raised."""
+        errors = []
+        for cm in reversed(self._cms):
+            try:
+                cm.__exit__(None, None, None)
+            except BaseException as e:  # collect, report all
+                errors.append(e)
+        self._cms.clear()
+        if errors:
+            raise errors[0]

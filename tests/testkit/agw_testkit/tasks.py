@@ -1,41 +1,17 @@
-"""The gateway's task API (`/api/v1/tasks`) and bounded, condition-based waits."""
+"""The gateway's task API (`/api/v1/tasks`), bound to one credential."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Dict, Iterable, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import requests
 
+from .responses import describe
+from .waits import wait_until
+
 TERMINAL = ("fulfilled", "dead", "cancelled")
-T = TypeVar("T")
-
-
-def describe(res: requests.Response) -> str:
-    body = res.text
-    if len(body) > 500:
-        body = body[:500] + "..."
-    return f"{res.request.method} {res.request.path_url} -> {res.status_code} {body!r}"
-
-
-def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.05,
-               detail: Optional[Callable[[], Any]] = None) -> T:
-    """Poll `pred()` until it returns something truthy (returned) or `timeout` passes (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = ""
-            if detail is not None:
-                try:
-                    extra = f"; last seen: {detail()!r}"
-                except Exception as e:  # diagnostics must not mask the timeout
-                    extra = f"; (detail failed: {e!r})"
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 class TaskApi:

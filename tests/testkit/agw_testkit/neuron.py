@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 import holokai_neuron_sdk
 from holokai_neuron_sdk import Capability, CapabilityScopeOnBehalfOf, Neuron
 
-from .tasks import wait_until
+from .waits import wait_until
 
 SDK_VERSION: str = holokai_neuron_sdk.__version__
 HAS_AUTH_MODULE: bool = importlib.util.find_spec("holokai_neuron_sdk.auth") is not None

@@ -3,7 +3,8 @@
 package (tests/events/verify_with_intentproof.py in the AGW_EVENTS_PYTHON venv).
 
 Every gateway's whole event log is also checked when its use ends (gateway.py);
-these helpers let a test pin the events of its own dispatch.
+these helpers let a test pin the events of its own dispatch (tests/e2e,
+e2e_neuron and e2e_governance test_events.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, Dict, List, Optional
 
 import requests
 
-REPO = Path(__file__).resolve().parents[3]
+from . import REPO
+from .responses import describe
+
 VERIFIER = REPO / "tests/events/verify_with_intentproof.py"
 SENTINEL = "sha256:" + "0" * 64
 #: The fields of a v1 event, as the schema requires them (all of them, always).
@@ -31,11 +34,6 @@ COMPACT_FIELDS = {
     "id", "correlationId", "intent", "action", "inputs", "output", "status", "startedAt",
     "completedAt", "durationMs", "attributes",
 }
-
-
-def describe(res: requests.Response) -> str:
-    body = res.text if len(res.text) <= 500 else res.text[:500] + "..."
-    return f"{res.request.method} {res.request.path_url} -> {res.status_code} {body!r}"
 
 
 def events_res(base_url: str, token: Optional[str], path: str = "/api/v1/events",

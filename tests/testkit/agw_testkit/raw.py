@@ -5,7 +5,7 @@ This is an independent implementation of the strict-mode signature
 byte-level control the SDKs do not give: replaying a request, a stale
 timestamp, a bad signature, malformed bodies, fields the 1.3.2 SDK cannot
 send (priority, max_attempts, ...), or the long-poll `wait` parameter.
-`test_auth.py` checks that it agrees with the installed SDK's own signer.
+tests/e2e/test_auth.py checks that it agrees with the installed SDK's own signer.
 """
 
 from __future__ import annotations
@@ -136,23 +136,3 @@ class RawClient:
 
     def fail(self, intent_id: str, body: Any = None) -> requests.Response:
         return self.request("POST", f"/fail/{intent_id}", body=body)
-
-
-def error_code(res: requests.Response) -> Optional[str]:
-    """The `error.code` of an error response, or None when the body is not the contract shape."""
-    try:
-        data = res.json()
-    except ValueError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        code = data["error"].get("code")
-        return code if isinstance(code, str) else None
-    return None
-
-
-def describe(res: requests.Response) -> str:
-    """Short description of a response for assertion messages."""
-    body = res.text
-    if len(body) > 300:
-        body = body[:300] + "..."
-    return f"{res.request.method} {res.request.path_url} -> {res.status_code} {body!r}"

@@ -1,40 +1,14 @@
-"""Gateway processes, tenants and bearer tokens for the NEURON suite.
-
-The gateway machinery (start/stop, PostgreSQL databases, restart, CLI) is the
-Intent Bus suite's `tests/e2e/support/gateway.py`, imported as the namespace
-package `e2e.support` so this suite's own helpers keep their distinct name.
-"""
+"""A tenant of a test gateway: its first API key (`POST /admin/generate_key`)
+and bearer JWTs minted by the gateway's own CLI (`token mint`)."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, Optional
 
-TESTS_DIR = Path(__file__).resolve().parents[2]
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
-
-from e2e.support.gateway import (  # noqa: E402
-    BASE_SETTINGS,
-    Gateway,
-    GatewayError,
-    gateway_binary,
-    store_kind,
-)
-
-from .tasks import TaskApi  # noqa: E402
-
-# Lease TTL of the suite's `ttl_gw` gateway (heartbeat / expiry / kill tests).
-SHORT_TTL_MS = 3000
-
-__all__ = [
-    "SHORT_TTL_MS",
-    "BASE_SETTINGS", "Gateway", "GatewayError", "gateway_binary", "store_kind",
-    "Tenant", "new_tenant", "mint_token",
-]
+from .gateway import Gateway
+from .tasks import TaskApi
 
 
 def mint_token(gw: Gateway, sub: str, tenant: str, ttl: str = "1h") -> str:

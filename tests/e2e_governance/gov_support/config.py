@@ -1,44 +1,12 @@
-"""Gateways, tenants and the policy configs of the GOVERNANCE suite.
-
-The gateway machinery (start/stop, PostgreSQL databases, config file, CLI) is
-the Intent Bus suite's `tests/e2e/support/gateway.py`; tenants (API key +
-CLI-minted JWTs) and the task API are the neuron suite's helpers. Both are
-imported as namespace packages (`e2e.support`, `e2e_neuron.neuron_support`),
-as tests/e2e_neuron does, so this suite's own helpers keep a distinct name.
-"""
+"""The GOVERNANCE suite's gateway config files: its topics, agents and
+[governance.policy] tables, written as TOML (tomlgen)."""
 
 from __future__ import annotations
 
 import copy
-import sys
-import uuid
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-TESTS_DIR = Path(__file__).resolve().parents[2]
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
-
-from e2e.support.gateway import (  # noqa: E402
-    Gateway,
-    GatewayError,
-    check_can_run,
-    remove_work_dirs,
-    report_kept_logs,
-    running_gateway,
-    store_kind,
-)
-from e2e_neuron.neuron_support.env import Tenant, mint_token, new_tenant  # noqa: E402
-from e2e_neuron.neuron_support.tasks import TaskApi, describe, wait_until  # noqa: E402
-
-from .tomlgen import Inline, dumps  # noqa: E402
-
-__all__ = [
-    "Gateway", "GatewayError", "check_can_run", "remove_work_dirs", "report_kept_logs",
-    "running_gateway", "store_kind", "Tenant", "mint_token", "new_tenant", "TaskApi",
-    "describe", "wait_until", "DEFAULT_TOPIC", "DEEP_TOPIC", "SUMMARIZE_TOPIC",
-    "DENY_RULES", "policy", "gateway_config", "shared_config", "new_uniq",
-]
+from .tomlgen import Inline, dumps
 
 DEFAULT_TOPIC = "gateway/run"
 DEEP_TOPIC = "gateway/run-deep"
@@ -57,10 +25,6 @@ AGENTS: List[Dict[str, Any]] = [
     {"id": "plain"},                                    # no topic: the default topic (or the mode's)
     {"id": "denied-agent", "topic": "acme/denied"},    # on the shared policy's deny_agents
 ]
-
-
-def new_uniq() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 def policy(name: str = "e2e", **over: Any) -> Dict[str, Any]:
