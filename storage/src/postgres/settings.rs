@@ -79,4 +79,23 @@ impl crate::SettingsStore for PgStore {
             .rows_affected();
         Ok(n == 1)
     }
+
+    async fn leader_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<bool> {
+        let now = crate::model::to_ms(now);
+        let n = sqlx::query(crate::sql::LEADER_TRY)
+            .bind(name)
+            .bind(holder)
+            .bind(now.saturating_add(ttl_ms))
+            .bind(now)
+            .execute(self.writer()?)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
 }

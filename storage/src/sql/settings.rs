@@ -18,3 +18,11 @@ pub(crate) const SCHEMA_PUT: &str = "INSERT INTO capability_schemas (capability,
 pub(crate) const SCHEMA_GET: &str = "SELECT capability, input_schema, output_schema, updated_at
     FROM capability_schemas WHERE capability = $1";
 pub(crate) const SCHEMA_DELETE: &str = "DELETE FROM capability_schemas WHERE capability = $1";
+
+/// Binds: name, holder, expires_at, now. Takes the task when it is free or
+/// its holder's lease has run out, renews it for its holder; changes no row
+/// (another replica leads) otherwise.
+pub(crate) const LEADER_TRY: &str = "INSERT INTO leaders (name, holder, expires_at)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+    WHERE leaders.holder = excluded.holder OR leaders.expires_at <= $4";

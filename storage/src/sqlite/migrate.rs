@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_event_retention.sql"),
     ),
+    (11, include_str!("../../migrations/sqlite/0011_leaders.sql")),
 ];
 
 /// Period of the background WAL checkpoint.

@@ -87,4 +87,20 @@ impl crate::SettingsStore for SqliteStore {
             .run_one(move |c| Ok(exec(c, sql::SCHEMA_DELETE, &[&capability])? == 1))
             .await
     }
+
+    async fn leader_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (name, holder, now) = (name.to_owned(), holder.to_owned(), to_ms(now));
+        self.writer
+            .run_one(move |c| {
+                let until = now.saturating_add(ttl_ms);
+                Ok(exec(c, sql::LEADER_TRY, &[&name, &holder, &until, &now])? == 1)
+            })
+            .await
+    }
 }

@@ -189,6 +189,7 @@ delegate! {
         fn schema_put(&self, schema: CapabilitySchema) -> StoreResult<()>;
         fn schema_get(&self, capability: &str) -> StoreResult<Option<CapabilitySchema>>;
         fn schema_delete(&self, capability: &str) -> StoreResult<bool>;
+        fn leader_lease(&self, name: &str, holder: &str, ttl_ms: i64, now: DateTime<Utc>) -> StoreResult<bool>;
     }
 }
 

@@ -37,4 +37,16 @@ pub trait SettingsStore: Send + Sync {
     /// Deletes the schemas of a capability; `false` when there were none.
     /// One statement.
     fn schema_delete(&self, capability: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Takes or renews the cluster-wide lease on the singleton task `name`
+    /// for `holder` until `now + ttl_ms`: `true` when `holder` now leads (the
+    /// task was free, its lease had run out, or `holder` already led),
+    /// `false` while another holder's lease runs.
+    fn leader_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }

@@ -89,3 +89,35 @@ pub(crate) async fn capability_schemas_put_get_delete(s: Store) {
         assert_eq!(got.map(|g| g.input_schema), Some(json!({"const": i})));
     }
 }
+
+/// A singleton task has one leader at a time: the first holder takes it and
+/// renews it; another is refused until the lease runs out, then takes it.
+pub(crate) async fn leader_lease_one_holder_at_a_time(s: Store) {
+    let t = t0();
+    let lease = |holder: &'static str, at: DateTime<Utc>| {
+        let s = s.clone();
+        async move {
+            s.leader_lease("sweeper", holder, 3_000, at)
+                .await
+                .expect("lease")
+        }
+    };
+    assert!(lease("a", t).await, "a free task is taken");
+    assert!(!lease("b", t + Duration::seconds(1)).await, "held by a");
+    assert!(lease("a", t + Duration::seconds(2)).await, "a renews");
+    assert!(
+        !lease("b", t + Duration::seconds(4)).await,
+        "renewed until 5 s"
+    );
+    assert!(
+        lease("b", t + Duration::seconds(5)).await,
+        "a's lease ran out"
+    );
+    assert!(!lease("a", t + Duration::seconds(6)).await, "b leads now");
+    // Another task is independent.
+    assert!(
+        s.leader_lease("other", "a", 3_000, t + Duration::seconds(6))
+            .await
+            .expect("lease")
+    );
+}
