@@ -99,7 +99,24 @@ impl Default for Notifier {
     }
 }
 
+/// The wake-up that stands for every topic: sent after a gap in which
+/// wake-ups may have been lost (a `LISTEN` connection that dropped). A NUL,
+/// which no topic name can hold.
+const ALL_TOPICS: &str = "\0";
+
 impl Notifier {
+    /// Whether the wake-up `message` concerns `topic`: it names it, or it is
+    /// a wake-up for every topic ([`Notifier::wake_all`]).
+    pub fn wakes(message: &str, topic: &str) -> bool {
+        message == topic || message == ALL_TOPICS
+    }
+
+    /// Wakes every waiter of every topic, so each re-checks the store (after
+    /// wake-ups may have been lost).
+    pub fn wake_all(&self) {
+        let _ = self.tx.send(Arc::from(ALL_TOPICS));
+    }
+
     /// Announces that a job on `topic` may be claimable.
     pub fn notify(&self, topic: &str) {
         // No receivers is fine: nobody is waiting.

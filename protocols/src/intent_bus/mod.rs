@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use agw_config::{IntentBus, Limits};
 use agw_storage::{
     IdempotencyKey, JobClaimParams, JobCompleteParams, JobExtendParams, JobFailParams,
-    JobInsertOutcome, JobInsertParams, JobStore, KvSetParams, LeaseProof, ResultType, Store,
-    sha256_hex,
+    JobInsertOutcome, JobInsertParams, JobStore, KvSetParams, LeaseProof, Notifier, ResultType,
+    Store, sha256_hex,
 };
 
 use crate::http::ApiError;
@@ -282,7 +282,7 @@ async fn claim(
 async fn next_wakeup(rx: &mut tokio::sync::broadcast::Receiver<Arc<str>>, topic: Option<&str>) {
     loop {
         match rx.recv().await {
-            Ok(t) if topic.is_none_or(|want| *t == *want) => return,
+            Ok(t) if topic.is_none_or(|want| Notifier::wakes(&t, want)) => return,
             Ok(_) => {}
             // Missed some hints: look again.
             Err(RecvError::Lagged(_)) => return,

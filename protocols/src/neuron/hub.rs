@@ -12,7 +12,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use agw_storage::{CapabilitySchema, ExpiredLease, Job, JobClaimParams, JobStore, Scope, Store};
+use agw_storage::{
+    CapabilitySchema, ExpiredLease, Job, JobClaimParams, JobStore, Notifier, Scope, Store,
+};
 
 use super::schemas::SchemaRegistry;
 use super::wire::{Capability, LeasePayload, ServerFrame, TaskPayload, iso, lease_id};
@@ -408,7 +410,7 @@ pub async fn dispatch(
                 () = session.closed.cancelled() => return,
                 () = session.wake.notified() => break,
                 r = wakeups.recv() => match r {
-                    Ok(topic) if all_types.iter().any(|t| **t == *topic) => break,
+                    Ok(topic) if all_types.iter().any(|t| Notifier::wakes(&topic, t)) => break,
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => return,

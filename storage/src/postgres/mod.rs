@@ -130,6 +130,67 @@ async fn probe_until_up(pool: PgPool, down: Arc<AtomicBool>) {
     }
 }
 
+/// A `LISTEN` connection on both wake-up channels.
+async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([PG_CHANNEL, PG_JOB_CHANNEL]).await?;
+    Ok(listener)
+}
+
+/// Relays `NOTIFY`s to this process's waiters until the pool closes. When
+/// the `LISTEN` connection drops, wake-ups sent until it listens again are
+/// lost: it reconnects, and once it listens again wakes every waiter so each
+/// re-checks the store (anything published before that re-check is found by
+/// it, anything after is heard).
+async fn relay_wakeups(
+    pool: PgPool,
+    listener: PgListener,
+    fan_out: Notifier,
+    down: Arc<AtomicBool>,
+) {
+    let mut listener = Some(listener);
+    loop {
+        let Some(l) = listener.as_mut() else {
+            match listen(&pool).await {
+                Ok(l) => {
+                    tracing::info!("postgres LISTEN connected again; waking every waiter");
+                    listener = Some(l);
+                    fan_out.wake_all();
+                }
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres LISTEN reconnect failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            continue;
+        };
+        match l.try_recv().await {
+            Ok(Some(n)) if n.channel() == PG_JOB_CHANNEL => {
+                if let Some(ev) = JobEvent::from_payload(n.payload()) {
+                    fan_out.job_event(ev);
+                }
+            }
+            Ok(Some(n)) => fan_out.notify(n.payload()),
+            Ok(None) => {
+                tracing::warn!("postgres LISTEN connection lost; reconnecting");
+                listener = None;
+            }
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => {
+                // The LISTEN connection is the first to see the server go:
+                // fail fast until a probe gets through.
+                tracing::warn!(error = %e, "postgres LISTEN failed; failing fast until it answers again");
+                if !down.swap(true, Ordering::Relaxed) {
+                    tokio::spawn(probe_until_up(pool.clone(), down.clone()));
+                }
+                listener = None;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 impl PgStore {
     /// Runs a store operation on a task of its own, so that once started it
     /// reaches its commit or rollback whatever happens to the request that
@@ -160,36 +221,10 @@ impl PgStore {
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let notifier = Notifier::default();
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen_all([PG_CHANNEL, PG_JOB_CHANNEL]).await?;
+        let listener = listen(&pool).await?;
         let fan_out = notifier.clone();
         let down = Arc::new(AtomicBool::new(false));
-        let (health, probe_pool) = (down.clone(), pool.clone());
-        tokio::spawn(async move {
-            loop {
-                // `recv` reconnects by itself after a dropped connection;
-                // wake-ups sent meanwhile are lost, which waiters tolerate
-                // (they re-check on their own deadline).
-                match listener.recv().await {
-                    Ok(n) if n.channel() == PG_JOB_CHANNEL => {
-                        if let Some(ev) = JobEvent::from_payload(n.payload()) {
-                            fan_out.job_event(ev);
-                        }
-                    }
-                    Ok(n) => fan_out.notify(n.payload()),
-                    Err(sqlx::Error::PoolClosed) => break,
-                    Err(e) => {
-                        // The LISTEN connection is the first to see the
-                        // server go: fail fast until a probe gets through.
-                        tracing::warn!(error = %e, "postgres LISTEN failed; failing fast until it answers again");
-                        if !health.swap(true, Ordering::Relaxed) {
-                            tokio::spawn(probe_until_up(probe_pool.clone(), health.clone()));
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            }
-        });
+        tokio::spawn(relay_wakeups(pool.clone(), listener, fan_out, down.clone()));
         Ok(Self {
             pool,
             notifier,

@@ -1051,3 +1051,48 @@ pub(crate) async fn job_stats_by_topic_and_state(s: Store) {
     let leased = s.jobs_stats().await.expect("stats");
     assert_eq!(leased[0], stats("q/a", JobState::Leased, 1, at(10)));
 }
+
+/// PostgreSQL: when the `LISTEN` connection drops (here killed with
+/// `pg_terminate_backend`), the store listens again and then wakes every
+/// waiter (wake-ups sent meanwhile were lost), and later `NOTIFY`s arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listen_reconnects_and_wakes_every_waiter() {
+    use sqlx::Connection as _;
+    let t = TestStore::postgres().await;
+    let s = t.store.clone();
+    let mut rx = s.notifier().subscribe();
+    let url = t.pg_url().expect("postgres");
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE '%LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate");
+    assert_eq!(killed.len(), 1, "one LISTEN connection");
+    let woke = tokio::time::timeout(StdDuration::from_secs(20), async {
+        loop {
+            let m = rx.recv().await.expect("wake-up");
+            if Notifier::wakes(&m, "no/such-topic") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(woke.is_ok(), "every waiter woken after the reconnect");
+    sqlx::query("SELECT pg_notify('agw_jobs', 'after/gap')")
+        .execute(&mut admin)
+        .await
+        .expect("notify");
+    let heard = tokio::time::timeout(StdDuration::from_secs(20), async {
+        loop {
+            if &*rx.recv().await.expect("wake-up") == "after/gap" {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "NOTIFY heard on the new LISTEN connection");
+    t.cleanup().await;
+}
