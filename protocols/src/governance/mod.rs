@@ -161,7 +161,8 @@ fn body_cap(s: &GovernanceState) -> usize {
 
 /// A governance request body: a JSON object read into `T` (a struct of
 /// [`Member`]s) by [`parse_object`]. Malformed bodies are the protocol's
-/// `422 invalid_input`; a body over [`body_cap`] is `413 payload_too_large`.
+/// `422 invalid_input`; a body over the cap (room for the policy's largest
+/// input, so that one is decided and traced) is `413 payload_too_large`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GovJson<T>(pub T);
 
