@@ -5,8 +5,8 @@
 use agw_storage::AuthStore;
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRef, Path, State};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 use agw_storage::Store;
 
-use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, Principal};
 use crate::http::body::{path_segment, printable};
+use crate::http::{ApiError, Query};
 
 /// What the admin routes need.
 #[derive(Debug, Clone)]
@@ -73,12 +73,11 @@ impl Filter {
     /// names the one field the route filters by (the other is ignored).
     fn of(
         p: &Principal,
-        query: Result<Query<Self>, QueryRejection>,
+        query: Result<Query<Self>, ApiError>,
         used: &str,
     ) -> Result<Self, ApiError> {
         admin_only(p)?;
-        let Query(f) = query
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid query: {}", e.body_text())))?;
+        let Query(f) = query?;
         let value = if used == "owner" { &f.owner } else { &f.tenant };
         if let Some(v) = value {
             printable(used, v)?;
@@ -90,7 +89,7 @@ impl Filter {
 async fn keys_list(
     State(s): State<AdminState>,
     Bearer(p): Bearer,
-    query: Result<Query<Filter>, QueryRejection>,
+    query: Result<Query<Filter>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let f = Filter::of(&p, query, "owner")?;
     let keys = s.store.api_keys_list(f.owner.as_deref()).await?;
@@ -128,7 +127,7 @@ async fn key_revoke(
 async fn clients_list(
     State(s): State<AdminState>,
     Bearer(p): Bearer,
-    query: Result<Query<Filter>, QueryRejection>,
+    query: Result<Query<Filter>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let f = Filter::of(&p, query, "tenant")?;
     let clients = s.store.oauth_clients_list(f.tenant.as_deref()).await?;

@@ -11,19 +11,19 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{FromRef, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use agw_events::{EventPublicKey, to_compact};
 use agw_storage::{EventQuery, IngestedEvent, Store};
 
-use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer};
+use crate::http::{ApiError, Query};
 
 /// The IntentProof v1 event schema (MIT, IntentProof/intentproof-spec).
 const SCHEMA: &str =
@@ -68,25 +68,17 @@ pub fn router(state: EventsState) -> Router {
         .with_state(state)
 }
 
-fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    q.get(key)
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| {
-                    ApiError::InvalidRequest(format!("{key} must be an RFC 3339 time: {e}"))
-                })
-        })
-        .transpose()
+fn time_param(key: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.map(|v| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| ApiError::InvalidRequest(format!("{key} must be an RFC 3339 time: {e}")))
+    })
+    .transpose()
 }
 
-fn int_param(
-    q: &HashMap<String, String>,
-    key: &str,
-    default: i64,
-    max: i64,
-) -> Result<i64, ApiError> {
-    match q.get(key) {
+fn int_param(key: &str, v: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match v {
         None => Ok(default),
         Some(v) => match v.parse::<i64>() {
             Ok(n) if (0..=max).contains(&n) => Ok(n),
@@ -111,20 +103,50 @@ const KNOWN_PARAMS: [&str; 11] = [
     "source",
 ];
 
+/// `GET /api/v1/events` query: every parameter as sent, validated by the
+/// handler (its errors name the parameter). Read from the query's map, so a
+/// repeated parameter counts once, with its last value.
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    correlation_id: Option<String>,
+    topic: Option<String>,
+    protocol: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+    format: Option<String>,
+    export: Option<String>,
+    source: Option<String>,
+    /// Parameters not in [`KNOWN_PARAMS`]: refused by name.
+    #[serde(flatten)]
+    unknown: HashMap<String, String>,
+}
+
+impl ListQuery {
+    /// Read from the query's map as a JSON object of strings: straight from
+    /// the query string, a repeated parameter would be a duplicate-field error.
+    fn of(q: HashMap<String, String>) -> Result<Self, ApiError> {
+        let v = Value::Object(q.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
+        Self::deserialize(v).map_err(|e| ApiError::InvalidRequest(format!("bad query: {e}")))
+    }
+}
+
 async fn list(
     State(s): State<EventsState>,
     Bearer(p): Bearer,
     headers: HeaderMap,
-    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::InvalidRequest(format!("bad query: {e}")))?;
-    if let Some(k) = q.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
+    let q = ListQuery::of(q)?;
+    if let Some(k) = q.unknown.keys().next() {
         return Err(ApiError::InvalidRequest(format!(
             "unknown parameter {k:?}; known: {}",
             KNOWN_PARAMS.join(", ")
         )));
     }
-    let compact = match q.get("format").map(String::as_str) {
+    let compact = match q.format.as_deref() {
         None | Some("v1") => false,
         Some("compact") => true,
         Some(other) => {
@@ -133,42 +155,43 @@ async fn list(
             )));
         }
     };
-    let jsonl = q.get("export").is_some_and(|v| v == "jsonl")
+    let jsonl = q.export.as_deref() == Some("jsonl")
         || headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("application/x-ndjson"));
-    if let Some(st) = q.get("status")
+    if let Some(st) = &q.status
         && !matches!(st.as_str(), "ok" | "error")
     {
         return Err(ApiError::InvalidRequest(format!(
             "status must be ok or error, got {st:?}"
         )));
     }
-    if let Some(pr) = q.get("protocol")
+    if let Some(pr) = &q.protocol
         && !matches!(pr.as_str(), "intent_bus" | "neuron" | "governance")
     {
         return Err(ApiError::InvalidRequest(format!(
             "protocol must be intent_bus, neuron or governance, got {pr:?}"
         )));
     }
-    let after = int_param(&q, "after", 0, i64::MAX)?;
-    let limit = int_param(&q, "limit", 100, if jsonl { MAX_EXPORT } else { MAX_LIMIT })?.max(1);
-    let source = match q.get("source").map(String::as_str) {
+    let after = int_param("after", q.after.as_deref(), 0, i64::MAX)?;
+    let max = if jsonl { MAX_EXPORT } else { MAX_LIMIT };
+    let limit = int_param("limit", q.limit.as_deref(), 100, max)?.max(1);
+    let source = match q.source.as_deref() {
         None | Some("gateway") => Source::Gateway(EventQuery {
             scope: p.scope(),
-            correlation_id: q.get("correlation_id").cloned(),
-            topic: q.get("topic").cloned(),
-            protocol: q.get("protocol").cloned(),
-            status: q.get("status").cloned(),
-            since: time_param(&q, "since")?,
-            until: time_param(&q, "until")?,
+            since: time_param("since", q.since.as_deref())?,
+            until: time_param("until", q.until.as_deref())?,
+            correlation_id: q.correlation_id,
+            topic: q.topic,
+            protocol: q.protocol,
+            status: q.status,
             after_seq: after,
             limit,
         }),
         Some("ingested") => Source::Ingested {
             scope: p.scope(),
-            correlation_id: q.get("correlation_id").cloned(),
+            correlation_id: q.correlation_id,
         },
         Some(src) => {
             return Err(ApiError::InvalidRequest(format!(
@@ -343,20 +366,44 @@ async fn keys(State(s): State<EventsState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"keys": out})))
 }
 
+/// `POST /v1/events` body: any JSON value (the schema judges it), within
+/// [`MAX_INGEST_BYTES`].
+#[derive(Debug)]
+struct EventBody(Value);
+
+impl<S: Send + Sync> FromRequest<S> for EventBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let b = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::InvalidRequest(format!("cannot read body: {e}")))?;
+        if b.len() > MAX_INGEST_BYTES {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "event is {} bytes; the limit is {MAX_INGEST_BYTES}",
+                b.len()
+            )));
+        }
+        serde_json::from_slice(&b)
+            .map(Self)
+            .map_err(|e| ApiError::InvalidJson(format!("body is not JSON: {e}")))
+    }
+}
+
+/// The members of a valid event the ingest route reads (the schema makes
+/// both required strings).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventIds {
+    event_id: String,
+    correlation_id: String,
+}
+
 async fn ingest(
     State(s): State<EventsState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    EventBody(event): EventBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b = b.map_err(|e| ApiError::InvalidRequest(format!("cannot read body: {e}")))?;
-    if b.len() > MAX_INGEST_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "event is {} bytes; the limit is {MAX_INGEST_BYTES}",
-            b.len()
-        )));
-    }
-    let event: Value = serde_json::from_slice(&b)
-        .map_err(|e| ApiError::InvalidJson(format!("body is not JSON: {e}")))?;
     let errors: Vec<String> = s
         .schema
         .iter_errors(&event)
@@ -372,14 +419,10 @@ async fn ingest(
             errors.join("; ")
         )));
     }
-    let text = |k: &str| {
-        event
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (event_id, correlation_id) = (text("event_id"), text("correlation_id"));
+    let EventIds {
+        event_id,
+        correlation_id,
+    } = EventIds::deserialize(&event).unwrap_or_default();
     let stored = s
         .store
         .event_ingest(IngestedEvent {
@@ -419,8 +462,24 @@ async fn ingest(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn bundled_schema_compiles() {
-        super::compile_schema().unwrap();
+        compile_schema().unwrap();
+    }
+
+    #[test]
+    fn list_queries_keep_unknown_parameters_for_the_error() {
+        let q = ListQuery::of(HashMap::from([
+            ("limit".to_owned(), "5".to_owned()),
+            ("source".to_owned(), "ingested".to_owned()),
+            ("colour".to_owned(), "red".to_owned()),
+        ]))
+        .unwrap();
+        assert_eq!(q.limit.as_deref(), Some("5"));
+        assert_eq!(q.source.as_deref(), Some("ingested"));
+        assert_eq!(q.topic, None);
+        assert_eq!(q.unknown.keys().collect::<Vec<_>>(), ["colour"]);
     }
 }

@@ -8,7 +8,8 @@
 //! - `events`: the execution event list/export, keys and ingest routes.
 //! - `governance`: the HestiaOS run / stream / trace API over the job store,
 //!   and the policy engine that decides its runs (`governance::policy`).
-//! - `http`: the shared API error type and authentication (API keys, HMAC).
+//! - `http`: the shared API error type, its extractors (JSON bodies, queries)
+//!   and authentication (API keys, HMAC).
 //! - `intent_bus`: the Intent Bus protocol (signed HTTP polling).
 //! - `neuron`: the neuron lease channel (SSE push) and the Task API.
 //! - `observe`: job lifecycle hooks (published, leased, settled) for metrics.

@@ -7,14 +7,14 @@
 use agw_storage::AuthStore;
 use std::sync::Arc;
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, FromRef, State};
+use axum::extract::{Form, FromRef, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use agw_storage::{
@@ -22,9 +22,9 @@ use agw_storage::{
     new_token, sha256_hex,
 };
 
-use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, OAUTH_CLIENT_PREFIX, peer_of};
-use crate::http::body::{parse_body, printable};
+use crate::http::body::printable;
+use crate::http::{ApiError, JsonBody};
 use crate::intent_bus::wire::owner_name;
 
 /// The RFC 8628 device grant type.
@@ -127,6 +127,27 @@ impl From<StoreError> for OAuthError {
     }
 }
 
+/// A form body (`application/x-www-form-urlencoded`, as RFC 6749 and 8628
+/// send them) read into `T`; a wrong content type or a form that does not fit
+/// is `400 invalid_request` in the RFC 6749 shape, with axum's reason.
+#[derive(Debug, Clone, Copy, Default)]
+struct OAuthForm<T>(T);
+
+impl<S, T> FromRequest<S> for OAuthForm<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, OAuthError> {
+        Form::<T>::from_request(req, state)
+            .await
+            .map(|Form(f)| Self(f))
+            .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))
+    }
+}
+
 /// The base URL the caller used (`X-Forwarded-*` honoured), for the documents we serve.
 fn base_url(headers: &HeaderMap) -> String {
     let h = |n: &str| {
@@ -175,10 +196,8 @@ fn user_code() -> String {
 async fn device(
     State(s): State<OAuthState>,
     headers: HeaderMap,
-    form: Result<Form<DeviceForm>, FormRejection>,
+    OAuthForm(f): OAuthForm<DeviceForm>,
 ) -> Result<Json<Value>, OAuthError> {
-    let Form(f) = form
-        .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let name = f
         .client_name
         .or(f.hostname)
@@ -224,10 +243,8 @@ struct TokenForm {
 
 async fn token(
     State(s): State<OAuthState>,
-    form: Result<Form<TokenForm>, FormRejection>,
+    OAuthForm(f): OAuthForm<TokenForm>,
 ) -> Result<Json<Value>, OAuthError> {
-    let Form(f) = form
-        .map_err(|e| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let ttl = s.settings.token_ttl_secs;
     match f.grant_type.as_deref() {
         Some("client_credentials") => {
@@ -366,14 +383,14 @@ pub async fn decide(
 async fn approve(
     State(s): State<OAuthState>,
     Bearer(p): Bearer,
-    body: axum::body::Bytes,
+    body: Result<JsonBody<ApproveRequest>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     if !p.is_admin() {
         return Err(ApiError::Forbidden(
             "only the admin key may approve devices".into(),
         ));
     }
-    let r: ApproveRequest = parse_body(&body)?;
+    let JsonBody(r) = body?;
     decide(&s.store, &r.user_code, &r.owner, r.deny).await?;
     Ok(Json(
         json!({"ok": true, "user_code": r.user_code, "approved": !r.deny}),

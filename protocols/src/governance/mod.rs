@@ -3,10 +3,10 @@
 //! traces, explanations and stability counts, system endpoints, and
 //! per-tenant secrets.
 //!
-//! Layout: `wire` (request parsing, exact response shapes, the error body),
-//! `policy` (the policy engine and its decisions), `run` (one governed
-//! run: decide, trace, enqueue, wait), `secrets` (AEAD sealing), and the
-//! handlers below.
+//! Layout: `wire` (request bodies and their 422s, exact response shapes, the
+//! error body), `policy` (the policy engine and its decisions), `run` (one
+//! governed run: decide, trace and job admitted together, wait), `secrets`
+//! (AEAD sealing), and below the body extractor ([`GovJson`]) and the handlers.
 
 pub mod policy;
 pub mod run;
@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{FromRef, Path, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRef, FromRequest, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::Stream;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
@@ -40,8 +41,8 @@ use self::policy::{Decision, Engine, PolicyInput, Verdict};
 use self::run::{Admission, Dispatch, Outcome, RunKind, RunSpec, Step};
 use self::secrets::SecretBox;
 use self::wire::{
-    AgentResult, ChatResponse, GovError, RunRequest, RunResponse, SystemMetrics, SystemStatus,
-    object, opt_obj, opt_str, req_str,
+    AgentResult, AgentRunBody, ChatBody, ChatResponse, ExplainBody, GovError, Member, RunBody,
+    RunRequest, RunResponse, SecretBody, SystemMetrics, SystemStatus, parse_object,
 };
 use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer};
@@ -159,16 +160,29 @@ fn body_cap(s: &GovernanceState) -> usize {
         .clamp(64 * 1024, 16 << 20)
 }
 
-fn body(s: &GovernanceState, b: Result<Bytes, BytesRejection>) -> Result<Bytes, GovError> {
-    let b = b.map_err(|e| GovError::Invalid(format!("cannot read body: {e}")))?;
-    let cap = body_cap(s);
-    if b.len() > cap {
-        return Err(GovError::Api(ApiError::PayloadTooLarge(format!(
-            "body is {} bytes; the limit is {cap}",
-            b.len()
-        ))));
+/// A governance request body: a JSON object read into `T` (a struct of
+/// [`Member`]s) by [`parse_object`]. Malformed bodies are the protocol's
+/// `422 invalid_input`; a body over the cap (room for the policy's largest
+/// input, so that one is decided and traced) is `413 payload_too_large`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GovJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<GovernanceState> for GovJson<T> {
+    type Rejection = GovError;
+
+    async fn from_request(req: Request, s: &GovernanceState) -> Result<Self, GovError> {
+        let b = Bytes::from_request(req, s)
+            .await
+            .map_err(|e| GovError::Invalid(format!("cannot read body: {e}")))?;
+        let cap = body_cap(s);
+        if b.len() > cap {
+            return Err(GovError::Api(ApiError::PayloadTooLarge(format!(
+                "body is {} bytes; the limit is {cap}",
+                b.len()
+            ))));
+        }
+        parse_object(&b).map(Self)
     }
-    Ok(b)
 }
 
 fn run_spec(r: RunRequest, kind: RunKind) -> RunSpec {
@@ -186,10 +200,9 @@ fn run_spec(r: RunRequest, kind: RunKind) -> RunSpec {
 async fn run_once(
     State(s): State<GovernanceState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    GovJson(body): GovJson<RunBody>,
 ) -> Result<Json<RunResponse>, GovError> {
-    let max = s.policy.settings().max_timeout_ms;
-    let req = RunRequest::parse(&body(&s, b)?, max)?;
+    let req = body.validate(s.policy.settings().max_timeout_ms)?;
     let mut d = run::admit(&s, &p, &run_spec(req, RunKind::Run))
         .await?
         .dispatched()?;
@@ -267,10 +280,9 @@ impl Drop for StreamGuard {
 async fn run_stream(
     State(s): State<GovernanceState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    GovJson(body): GovJson<RunBody>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, GovError> {
-    let max = s.policy.settings().max_timeout_ms;
-    let req = RunRequest::parse(&body(&s, b)?, max)?;
+    let req = body.validate(s.policy.settings().max_timeout_ms)?;
     let admission = run::admit(&s, &p, &run_spec(req, RunKind::Run)).await?;
     // The run is driven by a task that feeds the response; when the client
     // leaves, the body (and the receiver) drops, the task's send fails, and
@@ -383,11 +395,13 @@ async fn drive_stream(mut guard: StreamGuard, tx: mpsc::Sender<Event>) {
 async fn chat(
     State(s): State<GovernanceState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    GovJson(body): GovJson<ChatBody>,
 ) -> Result<Json<ChatResponse>, GovError> {
-    let m = object(&body(&s, b)?)?;
-    let message = req_str(&m, "message")?;
-    let session_id = opt_str(&m, "session_id")?.unwrap_or_else(agw_storage::new_job_id);
+    let message = body.message.required("message")?;
+    let session_id = body
+        .session_id
+        .optional("session_id")?
+        .unwrap_or_else(agw_storage::new_job_id);
     let spec = RunSpec {
         kind: RunKind::Chat,
         input: message,
@@ -411,12 +425,11 @@ async fn chat(
 async fn agent_run(
     State(s): State<GovernanceState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    GovJson(body): GovJson<AgentRunBody>,
 ) -> Result<Json<AgentResult>, GovError> {
-    let m = object(&body(&s, b)?)?;
-    let agent_id = req_str(&m, "agent_id")?;
-    let task = req_str(&m, "task")?;
-    let config = opt_obj(&m, "config")?;
+    let agent_id = body.agent_id.required("agent_id")?;
+    let task = body.task.required("task")?;
+    let config = body.config.optional("config")?.unwrap_or_default();
     let spec = RunSpec {
         kind: RunKind::Agent,
         input: task,
@@ -500,17 +513,16 @@ async fn trace(
 async fn explain(
     State(s): State<GovernanceState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    GovJson(body): GovJson<ExplainBody>,
 ) -> Result<Json<Value>, GovError> {
-    let m = object(&body(&s, b)?)?;
-    let command_type = req_str(&m, "command_type")?;
-    let input = opt_obj(&m, "command_input")?;
-    let text = ["input", "message", "task"]
-        .iter()
-        .find_map(|k| input.get(*k).and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| Value::Object(input.clone()).to_string());
-    let agent_id = opt_str(&input, "agent_id")?;
-    let mode_hint = opt_str(&input, "mode_hint")?;
+    let command_type = body.command_type.required("command_type")?;
+    let input = body
+        .command_input
+        .optional("command_input")?
+        .unwrap_or_default();
+    let text = input.text();
+    let agent_id = input.agent_id.optional("agent_id")?;
+    let mode_hint = input.mode_hint.optional("mode_hint")?;
     if let Some(h) = &mode_hint
         && !wire::MODE_HINTS.contains(&h.as_str())
     {
@@ -616,27 +628,25 @@ const MAX_SECRET_BYTES: usize = 64 * 1024;
 async fn secret_set(
     State(s): State<GovernanceState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    GovJson(body): GovJson<SecretBody>,
 ) -> Result<(StatusCode, Json<Value>), GovError> {
-    let m = object(&body(&s, b)?)?;
-    let name = req_str(&m, "credential_ref")?;
+    let name = body.credential_ref.required("credential_ref")?;
     secret_name(&name)?;
-    let value = req_str(&m, "secret")?;
+    let value = body.secret.required("secret")?;
     if value.len() > MAX_SECRET_BYTES {
         return Err(GovError::Invalid(format!(
             "secret is {} bytes; the limit is {MAX_SECRET_BYTES}",
             value.len()
         )));
     }
-    let provider = opt_str(&m, "provider")?.unwrap_or_else(|| "custom".into());
-    let allowed_tools = match m.get("allowed_tools") {
-        None | Some(Value::Null) => vec!["*".to_owned()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|t| t.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| GovError::Invalid("allowed_tools must be a list of strings".into()))?,
-        Some(_) => {
+    let provider = body
+        .provider
+        .optional("provider")?
+        .unwrap_or_else(|| "custom".into());
+    let allowed_tools = match body.allowed_tools {
+        Member::Absent => vec!["*".to_owned()],
+        Member::Given(tools) => tools,
+        Member::Wrong(_) => {
             return Err(GovError::Invalid(
                 "allowed_tools must be a list of strings".into(),
             ));

@@ -1,11 +1,13 @@
-//! Governance wire types: request parsing with the protocol's 422 errors,
+//! Governance wire types: request bodies (structs of [`Member`]s, so each 422
+//! names its member) and their validation with the protocol's 422 errors,
 //! the exact response shapes the `hestiaos` SDK builds dataclasses from (one
 //! extra or missing field makes it raise), and the protocol's error body.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::http::ApiError;
@@ -111,48 +113,119 @@ impl IntoResponse for GovError {
     }
 }
 
-/// A JSON object body, or 422.
-pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, GovError> {
+/// Parses a JSON object body into `T`, or 422. `T` is read from the parsed
+/// object, so a repeated member is its last value, not a duplicate-field error.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GovError> {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
+        Ok(v @ Value::Object(_)) => T::deserialize(v).map_err(|e| GovError::Invalid(e.to_string())),
         Ok(_) => Err(GovError::Invalid("body must be a JSON object".into())),
         Err(e) => Err(GovError::Invalid(format!("body is not valid JSON: {e}"))),
     }
 }
 
-/// A required string field.
-pub fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, GovError> {
-    match m.get(key) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        None | Some(Value::Null) => Err(GovError::Invalid(format!("{key} is required"))),
-        Some(other) => Err(GovError::Invalid(format!(
-            "{key} must be a string, got {}",
-            type_name(other)
-        ))),
+/// A body member as the client sent it. Governance bodies are read into
+/// structs of these rather than through serde's own type errors, so that a
+/// 422 names its member in the protocol's words (`input must be a string,
+/// got a number`) and members are checked in the handler's order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Member<T> {
+    /// Absent, or `null`.
+    #[default]
+    Absent,
+    /// Of the expected type.
+    Given(T),
+    /// Of another type: the value as sent.
+    Wrong(Value),
+}
+
+/// What a [`Member`] holds: its name in a 422, and the JSON it comes as.
+pub trait Expected: DeserializeOwned {
+    /// `a string`, `an object`, …
+    const WHAT: &'static str;
+
+    /// Whether `v` is of this kind; checked before deserializing, as serde
+    /// would read a struct from an array of its fields.
+    fn fits(v: &Value) -> bool;
+}
+
+impl Expected for String {
+    const WHAT: &'static str = "a string";
+
+    fn fits(v: &Value) -> bool {
+        v.is_string()
     }
 }
 
-/// An optional string field (absent or null → `None`).
-pub fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, GovError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(GovError::Invalid(format!(
-            "{key} must be a string or null, got {}",
-            type_name(other)
-        ))),
+impl Expected for bool {
+    const WHAT: &'static str = "a boolean";
+
+    fn fits(v: &Value) -> bool {
+        v.is_boolean()
     }
 }
 
-/// An optional object field (absent or null → empty).
-pub fn opt_obj(m: &Map<String, Value>, key: &str) -> Result<Map<String, Value>, GovError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(o)) => Ok(o.clone()),
-        Some(other) => Err(GovError::Invalid(format!(
-            "{key} must be an object or null, got {}",
-            type_name(other)
-        ))),
+impl Expected for u64 {
+    const WHAT: &'static str = "an integer";
+
+    fn fits(v: &Value) -> bool {
+        v.is_u64()
+    }
+}
+
+impl Expected for Vec<String> {
+    const WHAT: &'static str = "a list of strings";
+
+    fn fits(v: &Value) -> bool {
+        v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    }
+}
+
+impl<'de, T: Expected> Deserialize<'de> for Member<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Null => Self::Absent,
+            v if T::fits(&v) => match T::deserialize(&v) {
+                Ok(t) => Self::Given(t),
+                Err(_) => Self::Wrong(v),
+            },
+            v => Self::Wrong(v),
+        })
+    }
+}
+
+impl<T: Expected> Member<T> {
+    /// A required member: absent is `{key} is required`.
+    pub fn required(self, key: &str) -> Result<T, GovError> {
+        match self {
+            Self::Given(t) => Ok(t),
+            Self::Absent => Err(GovError::Invalid(format!("{key} is required"))),
+            Self::Wrong(v) => Err(GovError::Invalid(format!(
+                "{key} must be {}, got {}",
+                T::WHAT,
+                type_name(&v)
+            ))),
+        }
+    }
+
+    /// An optional member.
+    pub fn optional(self, key: &str) -> Result<Option<T>, GovError> {
+        match self {
+            Self::Given(t) => Ok(Some(t)),
+            Self::Absent => Ok(None),
+            Self::Wrong(v) => Err(GovError::Invalid(format!(
+                "{key} must be {} or null, got {}",
+                T::WHAT,
+                type_name(&v)
+            ))),
+        }
+    }
+
+    /// The value, if of the expected type.
+    pub fn given(&self) -> Option<&T> {
+        match self {
+            Self::Given(t) => Some(t),
+            Self::Absent | Self::Wrong(_) => None,
+        }
     }
 }
 
@@ -165,6 +238,56 @@ fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Implements [`Expected`] for objects.
+macro_rules! object_member {
+    ($($t:ty),+) => {$(
+        impl Expected for $t {
+            const WHAT: &'static str = "an object";
+
+            fn fits(v: &Value) -> bool {
+                v.is_object()
+            }
+        }
+    )+};
+}
+
+object_member!(Map<String, Value>, RunContext, RunOptions, CommandInput);
+
+/// `POST /api/v1/run` (and `/run/stream`) body as sent; [`RunBody::validate`]
+/// makes it a [`RunRequest`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RunBody {
+    /// The text to run.
+    pub input: Member<String>,
+    /// Who is asking, and how.
+    pub context: Member<RunContext>,
+    /// How to run.
+    pub options: Member<RunOptions>,
+}
+
+/// `context` of a run body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RunContext {
+    /// The conversation.
+    pub session_id: Member<String>,
+    /// The calling agent (empty = none).
+    pub agent_id: Member<String>,
+    /// One of [`MODE_HINTS`].
+    pub mode_hint: Member<String>,
+}
+
+/// `options` of a run body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RunOptions {
+    /// How long to wait for a worker.
+    pub timeout_ms: Member<u64>,
+    /// Ignored (the route decides); must be a boolean when sent.
+    pub stream: Member<bool>,
 }
 
 /// `POST /api/v1/run` (and `/run/stream`) body, validated.
@@ -185,11 +308,17 @@ pub struct RunRequest {
 impl RunRequest {
     /// Parses and validates a run body; `max_timeout_ms` bounds `timeout_ms`.
     pub fn parse(bytes: &[u8], max_timeout_ms: u64) -> Result<Self, GovError> {
-        let m = object(bytes)?;
-        let input = req_str(&m, "input")?;
-        let ctx = opt_obj(&m, "context")?;
-        let opts = opt_obj(&m, "options")?;
-        let mode_hint = opt_str(&ctx, "mode_hint")?;
+        parse_object::<RunBody>(bytes)?.validate(max_timeout_ms)
+    }
+}
+
+impl RunBody {
+    /// Validates the body; `max_timeout_ms` bounds `timeout_ms`.
+    pub fn validate(self, max_timeout_ms: u64) -> Result<RunRequest, GovError> {
+        let input = self.input.required("input")?;
+        let ctx = self.context.optional("context")?.unwrap_or_default();
+        let opts = self.options.optional("options")?.unwrap_or_default();
+        let mode_hint = ctx.mode_hint.optional("mode_hint")?;
         if let Some(h) = &mode_hint
             && !MODE_HINTS.contains(&h.as_str())
         {
@@ -197,34 +326,131 @@ impl RunRequest {
                 "context.mode_hint must be one of fast, balanced, deep or null, got {h:?}"
             )));
         }
-        let timeout_ms = match opts.get("timeout_ms") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_u64() {
-                Some(ms) if ms >= 1 && ms <= max_timeout_ms => Some(ms),
-                _ => {
-                    return Err(GovError::Invalid(format!(
-                        "options.timeout_ms must be an integer in 1..={max_timeout_ms}, got {v}"
-                    )));
-                }
-            },
+        let bad_timeout = |v: Value| {
+            GovError::Invalid(format!(
+                "options.timeout_ms must be an integer in 1..={max_timeout_ms}, got {v}"
+            ))
         };
-        match opts.get("stream") {
-            None | Some(Value::Null | Value::Bool(_)) => {}
-            Some(v) => {
-                return Err(GovError::Invalid(format!(
-                    "options.stream must be a boolean, got {}",
-                    type_name(v)
-                )));
-            }
+        let timeout_ms = match opts.timeout_ms {
+            Member::Absent => None,
+            Member::Given(ms) if (1..=max_timeout_ms).contains(&ms) => Some(ms),
+            Member::Given(ms) => return Err(bad_timeout(ms.into())),
+            Member::Wrong(v) => return Err(bad_timeout(v)),
+        };
+        if let Member::Wrong(v) = &opts.stream {
+            return Err(GovError::Invalid(format!(
+                "options.stream must be a boolean, got {}",
+                type_name(v)
+            )));
         }
-        Ok(Self {
+        Ok(RunRequest {
             input,
-            session_id: opt_str(&ctx, "session_id")?,
-            agent_id: opt_str(&ctx, "agent_id")?.filter(|a| !a.is_empty()),
+            session_id: ctx.session_id.optional("session_id")?,
+            agent_id: ctx.agent_id.optional("agent_id")?.filter(|a| !a.is_empty()),
             mode_hint,
             timeout_ms,
         })
     }
+}
+
+/// `POST /api/chat` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ChatBody {
+    /// The message (required).
+    pub message: Member<String>,
+    /// The conversation (generated when absent).
+    pub session_id: Member<String>,
+}
+
+/// `POST /api/agents/run` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AgentRunBody {
+    /// The agent to run (required).
+    pub agent_id: Member<String>,
+    /// Its task (required).
+    pub task: Member<String>,
+    /// Passed to the worker (default `{}`).
+    pub config: Member<Map<String, Value>>,
+}
+
+/// `POST /api/governance/explain` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ExplainBody {
+    /// Echoed back (required).
+    pub command_type: Member<String>,
+    /// What would run (default `{}`).
+    pub command_input: Member<CommandInput>,
+}
+
+/// `command_input` of an explain body: a free-form object, of which the
+/// policy reads a few members and, failing those, the whole.
+#[derive(Debug, Default)]
+pub struct CommandInput {
+    /// The object as sent.
+    pub raw: Map<String, Value>,
+    /// Text to judge, first choice.
+    pub input: Member<String>,
+    /// Text to judge, second choice.
+    pub message: Member<String>,
+    /// Text to judge, third choice.
+    pub task: Member<String>,
+    /// The calling agent.
+    pub agent_id: Member<String>,
+    /// One of [`MODE_HINTS`].
+    pub mode_hint: Member<String>,
+}
+
+impl CommandInput {
+    /// The text the policy judges: the first string of `input`, `message`
+    /// and `task`, else the object's JSON.
+    pub fn text(&self) -> String {
+        [&self.input, &self.message, &self.task]
+            .into_iter()
+            .find_map(Member::given)
+            .cloned()
+            .unwrap_or_else(|| Value::Object(self.raw.clone()).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Default, Deserialize)]
+        #[serde(default)]
+        struct Members {
+            input: Member<String>,
+            message: Member<String>,
+            task: Member<String>,
+            agent_id: Member<String>,
+            mode_hint: Member<String>,
+        }
+        let raw = Map::<String, Value>::deserialize(d)?;
+        let m = Members::deserialize(&raw).map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            raw,
+            input: m.input,
+            message: m.message,
+            task: m.task,
+            agent_id: m.agent_id,
+            mode_hint: m.mode_hint,
+        })
+    }
+}
+
+/// `POST /api/secrets` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SecretBody {
+    /// The secret's name (required).
+    pub credential_ref: Member<String>,
+    /// Its value (required).
+    pub secret: Member<String>,
+    /// Who issued it (default `custom`).
+    pub provider: Member<String>,
+    /// The tools it may be used by (default `["*"]`).
+    pub allowed_tools: Member<Vec<String>>,
 }
 
 /// `RunResponse`: exactly these fields.
@@ -402,6 +628,49 @@ mod tests {
             RunRequest::parse(b"{not json", 10),
             Err(GovError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn members_are_refused_by_name_in_the_handlers_order() {
+        let explain = |v: Value| parse_object::<ExplainBody>(v.to_string().as_bytes()).unwrap();
+        let b = explain(json!({"command_type": "run", "command_input": {"input": 5, "task": "t"}}));
+        let input = b.command_input.optional("command_input").unwrap().unwrap();
+        assert_eq!(input.text(), "t", "the first member that is a string");
+        let b = explain(json!({"command_type": "run", "command_input": {"x": 1}}));
+        let input = b.command_input.optional("command_input").unwrap().unwrap();
+        assert_eq!(input.text(), r#"{"x":1}"#, "else the whole object");
+        assert_eq!(CommandInput::default().text(), "{}");
+        let b = explain(json!({"command_type": 5, "command_input": [1]}));
+        assert_eq!(
+            b.command_type
+                .required("command_type")
+                .unwrap_err()
+                .to_string(),
+            "command_type must be a string, got a number"
+        );
+        assert_eq!(
+            b.command_input
+                .optional("command_input")
+                .unwrap_err()
+                .to_string(),
+            "command_input must be an object or null, got an array"
+        );
+        let secret = |v: Value| parse_object::<SecretBody>(v.to_string().as_bytes()).unwrap();
+        let b = secret(json!({"credential_ref": null, "allowed_tools": ["a", 1]}));
+        assert_eq!(
+            b.credential_ref
+                .required("credential_ref")
+                .unwrap_err()
+                .to_string(),
+            "credential_ref is required"
+        );
+        assert!(matches!(b.allowed_tools, Member::Wrong(_)));
+        let b = secret(json!({"allowed_tools": ["a"], "provider": "p"}));
+        assert_eq!(b.allowed_tools, Member::Given(vec!["a".to_owned()]));
+        assert_eq!(
+            b.provider.optional("provider").unwrap().as_deref(),
+            Some("p")
+        );
     }
 
     #[test]

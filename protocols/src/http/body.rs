@@ -1,7 +1,8 @@
-//! Request-body and path helpers shared by every protocol: JSON object
-//! bodies with errors that tell malformed JSON from a wrong shape, payload
-//! size and depth limits, path segments in the API error shape, and client
-//! strings both stores can hold.
+//! Request-body and path helpers shared by every protocol: the JSON object
+//! parser behind [`JsonBody`](super::extract::JsonBody), with errors that
+//! tell malformed JSON from a wrong shape, payload size and depth limits,
+//! path segments in the API error shape, and client strings both stores can
+//! hold.
 
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
@@ -13,6 +14,10 @@ use super::ApiError;
 
 /// Longest path segment (ids, KV keys).
 pub const MAX_SEGMENT_LEN: usize = 256;
+
+/// Largest request body any route reads, bytes: the neuron frame cap (acks
+/// carry outputs); the edge reads no more.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Parses a JSON object body, telling malformed JSON from a wrong shape.
 pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

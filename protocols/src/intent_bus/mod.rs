@@ -8,15 +8,15 @@ use agw_storage::SettingsStore;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Extension, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -27,9 +27,9 @@ use agw_storage::{
     Store, sha256_hex,
 };
 
-use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Principal, create_api_key, require_api_key};
-use crate::http::body::{check_payload, parse_body, path_segment, printable, without_nul};
+use crate::http::body::{check_payload, path_segment, printable, without_nul};
+use crate::http::{ApiError, JsonBody, JsonBodyBytes, Query};
 use crate::observe::{Observer, Settlement};
 use wire::{
     ClaimQuery, ClaimResponse, ExtendRequest, FailRequest, FulfillRequest, GenerateKeyRequest,
@@ -97,30 +97,77 @@ fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Longest `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// A publish's `Idempotency-Key` (blank or absent: none).
+#[derive(Debug)]
+struct IdempotencyKeyHeader(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match header(&parts.headers, "idempotency-key") {
+            Some(k) if k.len() > MAX_IDEMPOTENCY_KEY_LEN => Err(ApiError::InvalidRequest(format!(
+                "Idempotency-Key cannot exceed {MAX_IDEMPOTENCY_KEY_LEN} characters"
+            ))),
+            k => Ok(Self(k.map(str::to_owned))),
+        }
+    }
+}
+
+/// Who is claiming: `X-Worker-ID` (blank or absent: none) and the
+/// comma-separated `X-Worker-Capabilities`.
+#[derive(Debug)]
+struct WorkerHeaders {
+    id: Option<String>,
+    capabilities: Vec<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WorkerHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let id = match header(&parts.headers, "x-worker-id") {
+            Some(w) if w.len() > MAX_NAME_LEN => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "X-Worker-ID cannot exceed {MAX_NAME_LEN} characters"
+                )));
+            }
+            w => w.map(str::to_owned),
+        };
+        let capabilities = header(&parts.headers, "x-worker-capabilities")
+            .map(|c| {
+                c.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self { id, capabilities })
+    }
+}
+
 async fn publish(
     State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
-    headers: HeaderMap,
-    body: Bytes,
+    idem_key: Result<IdempotencyKeyHeader, ApiError>,
+    body: JsonBodyBytes<PublishRequest>,
 ) -> Result<Response, ApiError> {
-    let mut job = parse_body::<PublishRequest>(&body)?.into_job(&p.tenant, &s.limits)?;
+    let JsonBodyBytes { value: req, bytes } = body;
+    let mut job = req.into_job(&p.tenant, &s.limits)?;
     crate::governance::check_not_reserved(s.policy.as_ref(), &p, &job.topic)?;
     job.metadata = crate::http::trace::with_traceparent(job.metadata.take());
     let now = Utc::now();
-    let idem_key = match header(&headers, "idempotency-key") {
-        Some(k) if k.len() > 128 => {
-            return Err(ApiError::InvalidRequest(
-                "Idempotency-Key cannot exceed 128 characters".into(),
-            ));
-        }
-        k => k.map(str::to_owned),
-    };
+    let IdempotencyKeyHeader(idem_key) = idem_key?;
     // The response is fixed before the insert so that it can be stored with
     // the idempotency record in the same transaction.
     let response = StatusResponse::for_new(&job, now);
     let response_body =
         serde_json::to_string(&response).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let request_hash = sha256_hex(&body);
+    let request_hash = sha256_hex(&bytes);
     let idempotency = idem_key.map(|key| IdempotencyKey {
         key,
         request_hash: request_hash.clone(),
@@ -171,10 +218,9 @@ async fn publish(
 async fn claim(
     State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
-    query: Result<Query<ClaimQuery>, QueryRejection>,
-    headers: HeaderMap,
+    Query(q): Query<ClaimQuery>,
+    worker: Result<WorkerHeaders, ApiError>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {e}")))?;
     for (what, v) in [("goal", &q.goal), ("namespace", &q.namespace)] {
         if let Some(v) = v {
             printable(what, v)?;
@@ -204,24 +250,8 @@ async fn claim(
             ));
         }
     };
-    let worker_id = match header(&headers, "x-worker-id") {
-        Some(w) if w.len() > MAX_NAME_LEN => {
-            return Err(ApiError::InvalidRequest(format!(
-                "X-Worker-ID cannot exceed {MAX_NAME_LEN} characters"
-            )));
-        }
-        Some(w) => w.to_owned(),
-        None => format!("key:{}", p.key_id),
-    };
-    let capabilities = header(&headers, "x-worker-capabilities")
-        .map(|c| {
-            c.split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let worker = worker?;
+    let worker_id = worker.id.unwrap_or_else(|| format!("key:{}", p.key_id));
     let topic = q
         .goal
         .map(|g| g.trim().to_owned())
@@ -240,7 +270,7 @@ async fn claim(
         publisher,
         worker_id,
         holder_key: Some(p.key_id.clone()),
-        capabilities,
+        capabilities: worker.capabilities,
         on_behalf_of: None,
         lease_ms: claim_timeout * 1000,
         now: None,
@@ -295,10 +325,10 @@ async fn fulfill(
     State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Option<JsonBody<Map<String, Value>>>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_segment(id, "intent id")?;
-    let (proof, result, result_type) = match FulfillRequest::parse(&body)? {
+    let (proof, result, result_type) = match FulfillRequest::from_body(body?.map(|b| b.0))? {
         FulfillRequest::Tokened {
             claim_token,
             result,
@@ -338,14 +368,10 @@ async fn fail(
     State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Option<JsonBody<FailRequest>>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_segment(id, "intent id")?;
-    let req: FailRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        FailRequest::default()
-    } else {
-        parse_body(&body)?
-    };
+    let req = body?.map(|b| b.0).unwrap_or_default();
     if let Some(token) = &req.claim_token {
         printable("claim_token", token)?;
     }
@@ -384,10 +410,10 @@ async fn extend_claim(
     State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     id: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<JsonBody<ExtendRequest>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_segment(id, "intent id")?;
-    let req: ExtendRequest = parse_body(&body)?;
+    let JsonBody(req) = body?;
     printable("claim_token", &req.claim_token)?;
     let seconds = req.seconds.unwrap_or(s.cfg.claim_timeout_secs as i64);
     let max = s.cfg.max_extend_secs as i64;
@@ -451,10 +477,10 @@ async fn kv_set(
     State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
     key: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<JsonBody<KvSetRequest>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let key = path_segment(key, "key")?;
-    let req: KvSetRequest = parse_body(&body)?;
+    let JsonBody(req) = body?;
     let value = req
         .value
         .ok_or_else(|| ApiError::InvalidRequest("value is required".into()))?;
@@ -494,14 +520,14 @@ async fn kv_get(
 async fn generate_key(
     State(s): State<Arc<IntentBusState>>,
     Extension(p): Extension<Principal>,
-    body: Bytes,
+    body: Result<JsonBody<GenerateKeyRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !p.is_admin() {
         return Err(ApiError::Forbidden(
             "only the admin key may create keys".into(),
         ));
     }
-    let req: GenerateKeyRequest = parse_body(&body)?;
+    let JsonBody(req) = body?;
     let owner = owner_name(req.owner.trim())?;
     let (key, raw) = create_api_key(&s.store, &owner).await?;
     Ok((

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use agw_config::Limits;
 use agw_storage::{Job, JobState, NewJob, Protocol, ResultType, Visibility, new_job_id};
@@ -174,18 +174,23 @@ pub enum FulfillRequest {
 }
 
 impl FulfillRequest {
-    /// Parses either generation's body.
+    /// Parses either generation's body (as
+    /// `Option<JsonBody<Map<String, Value>>>` reads it).
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Self::from_body(None);
+        }
+        Self::from_body(Some(parse_body(bytes)?))
+    }
+
+    /// Tells the generations apart by the body's members: the 1.3.2 body is
+    /// any object (its handler's kwargs), so it is read as one, not as a struct.
+    /// No body at all is a 1.3.2 `null` result.
+    pub fn from_body(body: Option<Map<String, Value>>) -> Result<Self, ApiError> {
+        let Some(mut map) = body else {
             return Ok(Self::Legacy {
                 result: Value::Null,
             });
-        }
-        let body: Value = parse_body(bytes)?;
-        let Value::Object(mut map) = body else {
-            return Err(ApiError::InvalidRequest(
-                "fulfill body must be a JSON object".into(),
-            ));
         };
         let Some(token) = map.remove("claim_token") else {
             return Ok(Self::Legacy {

@@ -15,9 +15,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{FromRef, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,17 +32,17 @@ use agw_storage::{
     ResultType, Store, StoreError,
 };
 
-use crate::http::ApiError;
 use crate::http::auth::{Authenticator, Bearer, Principal};
-use crate::http::body::{check_payload, parse_body, without_nul};
+use crate::http::body::{check_payload, without_nul};
+use crate::http::{ApiError, JsonBody, Query};
 use crate::observe::{Observer, Settlement};
 use hub::{Hub, Session, holder_key};
 use wire::{
     Ack, Heartbeat, Nack, Progress, Register, ServerFrame, UpdateCapability, iso, parse_lease_id,
 };
 
-/// Largest neuron frame body (acks carry outputs).
-pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// Largest neuron frame body (acks carry outputs); the largest body of any route.
+pub const MAX_FRAME_BYTES: usize = crate::http::body::MAX_BODY_BYTES;
 
 /// Reasons the SDK gives when it hands a lease back without starting it:
 /// these never count as a failed attempt.
@@ -109,16 +107,6 @@ pub fn router(state: NeuronState) -> Router {
         .with_state(state)
 }
 
-/// A request body within the frame limit, in our error shape.
-pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => {
-            ApiError::PayloadTooLarge(format!("request body over {MAX_FRAME_BYTES} bytes"))
-        }
-        other => ApiError::InvalidRequest(other.body_text()),
-    })
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EventsQuery {
@@ -151,9 +139,8 @@ impl Drop for SessionGuard {
 async fn events(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {e}")))?;
     let id = neuron_id(q.neuron_id.as_deref())?;
     if s.hub.len() >= s.cfg.max_sessions {
         return Err(ApiError::Unavailable("too many neuron sessions".into()));
@@ -237,9 +224,8 @@ fn session_of(s: &NeuronState, p: &Principal, neuron: &str) -> Result<Arc<Sessio
 async fn register(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(r): JsonBody<Register>,
 ) -> Result<Json<Value>, ApiError> {
-    let r: Register = parse_body(&body(b)?)?;
     let id = neuron_id(Some(&r.neuron_id))?;
     if r.protocol_version.split('.').next() != Some("1") {
         return Err(ApiError::InvalidRequest(format!(
@@ -307,9 +293,8 @@ async fn register(
 async fn update_capability(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(u): JsonBody<UpdateCapability>,
 ) -> Result<Json<Value>, ApiError> {
-    let u: UpdateCapability = parse_body(&body(b)?)?;
     u.capability.validate()?;
     let session = session_of(&s, &p, &neuron_id(Some(&u.neuron_id))?)?;
     let kind = u.capability.kind.clone();
@@ -324,9 +309,8 @@ async fn update_capability(
 async fn heartbeat(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(h): JsonBody<Heartbeat>,
 ) -> Result<Json<Value>, ApiError> {
-    let h: Heartbeat = parse_body(&body(b)?)?;
     let id = neuron_id(Some(&h.neuron_id))?;
     let session = s.hub.get(&p.tenant, &id);
     let key = holder_key(&p.tenant, &id);
@@ -425,9 +409,8 @@ fn lease_error(e: StoreError) -> ApiError {
 async fn ack(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(a): JsonBody<Ack>,
 ) -> Result<Json<Value>, ApiError> {
-    let a: Ack = parse_body(&body(b)?)?;
     let (job_id, token) = parse_lease_id(&a.lease_id)?;
     let output = a.output.unwrap_or(Value::Null);
     check_payload(
@@ -456,9 +439,8 @@ async fn ack(
 async fn nack(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(n): JsonBody<Nack>,
 ) -> Result<Json<Value>, ApiError> {
-    let n: Nack = parse_body(&body(b)?)?;
     let (job_id, token) = parse_lease_id(&n.lease_id)?;
     let (terminal, refund) = match n.kind.as_str() {
         "retryable" => (false, UNSTARTED_REASONS.contains(&n.reason.as_str())),
@@ -494,9 +476,8 @@ async fn nack(
 async fn progress(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(pr): JsonBody<Progress>,
 ) -> Result<Json<Value>, ApiError> {
-    let pr: Progress = parse_body(&body(b)?)?;
     let (job_id, token) = parse_lease_id(&pr.lease_id)?;
     if let Some(pct) = pr.percent
         && !(0.0..=100.0).contains(&pct)
@@ -538,14 +519,14 @@ struct RevokeRequest {
 async fn revoke_capability(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody<RevokeRequest>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     if !p.is_admin() {
         return Err(ApiError::Forbidden(
             "only the admin key may revoke capabilities".into(),
         ));
     }
-    let r: RevokeRequest = parse_body(&body(b)?)?;
+    let JsonBody(r) = body?;
     if !wire::valid_capability_type(&r.capability) {
         return Err(ApiError::InvalidRequest(
             "capability must be a namespaced type like owner/package".into(),

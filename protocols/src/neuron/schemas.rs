@@ -8,21 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use agw_storage::{CapabilitySchema, Store};
 
+use super::NeuronState;
 use super::wire::{iso, valid_capability_type};
-use super::{NeuronState, body};
-use crate::http::ApiError;
 use crate::http::auth::{Bearer, Principal};
-use crate::http::body::parse_body;
 use crate::http::error::SchemaViolation;
+use crate::http::{ApiError, JsonBody, Query};
 
 /// How long a replica trusts its cached view of a capability's schema
 /// (including "none") before re-reading the store. A put or delete is seen at
@@ -203,7 +200,7 @@ impl SchemaRegistry {
 /// `PUT /admin/capabilities/schema` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PutSchema {
+pub(crate) struct PutSchema {
     capability: String,
     input_schema: Option<Value>,
     output_schema: Option<Value>,
@@ -234,8 +231,8 @@ fn capability(c: Option<String>) -> Result<String, ApiError> {
     }
 }
 
-fn queried(q: Result<Query<CapabilityQuery>, QueryRejection>) -> Result<String, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::InvalidRequest(format!("invalid query: {e}")))?;
+fn queried(q: Result<Query<CapabilityQuery>, ApiError>) -> Result<String, ApiError> {
+    let Query(q) = q?;
     capability(q.capability)
 }
 
@@ -251,10 +248,10 @@ fn view(s: &CapabilitySchema) -> Json<Value> {
 pub(crate) async fn put(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody<PutSchema>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&p)?;
-    let r: PutSchema = parse_body(&body(b)?)?;
+    let JsonBody(r) = body?;
     let capability = capability(Some(r.capability))?;
     let input_schema = r
         .input_schema
@@ -277,7 +274,7 @@ pub(crate) async fn put(
 pub(crate) async fn get(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    q: Result<Query<CapabilityQuery>, QueryRejection>,
+    q: Result<Query<CapabilityQuery>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&p)?;
     let capability = queried(q)?;
@@ -293,7 +290,7 @@ pub(crate) async fn get(
 pub(crate) async fn delete(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    q: Result<Query<CapabilityQuery>, QueryRejection>,
+    q: Result<Query<CapabilityQuery>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&p)?;
     let capability = queried(q)?;

@@ -3,8 +3,7 @@
 //! cancel it (the holding neuron gets a `cancel` frame).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -16,11 +15,11 @@ use agw_storage::{
     StoreError, Visibility, new_job_id,
 };
 
+use super::NeuronState;
 use super::wire::{iso, valid_capability_type};
-use super::{NeuronState, body};
-use crate::http::ApiError;
 use crate::http::auth::{Bearer, Principal};
-use crate::http::body::{check_payload, parse_body, path_segment, printable};
+use crate::http::body::{check_payload, path_segment, printable};
+use crate::http::{ApiError, JsonBody};
 
 /// `POST /api/v1/tasks` body.
 #[derive(Debug, Deserialize)]
@@ -63,9 +62,8 @@ pub fn view(j: &Job) -> Value {
 pub(crate) async fn submit(
     State(s): State<NeuronState>,
     Bearer(p): Bearer,
-    b: Result<Bytes, BytesRejection>,
+    JsonBody(t): JsonBody<SubmitTask>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let t: SubmitTask = parse_body(&body(b)?)?;
     if !valid_capability_type(&t.capability) {
         return Err(ApiError::InvalidRequest(format!(
             "capability {:?} must look like owner/package[/name]",
