@@ -3,7 +3,7 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|sync|all]
+#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|sync|waves|all]
 #   (default all; policy = only the policy evaluation example, which "all" runs
 #   first; events = job throughput with execution events and OTLP export off /
 #   on, both stores; events-load = the same modes at a fixed offered load, in
@@ -11,8 +11,9 @@
 #   cycle under valgrind's callgrind; noisy = 8-worker cycles with and without
 #   another tenant's private backlog on the same goal, both stores; layers =
 #   8-worker SQLite cycles of a BENCH_BASELINE build against this tree on its
-#   default limits; sync = SQLite synchronous FULL vs NORMAL; none of the last
-#   five is part of "all")
+#   default limits; sync = SQLite synchronous FULL vs NORMAL; waves = one
+#   SQLite gateway's RSS while BENCH_WAVES waves of BENCH_NEURONS neurons
+#   connect and leave; none of the last six is part of "all")
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
@@ -22,6 +23,9 @@
 #      BENCH_LOAD_RATE_SQLITE (1500), BENCH_LOAD_RATE_PG (200): events-load's offered cycles/s,
 #      BENCH_BACKLOG (3200): noisy's backlog of the other tenant,
 #      BENCH_GATEWAY (this tree's release build): the gateway binary to measure,
+#      BENCH_NEURONS (10000), BENCH_WAVES (5): waves' size and count,
+#      BENCH_NO_BUILD=1: use the release binaries already built,
+#      BENCH_ENV: VAR=value words added to the gateway's environment (waves),
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,9 +37,11 @@ GOV_CALLERS="${BENCH_GOV_CALLERS:-1 8}"
 PG_ADMIN="${AGW_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 ADMIN_KEY="bench-admin-$RANDOM$RANDOM"
 
-cargo build --release --locked -p agw-gateway -p agw-loadgen >&2
-cargo build --release --locked -p agw-storage --example store_bench >&2
-cargo build --release --locked -p agw-gateway --example policy_bench >&2
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  cargo build --release --locked -p agw-gateway -p agw-loadgen >&2
+  cargo build --release --locked -p agw-storage --example store_bench >&2
+  cargo build --release --locked -p agw-gateway --example policy_bench >&2
+fi
 TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
 # BENCH_GATEWAY: another agent-gateway binary to serve the load (A/B of an
 # older build against this tree's load generator).
@@ -313,6 +319,48 @@ EVENTS_DURATION="${BENCH_EVENTS_DURATION:-10s}"
 IR_DURATION="${BENCH_IR_DURATION:-15s}"
 EVENTS_ROUNDS="${BENCH_EVENTS_ROUNDS:-3}"
 EVENTS_MODES="${BENCH_EVENTS_MODES:-off events events+otlp}"
+# RSS of one gateway (SQLite) over waves of neurons that connect, take
+# leases for 10 s after a 10 s warm-up, and leave: idle, the peak sampled
+# every second during each wave, and after it (once /metrics shows no SSE
+# session, plus 10 s). Needs `ulimit -n` above 2 x BENCH_NEURONS: raised to
+# the hard limit here; --frame-connections 64 keeps one connection per neuron.
+waves() {
+  local neurons="${BENCH_NEURONS:-10000}" count="${BENCH_WAVES:-5}" peak rss sampler i
+  ulimit -n "$(ulimit -Hn)"
+  # shellcheck disable=SC2206 # BENCH_ENV: VAR=value words for the gateway
+  EXTRA_ENV=(AGW_NEURON_MAX_SESSIONS=100000 AGW_LIMITS_MAX_CONNECTIONS=200000 ${BENCH_ENV:-})
+  start_gateway "sqlite://$WORK/waves.db"
+  EXTRA_ENV=()
+  rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$GW_PID/status"; }
+  TOKEN="$(AGW_JWT_SECRET="$JWT_SECRET" AGW_DATABASE_URL="sqlite://$WORK/waves.db" "$GATEWAY_BIN" token mint --sub bench --tenant bench)"
+  sleep 1
+  echo "## waves: $count x $neurons neurons, gateway $GATEWAY_BIN"
+  echo "idle: $(( $(rss_kb) / 1024 )) MB"
+  for i in $(seq 1 "$count"); do
+    : >"$WORK/rss"
+    ( while kill -0 "$GW_PID" 2>/dev/null; do rss_kb >>"$WORK/rss"; sleep 1; done ) &
+    sampler=$!
+    local rate="wave failed"
+    if "$TARGET/agw-loadgen" --json neurons --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --token "$TOKEN" \
+      --tenant bench --neurons "$neurons" --concurrency 1 --warmup 10s --duration 10s \
+      --publishers 64 --frame-connections 64 >"$WORK/wave.json" 2>"$WORK/wave.err"; then
+      rate="$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["leases_per_sec"]), "leases/s")' "$WORK/wave.json")"
+    else
+      rate="wave failed: $(tail -c 300 "$WORK/wave.err")"
+    fi
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+    peak="$(sort -n "$WORK/rss" | tail -n1)"
+    for _ in $(seq 1 120); do
+      curl -sf "http://127.0.0.1:$PORT/metrics" | grep -qE '^agw_sse_sessions(\{[^}]*\})? [1-9]' || break
+      sleep 1
+    done
+    sleep 10
+    rss="$(rss_kb)"
+    echo "wave $i: peak $(( peak / 1024 )) MB, after $(( rss / 1024 )) MB; $rate"
+  done
+  stop_gateway
+}
+
 LOAD_RATE_SQLITE="${BENCH_LOAD_RATE_SQLITE:-1500}"
 LOAD_RATE_PG="${BENCH_LOAD_RATE_PG:-200}"
 BACKLOG="${BENCH_BACKLOG:-3200}"
@@ -341,6 +389,9 @@ if [ "$WHICH" = events-load ]; then
 fi
 if [ "$WHICH" = sync ]; then
   sync_cost
+fi
+if [ "$WHICH" = waves ]; then
+  waves
 fi
 if [ "$WHICH" = layers ]; then
   layers
