@@ -13,7 +13,8 @@
 //!   and idle timeouts, whole bounded bodies, the client address.
 //! - `limit`: the in-flight request limits (all routes, per route) → `503`.
 //! - `app`: the axum app: protocol routers, health, metrics, and the layer stack.
-//! - `sweeper`: the background task that expires leases, wakes due jobs, purges.
+//! - `sweeper`: the background task that wakes due jobs on every replica and,
+//!   on the one replica holding its leader lease, expires leases and purges.
 //! - `metrics`: Prometheus counters and the `/metrics` text encoder.
 //! - `openapi`: `GET /openapi.json`, the OpenAPI 3.1 description of every route.
 //! - `reload`: hot reload of `[governance]` on file change or SIGHUP, into the
