@@ -18,7 +18,9 @@
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
 #      BENCH_EVENTS_DURATION (10s), BENCH_EVENTS_ROUNDS (3),
-#      BENCH_EVENTS_MODES ("off events events+otlp"; also events+traces),
+#      BENCH_EVENTS_MODES ("off events events+otlp"; also events+traces, events+otlp-sampled:
+#        request spans sampled at 10 % with OTEL_TRACES_SAMPLER=parentbased_traceidratio),
+#      BENCH_EVENTS_STORES ("sqlite postgres"): the stores of events,
 #      BENCH_IR_DURATION (15s per events-ir run),
 #      BENCH_LOAD_RATE_SQLITE (1500), BENCH_LOAD_RATE_PG (200): events-load's offered cycles/s,
 #      BENCH_BACKLOG (3200): noisy's backlog of the other tenant,
@@ -148,6 +150,11 @@ events_env() {
                               OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
     events+otlp) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$2"
                             OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf) ;;
+    # Request spans sampled at 10 % by the standard sampler variables; every
+    # event is still signed, chained and exported as a log record.
+    events+otlp-sampled) EXTRA_ENV=(AGW_EVENTS_ENABLED=true OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$2"
+                            OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+                            OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1) ;;
     *) echo "unknown events mode: $1" >&2; exit 2 ;;
   esac
 }
@@ -380,8 +387,7 @@ if [ "$WHICH" = postgres ] || [ "$WHICH" = all ]; then
   psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 fi
 if [ "$WHICH" = events ] || [ "$WHICH" = all ]; then
-  events_compare sqlite
-  events_compare postgres
+  for store in ${BENCH_EVENTS_STORES:-sqlite postgres}; do events_compare "$store"; done
 fi
 if [ "$WHICH" = events-load ]; then
   events_load sqlite "$LOAD_RATE_SQLITE"
