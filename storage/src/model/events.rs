@@ -1,4 +1,5 @@
-//! Execution events as stored: list queries, stored and ingested events, keys ([`crate::EventStore`]).
+//! Execution events as stored: list queries, stored and ingested events, keys
+//! ([`crate::EventStore`]).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The PostgreSQL driver's execution events: the signed event list, event keys, ingested events ([`crate::EventStore`]).
+//! The PostgreSQL driver's execution events: the signed event list, event keys,
+//! ingested events ([`crate::EventStore`]).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The PostgreSQL driver's governance: decision traces, admission, tenant secrets ([`crate::GovernanceStore`]).
+//! The PostgreSQL driver's governance: decision traces, admission, tenant
+//! secrets ([`crate::GovernanceStore`]).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The PostgreSQL driver's jobs and leases: insert, claim, settle, extend, cancel, expire, purge ([`crate::JobStore`]).
+//! The PostgreSQL driver's jobs and leases: insert, claim, settle, extend,
+//! cancel, expire, purge ([`crate::JobStore`]).
 
 use super::*;
 

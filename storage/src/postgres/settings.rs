@@ -1,4 +1,5 @@
-//! The PostgreSQL driver's settings, the Intent Bus KV store and neuron capability schemas ([`crate::SettingsStore`]).
+//! The PostgreSQL driver's settings, the Intent Bus KV store and neuron
+//! capability schemas ([`crate::SettingsStore`]).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The SQLite driver's auth and keys: API keys, nonces, OAuth clients, device codes, capability revocations ([`crate::AuthStore`]).
+//! The SQLite driver's auth and keys: API keys, nonces, OAuth clients, device
+//! codes, capability revocations ([`crate::AuthStore`]).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The SQLite driver's execution events: the signed event list, event keys, ingested events ([`crate::EventStore`]).
+//! The SQLite driver's execution events: the signed event list, event keys,
+//! ingested events ([`crate::EventStore`]).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The SQLite driver's governance: decision traces, admission, tenant secrets ([`crate::GovernanceStore`]).
+//! The SQLite driver's governance: decision traces, admission, tenant secrets
+//! ([`crate::GovernanceStore`]).
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The SQLite driver's jobs and leases: insert, claim, settle, extend, cancel, expire, purge ([`crate::JobStore`]).
+//! The SQLite driver's jobs and leases: insert, claim, settle, extend, cancel,
+//! expire, purge ([`crate::JobStore`]).
 
 use super::*;
 

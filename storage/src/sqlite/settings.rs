@@ -1,4 +1,5 @@
-//! The SQLite driver's settings, the Intent Bus KV store and neuron capability schemas ([`crate::SettingsStore`]).
+//! The SQLite driver's settings, the Intent Bus KV store and neuron capability
+//! schemas ([`crate::SettingsStore`]).
 
 use super::*;
 

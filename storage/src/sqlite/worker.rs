@@ -1,4 +1,6 @@
-//! The SQLite threads: a [`Worker`] owns one connection and runs queued operations; the writer batches them into group commits (each operation in its own savepoint) and answers after the commit.
+//! The SQLite threads: a [`Worker`] owns one connection and runs queued
+//! operations; the writer batches them into group commits (each operation in
+//! its own savepoint) and answers after the commit.
 
 use super::*;
 

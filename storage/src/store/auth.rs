@@ -1,8 +1,10 @@
-//! [`AuthStore`]: auth and keys: API keys, nonces, OAuth clients, device codes, capability revocations.
+//! [`AuthStore`]: auth and keys: API keys, nonces, OAuth clients, device codes,
+//! capability revocations.
 
 use super::*;
 
-/// The store's auth and keys: API keys, nonces, OAuth clients, device codes, capability revocations. Every method is one atomic unit, as for
+/// The store's auth and keys: API keys, nonces, OAuth clients, device codes,
+/// capability revocations. Every method is one atomic unit, as for
 /// [`crate::JobStore`].
 pub trait AuthStore: Send + Sync {
     /// Records a request nonce. `true` when it is new; `false` when the same key

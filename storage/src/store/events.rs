@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// The store's execution events: the signed event list, event keys, ingested events. Every method is one atomic unit, as for
-/// [`crate::JobStore`].
+/// The store's execution events: the signed event list, event keys, ingested
+/// events. Every method is one atomic unit, as for [`crate::JobStore`].
 pub trait EventStore: Send + Sync {
     /// Lists stored execution events in storage order, filtered. Read only.
     fn events_list(

@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// The store's governance: decision traces, admission, tenant secrets. Every method is one atomic unit, as for
-/// [`crate::JobStore`].
+/// The store's governance: decision traces, admission, tenant secrets. Every
+/// method is one atomic unit, as for [`crate::JobStore`].
 pub trait GovernanceStore: Send + Sync {
     /// Records a governance trace. One insert.
     fn trace_insert(&self, trace: Trace) -> impl Future<Output = StoreResult<()>> + Send;

@@ -1,13 +1,18 @@
 //! The store API, one trait per area, and [`Store`], the driver chosen by URL
 //! scheme.
 //!
-//! | area | trait | model | SQL | SQLite | PostgreSQL | conformance |
-//! |---|---|---|---|---|---|---|
-//! | jobs and leases | [`JobStore`] | `model/jobs.rs` | `sql/jobs.rs` | `sqlite/jobs.rs` | `postgres/jobs.rs` | `tests/conformance/jobs.rs` |
-//! | auth and keys | [`AuthStore`] | `model/auth.rs` | `sql/auth.rs` | `sqlite/auth.rs` | `postgres/auth.rs` | `tests/conformance/auth.rs` |
-//! | governance | [`GovernanceStore`] | `model/governance.rs` | `sql/governance.rs` | `sqlite/governance.rs` | `postgres/governance.rs` | `tests/conformance/governance.rs` |
-//! | execution events | [`EventStore`] | `model/events.rs` | `sql/events.rs` | `sqlite/events.rs` | `postgres/events.rs` | `tests/conformance/events.rs` |
-//! | settings, KV, schemas | [`SettingsStore`] | `model/settings.rs` | `sql/settings.rs` | `sqlite/settings.rs` | `postgres/settings.rs` | `tests/conformance/settings.rs` |
+//! | area | trait | files (one per layer) |
+//! |---|---|---|
+//! | jobs and leases | [`JobStore`] | `jobs.rs` |
+//! | auth and keys | [`AuthStore`] | `auth.rs` |
+//! | governance | [`GovernanceStore`] | `governance.rs` |
+//! | execution events | [`EventStore`] | `events.rs` |
+//! | settings, KV, capability schemas, leader leases | [`SettingsStore`] | `settings.rs` |
+//!
+//! The layers, each a folder of `storage/`: `src/store/` (the traits),
+//! `src/model/` (types), `src/sql/` (statements), `src/sqlite/` and
+//! `src/postgres/` (the drivers), `tests/conformance/` (the cases both
+//! drivers pass).
 //!
 //! Every method of every trait is one atomic unit: it commits entirely or not
 //! at all, and two concurrent calls never observe each other half-done.

@@ -2,8 +2,8 @@
 
 use super::*;
 
-/// The store's settings, the Intent Bus KV store and neuron capability schemas. Every method is one atomic unit, as for
-/// [`crate::JobStore`].
+/// The store's settings, the Intent Bus KV store and neuron capability schemas.
+/// Every method is one atomic unit, as for [`crate::JobStore`].
 pub trait SettingsStore: Send + Sync {
     /// Sets a KV entry (insert or replace) that expires after `ttl_ms`.
     fn kv_set(&self, params: KvSetParams) -> impl Future<Output = StoreResult<()>> + Send;
