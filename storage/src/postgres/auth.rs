@@ -9,7 +9,7 @@ impl crate::AuthStore for PgStore {
             .bind(&p.key_id)
             .bind(&p.nonce)
             .bind(crate::model::to_ms(p.expires_at))
-            .execute(self.writer()?)
+            .execute(self.nonce_writer()?)
             .await?
             .rows_affected();
         Ok(n == 1)

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{FromRow as _, PgPool, Postgres, Row as _, Transaction};
 
 use crate::CommittedEvent;
@@ -79,6 +79,8 @@ fn settled(row: Option<PgRow>, with_head: bool) -> StoreResult<(crate::Job, Know
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections with `synchronous_commit = off`, for nonce records only.
+    nonces: PgPool,
     notifier: Notifier,
     events: EventSlot,
     /// Set while the database is known to be unreachable: every call then
@@ -104,6 +106,9 @@ fn bind_event_query<'q, O>(
         .bind(ms(q.until))
         .bind(q.limit)
 }
+
+/// Connections of the nonce pool at most.
+const NONCE_CONNECTIONS: u32 = 4;
 
 /// Longest wait for a pooled connection before a call fails with `503`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -220,6 +225,20 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        // Nonce records commit without waiting for their WAL flush: one
+        // durable commit less per signed request. A nonce is lost only if
+        // PostgreSQL itself crashes before its WAL writer flushes (within
+        // 3 × `wal_writer_delay`, 600 ms by default); a request signed in
+        // that instant could then be replayed while its timestamp is still
+        // in the signature window. Everything else commits durably.
+        let relaxed: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
+            .options([("synchronous_commit", "off")]);
+        let nonces = PgPoolOptions::new()
+            .max_connections(opts.max_connections.clamp(1, NONCE_CONNECTIONS))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .connect_lazy_with(relaxed);
         let notifier = Notifier::default();
         let listener = listen(&pool).await?;
         let fan_out = notifier.clone();
@@ -227,6 +246,7 @@ impl PgStore {
         tokio::spawn(relay_wakeups(pool.clone(), listener, fan_out, down.clone()));
         Ok(Self {
             pool,
+            nonces,
             notifier,
             events: EventSlot::default(),
             down,
@@ -238,9 +258,17 @@ impl PgStore {
         &self.notifier
     }
 
-    /// Closes the pool (which also ends the `LISTEN` task).
+    /// Closes the pools (which also ends the `LISTEN` task).
     pub async fn close(&self) {
+        self.nonces.close().await;
         self.pool.close().await;
+    }
+
+    /// The pool for nonce records (commits without waiting for the WAL
+    /// flush), unless the database is known to be down.
+    fn nonce_writer(&self) -> crate::StoreResult<&PgPool> {
+        self.pool_if_up()?;
+        Ok(&self.nonces)
     }
 
     /// The pool for writes, unless the database is known to be down.
