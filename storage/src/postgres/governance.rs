@@ -7,7 +7,7 @@ impl crate::GovernanceStore for PgStore {
     async fn trace_insert(&self, t: crate::Trace) -> crate::StoreResult<()> {
         self.to_completion(move |s| async move {
             let mut tx = s.writer()?.begin().await?;
-            let event = s.insert_trace_tx(&mut tx, &t, true).await?;
+            let event = s.insert_trace_tx(&mut tx, &t).await?;
             tx.commit().await?;
             s.notifier.publish(event);
             Ok(())
@@ -21,7 +21,7 @@ impl crate::GovernanceStore for PgStore {
     ) -> crate::StoreResult<crate::JobInsertOutcome> {
         self.to_completion(move |s| async move {
             let mut tx = s.writer()?.begin().await?;
-            s.insert_trace_tx(&mut tx, &p.trace, false).await?;
+            s.insert_trace_tx(&mut tx, &p.trace).await?;
             // The job in a savepoint: a refusal undoes it alone.
             let mut job_tx = sqlx::Connection::begin(&mut *tx).await?;
             match Self::insert_job_tx(&mut job_tx, p.job).await {
@@ -129,12 +129,11 @@ impl crate::GovernanceStore for PgStore {
 
 impl PgStore {
     /// Inserts a trace in `tx`, with its execution event when it writes one
-    /// (a BLOCK), events are on and `with_event`.
+    /// (a BLOCK) and events are on.
     async fn insert_trace_tx(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         t: &crate::Trace,
-        with_event: bool,
     ) -> crate::StoreResult<Option<CommittedEvent>> {
         let b = crate::row::TraceBinds::of(t);
         sqlx::query(crate::sql::TRACE_INSERT)
@@ -159,7 +158,7 @@ impl PgStore {
             .execute(&mut **tx)
             .await?;
         match self.events.get() {
-            Some(log) if with_event && t.writes_event() => {
+            Some(log) if t.writes_event() => {
                 let link = Self::chain_link(tx, &t.id).await?;
                 let row = log.block_event(t, t.inputs.as_ref(), link)?;
                 Ok(Some(Self::insert_event(tx, row).await?))

@@ -10,13 +10,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import requests
 
-from agw_testkit.procs import free_port, pdeathsig, tail, terminate
+from agw_testkit.procs import free_port, pdeathsig, tail, terminate, wait_ready
 
 READY_TIMEOUT_S = 30.0
 
@@ -87,20 +86,7 @@ class Prometheus:
         raise PrometheusError(f"prometheus did not become ready: {last}\n--- log ---\n{self.log_tail()}")
 
     def _wait_ready(self):
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False, f"exited with code {self.proc.returncode}"
-            try:
-                res = requests.get(self.base_url + "/-/ready", timeout=1.0)
-                if res.status_code == 200:
-                    return True, ""
-                last = f"/-/ready answered {res.status_code}"
-            except requests.RequestException as e:
-                last = f"/-/ready: {type(e).__name__}"
-            time.sleep(0.1)
-        return False, last
+        return wait_ready(self.proc, self.base_url + "/-/ready", READY_TIMEOUT_S)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -28,7 +28,6 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +37,7 @@ import pytest
 import requests
 
 from . import REPO
-from .procs import free_port, kill, pdeathsig, tail, terminate
+from .procs import free_port, kill, pdeathsig, tail, terminate, wait_ready
 from .raw import RawClient
 from .store import PgDatabase, pg_admin_url, store_kind
 
@@ -170,20 +169,10 @@ class Gateway:
 
     def _wait_ready(self) -> Tuple[bool, str]:
         """Poll GET /readyz until 200, the process exits, or READY_TIMEOUT_S passes."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False, f"process exited with code {self.proc.returncode}: {self.stderr_tail(2000)}"
-            try:
-                res = requests.get(self.base_url + "/readyz", timeout=1.0)
-                if res.status_code == 200:
-                    return True, ""
-                last = f"/readyz answered {res.status_code} {res.text[:200]!r}"
-            except requests.RequestException as e:
-                last = f"/readyz: {type(e).__name__}"
-            time.sleep(0.1)
-        return False, last
+        ok, why = wait_ready(self.proc, self.base_url + "/readyz", READY_TIMEOUT_S)
+        if not ok and self.proc.poll() is not None:
+            why = f"process {why}: {self.stderr_tail(2000)}"
+        return ok, why
 
     def _drop_db(self) -> None:
         if self.pg is not None:

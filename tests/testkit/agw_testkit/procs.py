@@ -7,8 +7,11 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
+
+import requests
 
 
 def free_port() -> int:
@@ -59,3 +62,23 @@ def tail(path: Path, limit: int = 6000) -> str:
     except OSError:
         return ""
     return data[-limit:].decode("utf-8", "replace")
+
+
+def wait_ready(proc: subprocess.Popen, url: str, timeout_s: float) -> Tuple[bool, str]:
+    """Poll GET `url` until it answers 200, `proc` exits, or `timeout_s` passes.
+    Returns (True, "") or (False, why); why starts "exited with code N" when it exited."""
+    deadline = time.monotonic() + timeout_s
+    path = "/" + url.split("/", 3)[-1]
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False, f"exited with code {proc.returncode}"
+        try:
+            res = requests.get(url, timeout=1.0)
+            if res.status_code == 200:
+                return True, ""
+            last = f"{path} answered {res.status_code} {res.text[:200]!r}"
+        except requests.RequestException as e:
+            last = f"{path}: {type(e).__name__}"
+        time.sleep(0.1)
+    return False, last
