@@ -3,7 +3,7 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|sync|waves|all]
+#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|sync|waves|ab|all]
 #   (default all; policy = only the policy evaluation example, which "all" runs
 #   first; events = job throughput with execution events and OTLP export off /
 #   on, both stores; events-load = the same modes at a fixed offered load, in
@@ -13,7 +13,9 @@
 #   8-worker SQLite cycles of a BENCH_BASELINE build against this tree on its
 #   default limits; sync = SQLite synchronous FULL vs NORMAL; waves = one
 #   SQLite gateway's RSS while BENCH_WAVES waves of BENCH_NEURONS neurons
-#   connect and leave; none of the last six is part of "all")
+#   connect and leave; ab = 8-worker cycles of BENCH_BASELINE against this
+#   build (BENCH_AB_STORE, BENCH_AB_ROUNDS); none of the last seven is part
+#   of "all")
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
@@ -368,6 +370,43 @@ waves() {
   stop_gateway
 }
 
+# A/B of two builds: 8-worker cycles of BENCH_BASELINE and of GATEWAY_BIN
+# (BENCH_GATEWAY or this tree's build), interleaved over BENCH_AB_ROUNDS
+# rounds of BENCH_DURATION, a fresh database each, on BENCH_AB_STORE
+# (sqlite or postgres), rate limit off. Prints cycles/s and claim p99; on
+# PostgreSQL also WAL syncs and commits per cycle (pg_stat_wal.wal_sync,
+# pg_stat_database.xact_commit: the whole server, before and after each run).
+ab() {
+  local store="${BENCH_AB_STORE:-sqlite}" round which bin url db out w0 w1 x0 x1
+  [ -n "${BENCH_BASELINE:-}" ] || { echo "ab: set BENCH_BASELINE to a baseline agent-gateway binary" >&2; exit 1; }
+  echo "## A/B, $store, 8 workers, ${DURATION} per run: baseline $BENCH_BASELINE vs $GATEWAY_BIN"
+  for round in $(seq 1 "${BENCH_AB_ROUNDS:-3}"); do
+    for which in baseline build; do
+      bin="$GATEWAY_BIN"; [ "$which" = baseline ] && bin="$BENCH_BASELINE"
+      if [ "$store" = postgres ]; then
+        db="agw_bench_ab_$RANDOM$RANDOM"; psql "$PG_ADMIN" -qc "CREATE DATABASE $db"; url="${PG_ADMIN%/*}/$db"
+      else
+        rm -f "$WORK"/ab.db*; url="sqlite://$WORK/ab.db"
+      fi
+      GATEWAY_BIN="$bin" start_gateway "$url"
+      w0=0; x0=0
+      [ "$store" = postgres ] && { w0="$(psql "$PG_ADMIN" -qAtc 'select wal_sync from pg_stat_wal')"; x0="$(psql "$PG_ADMIN" -qAtc 'select sum(xact_commit) from pg_stat_database')"; }
+      out="$("$TARGET/agw-loadgen" --json cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 --duration "$DURATION")"
+      w1=0; x1=0
+      [ "$store" = postgres ] && { w1="$(psql "$PG_ADMIN" -qAtc 'select wal_sync from pg_stat_wal')"; x1="$(psql "$PG_ADMIN" -qAtc 'select sum(xact_commit) from pg_stat_database')"; }
+      stop_gateway
+      [ "$store" = postgres ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+      echo "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin); c = max(d["cycles"], 1); w, x = (int(v) for v in sys.argv[2:4])
+extra = f", WAL syncs/cycle {w / c:.2f}, commits/cycle {x / c:.2f}" if sys.argv[4] == "postgres" else ""
+rate, p99 = d["cycles_per_sec"], d["claim"]["p99_ms"]
+print(f"round {sys.argv[1]}  {sys.argv[5]}  cycles/s {rate:.0f}, claim p99 {p99} ms{extra}")
+' "$round" "$((w1 - w0))" "$((x1 - x0))" "$store" "$which"
+    done
+  done
+}
+
 LOAD_RATE_SQLITE="${BENCH_LOAD_RATE_SQLITE:-1500}"
 LOAD_RATE_PG="${BENCH_LOAD_RATE_PG:-200}"
 BACKLOG="${BENCH_BACKLOG:-3200}"
@@ -395,6 +434,9 @@ if [ "$WHICH" = events-load ]; then
 fi
 if [ "$WHICH" = sync ]; then
   sync_cost
+fi
+if [ "$WHICH" = ab ]; then
+  ab
 fi
 if [ "$WHICH" = waves ]; then
   waves
