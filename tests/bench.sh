@@ -30,6 +30,10 @@
 #      BENCH_NEURONS (10000), BENCH_WAVES (5): waves' size and count,
 #      BENCH_NO_BUILD=1: use the release binaries already built,
 #      BENCH_ENV: VAR=value words added to the gateway's environment (waves),
+#      BENCH_AB_WORKERS (8): ab's workers; BENCH_AUTOVACUUM=on: ab on PostgreSQL with
+#        autovacuum on (ALTER SYSTEM, reset at exit); BENCH_AB_STATEMENTS=N: ab on
+#        PostgreSQL prints its N costliest statements per cycle (needs pg_stat_statements
+#        in shared_preload_libraries),
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -377,9 +381,16 @@ waves() {
 # PostgreSQL also WAL syncs and commits per cycle (pg_stat_wal.wal_sync,
 # pg_stat_database.xact_commit: the whole server, before and after each run).
 ab() {
-  local store="${BENCH_AB_STORE:-sqlite}" round which bin url db out w0 w1 x0 x1
+  local store="${BENCH_AB_STORE:-sqlite}" round which bin url db out w0 w1 x0 x1 top
   [ -n "${BENCH_BASELINE:-}" ] || { echo "ab: set BENCH_BASELINE to a baseline agent-gateway binary" >&2; exit 1; }
-  echo "## A/B, $store, 8 workers, ${DURATION} per run: baseline $BENCH_BASELINE vs $GATEWAY_BIN"
+  echo "## A/B, $store, ${BENCH_AB_WORKERS:-8} workers, ${DURATION} per run: baseline $BENCH_BASELINE vs $GATEWAY_BIN"
+  if [ "$store" = postgres ] && [ "${BENCH_AUTOVACUUM:-}" = on ]; then
+    # The issue's condition for PostgreSQL figures: autovacuum on (this
+    # machine ships it off); restored when the run ends.
+    psql "$PG_ADMIN" -qc "ALTER SYSTEM SET autovacuum = on" -c "SELECT pg_reload_conf()" >/dev/null
+    trap 'psql "$PG_ADMIN" -qc "ALTER SYSTEM RESET autovacuum" -c "SELECT pg_reload_conf()" >/dev/null; cleanup' EXIT
+    echo "autovacuum: $(psql "$PG_ADMIN" -qAtc 'show autovacuum')"
+  fi
   for round in $(seq 1 "${BENCH_AB_ROUNDS:-3}"); do
     for which in baseline build; do
       bin="$GATEWAY_BIN"; [ "$which" = baseline ] && bin="$BENCH_BASELINE"
@@ -390,19 +401,34 @@ ab() {
       fi
       GATEWAY_BIN="$bin" start_gateway "$url"
       w0=0; x0=0
-      [ "$store" = postgres ] && { w0="$(psql "$PG_ADMIN" -qAtc 'select wal_sync from pg_stat_wal')"; x0="$(psql "$PG_ADMIN" -qAtc 'select sum(xact_commit) from pg_stat_database')"; }
-      out="$("$TARGET/agw-loadgen" --json cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 --duration "$DURATION")"
-      w1=0; x1=0
-      [ "$store" = postgres ] && { w1="$(psql "$PG_ADMIN" -qAtc 'select wal_sync from pg_stat_wal')"; x1="$(psql "$PG_ADMIN" -qAtc 'select sum(xact_commit) from pg_stat_database')"; }
+      if [ "$store" = postgres ]; then
+        w0="$(psql "$PG_ADMIN" -qAtc 'select wal_sync from pg_stat_wal')"
+        x0="$(psql "$PG_ADMIN" -qAtc "select xact_commit + xact_rollback from pg_stat_database where datname = '$db'")"
+        # Per-statement figures when pg_stat_statements is loaded (optional).
+        psql "$PG_ADMIN" -qAtc 'select pg_stat_statements_reset()' >/dev/null 2>&1 || true
+      fi
+      out="$("$TARGET/agw-loadgen" --json cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" \
+        --workers "${BENCH_AB_WORKERS:-8}" --duration "$DURATION")"
+      w1=0; x1=0; top=""
+      if [ "$store" = postgres ]; then
+        w1="$(psql "$PG_ADMIN" -qAtc 'select wal_sync from pg_stat_wal')"
+        x1="$(psql "$PG_ADMIN" -qAtc "select xact_commit + xact_rollback from pg_stat_database where datname = '$db'")"
+        top="$(psql "$PG_ADMIN" -qAtF $'\t' -c "select calls, round(total_exec_time::numeric, 1), left(regexp_replace(query, '\s+', ' ', 'g'), 70)
+          from pg_stat_statements s join pg_database d on d.oid = s.dbid where d.datname = '$db'
+          order by total_exec_time desc limit ${BENCH_AB_STATEMENTS:-0}" 2>/dev/null || true)"
+      fi
       stop_gateway
       [ "$store" = postgres ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
       echo "$out" | python3 -c '
 import json, sys
 d = json.load(sys.stdin); c = max(d["cycles"], 1); w, x = (int(v) for v in sys.argv[2:4])
-extra = f", WAL syncs/cycle {w / c:.2f}, commits/cycle {x / c:.2f}" if sys.argv[4] == "postgres" else ""
+extra = f", WAL syncs/cycle {w / c:.2f}, transactions/cycle {x / c:.2f}" if sys.argv[4] == "postgres" else ""
 rate, p99 = d["cycles_per_sec"], d["claim"]["p99_ms"]
 print(f"round {sys.argv[1]}  {sys.argv[5]}  cycles/s {rate:.0f}, claim p99 {p99} ms{extra}")
-' "$round" "$((w1 - w0))" "$((x1 - x0))" "$store" "$which"
+for line in sys.argv[6].splitlines():
+    calls, ms, query = line.split("\t", 2)
+    print(f"    {int(calls) / c:6.2f} calls/cycle  {float(ms) * 1000 / c:7.1f} us/cycle  {query}")
+' "$round" "$((w1 - w0))" "$((x1 - x0))" "$store" "$which" "$top"
     done
   done
 }

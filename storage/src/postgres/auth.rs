@@ -5,14 +5,12 @@ use super::*;
 
 impl crate::AuthStore for PgStore {
     async fn nonce_record(&self, p: crate::NonceParams) -> crate::StoreResult<bool> {
-        let n = sqlx::query(crate::sql::NONCE_INSERT)
-            .bind(&p.key_id)
-            .bind(&p.nonce)
-            .bind(crate::model::to_ms(p.expires_at))
-            .execute(self.nonce_writer()?)
-            .await?
-            .rows_affected();
-        Ok(n == 1)
+        // Fail fast while the database is known to be down.
+        self.nonce_writer()?;
+        let expires_at_ms = crate::model::to_ms(p.expires_at);
+        self.nonce_batches
+            .record(p.key_id, p.nonce, expires_at_ms)
+            .await
     }
 
     async fn api_key_insert(&self, k: crate::ApiKey) -> crate::StoreResult<()> {

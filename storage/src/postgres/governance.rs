@@ -24,10 +24,14 @@ impl crate::GovernanceStore for PgStore {
             s.insert_trace_tx(&mut tx, &p.trace).await?;
             // The job in a savepoint: a refusal undoes it alone.
             let mut job_tx = sqlx::Connection::begin(&mut *tx).await?;
-            match Self::insert_job_tx(&mut job_tx, p.job).await {
+            let (topic, due) = (p.job.job.topic.clone(), p.job.job.delay_ms <= 0);
+            match Self::insert_job_tx(&mut job_tx, p.job, &s.open_jobs).await {
                 Ok(out) => {
                     job_tx.commit().await?;
                     tx.commit().await?;
+                    if due && matches!(out, crate::JobInsertOutcome::Inserted(_)) {
+                        s.wake(&topic);
+                    }
                     Ok(out)
                 }
                 Err(refused @ crate::StoreError::TooManyOpen { .. }) => {

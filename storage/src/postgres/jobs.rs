@@ -16,9 +16,27 @@ impl crate::JobStore for PgStore {
         p: crate::JobInsertParams,
     ) -> crate::StoreResult<crate::JobInsertOutcome> {
         self.to_completion(move |s| async move {
-            let mut tx = s.writer()?.begin().await?;
-            let out = Self::insert_job_tx(&mut tx, p).await?;
-            tx.commit().await?;
+            let topic = p.job.topic.clone();
+            let due = p.job.delay_ms <= 0;
+            let admitted = match p.max_open_per_tenant {
+                _ if p.idempotency.is_some() => None,
+                None => Some(None),
+                Some(limit) => s.open_jobs.admit(&p.job.tenant, limit).map(Some),
+            };
+            let out = if let Some(_admitted) = admitted {
+                // One statement committing on its own: no transaction, no
+                // lock, no count (no cap, or the cap's estimate admitted it).
+                let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+                Self::insert_row(s.writer()?, &p.job, now_ms).await?
+            } else {
+                let mut tx = s.writer()?.begin().await?;
+                let out = Self::insert_job_tx(&mut tx, p, &s.open_jobs).await?;
+                tx.commit().await?;
+                out
+            };
+            if due && matches!(out, crate::JobInsertOutcome::Inserted(_)) {
+                s.wake(&topic);
+            }
             Ok(out)
         })
         .await
@@ -26,6 +44,16 @@ impl crate::JobStore for PgStore {
 
     async fn job_claim(&self, p: crate::JobClaimParams) -> crate::StoreResult<Option<crate::Job>> {
         use crate::model::to_ms;
+        // The same claimant's same claim found nothing and nothing woke its
+        // topic since: answer without a query (see `super::empty`).
+        let known = super::empty::key(&p);
+        if known
+            .as_deref()
+            .is_some_and(|k| self.empty_claims.still_empty(k))
+        {
+            return Ok(None);
+        }
+        let wakeups = known.as_ref().map(|_| self.notifier.subscribe());
         let now_ms = to_ms(p.now.unwrap_or_else(chrono::Utc::now));
         let sql = self.sql().claim_for(&p);
         let tenant = match &p.scope {
@@ -48,6 +76,13 @@ impl crate::JobStore for PgStore {
             .bind(&p.on_behalf_of)
             .fetch_optional(self.writer()?)
             .await?;
+        if let (Some(k), Some(wakeups)) = (known, wakeups) {
+            if row.is_some() {
+                self.empty_claims.found_work(&k);
+            } else {
+                self.empty_claims.found_nothing(k, p.topic.clone(), wakeups);
+            }
+        }
         row.map(TryInto::try_into).transpose()
     }
 
@@ -83,7 +118,7 @@ impl crate::JobStore for PgStore {
             )
             .await?;
             tx.commit().await?;
-            s.announce(&job, JobChange::Settled(job.state)).await;
+            s.announce(&job, JobChange::Settled(job.state));
             s.notifier.publish(event);
             Ok(job)
         })
@@ -120,14 +155,14 @@ impl crate::JobStore for PgStore {
             let event =
                 Self::job_event_at(&mut tx, log.as_deref(), &job, ending, None, now_ms, head)
                     .await?;
-            // A retry that is due at once (refunded attempt) wakes waiters at
-            // commit; a delayed one is picked up by the due-topics scan.
-            if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
-                Self::wake_in_tx(&mut tx, &job.topic).await?;
-            }
             tx.commit().await?;
+            // A retry that is due at once (refunded attempt) wakes waiters
+            // now; a delayed one is picked up by the due-topics scan.
+            if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
+                s.wake(&job.topic);
+            }
             if job.state.is_terminal() {
-                s.announce(&job, JobChange::Settled(job.state)).await;
+                s.announce(&job, JobChange::Settled(job.state));
             }
             s.notifier.publish(event);
             Ok(job)
@@ -147,8 +182,7 @@ impl crate::JobStore for PgStore {
             .fetch_optional(self.writer()?)
             .await?;
         let job: crate::Job = row.ok_or(crate::StoreError::LeaseLost)?.try_into()?;
-        self.announce(&job, JobChange::Progress(job.progress.clone()))
-            .await;
+        self.announce(&job, JobChange::Progress(job.progress.clone()));
         Ok(job)
     }
 
@@ -193,8 +227,7 @@ impl crate::JobStore for PgStore {
                 None
             };
             tx.commit().await?;
-            s.announce(&before, JobChange::Settled(crate::JobState::Cancelled))
-                .await;
+            s.announce(&before, JobChange::Settled(crate::JobState::Cancelled));
             s.notifier.publish(event);
             Ok(before)
         })
@@ -241,11 +274,12 @@ impl crate::JobStore for PgStore {
                 .await?;
             let mut out = Vec::with_capacity(rows.len());
             let mut events = Vec::new();
+            let mut reopened = std::collections::BTreeSet::new();
             for r in rows {
                 let (holder, token) = (r.lease_holder.clone(), r.lease_token.clone());
                 let job = crate::Job::try_from(r)?;
                 if job.state == crate::JobState::Open {
-                    Self::wake_in_tx(&mut tx, &job.topic).await?;
+                    reopened.insert(job.topic.clone());
                 }
                 let ending = Ending::Expired {
                     dead: job.state == crate::JobState::Dead,
@@ -260,6 +294,9 @@ impl crate::JobStore for PgStore {
                 });
             }
             tx.commit().await?;
+            for topic in &reopened {
+                s.wake(topic);
+            }
             for e in events {
                 s.notifier.execution_event(e);
             }
@@ -337,11 +374,15 @@ impl crate::JobStore for PgStore {
 
 impl PgStore {
     /// Inserts a job in `tx` (the body of [`crate::JobStore::job_insert`],
-    /// shared with governance admission); the caller commits. A replayed
-    /// idempotency key writes nothing.
+    /// shared with governance admission); the caller commits, then wakes the
+    /// topic's waiters if the job is due. A replayed idempotency key answers
+    /// what it answered first; the tenant cap is an exact count under the
+    /// tenant's lock, which also resets `open_jobs`' estimate (see
+    /// [`super::cap`]).
     pub(super) async fn insert_job_tx(
         tx: &mut Transaction<'_, Postgres>,
         p: crate::JobInsertParams,
+        open_jobs: &super::cap::OpenJobs,
     ) -> crate::StoreResult<crate::JobInsertOutcome> {
         use crate::model::to_ms;
         let now = p.now.unwrap_or_else(chrono::Utc::now);
@@ -374,14 +415,25 @@ impl PgStore {
         }
         if let Some(limit) = p.max_open_per_tenant {
             Self::lock_tenant(tx, &job.tenant).await?;
+            let before = open_jobs.before_count(&job.tenant);
             let (live,): (i64,) = sqlx::query_as(crate::sql::COUNT_LIVE_TENANT)
                 .bind(&job.tenant)
                 .fetch_one(&mut **tx)
                 .await?;
-            if live >= limit {
+            if live + before.unseen() >= limit {
                 return Err(crate::StoreError::TooManyOpen { limit });
             }
+            open_jobs.counted(&job.tenant, before, live);
         }
+        Self::insert_row(&mut **tx, &job, now_ms).await
+    }
+
+    /// The job's `INSERT`, on a transaction or on its own.
+    async fn insert_row<'e>(
+        executor: impl sqlx::PgExecutor<'e>,
+        job: &crate::NewJob,
+        now_ms: i64,
+    ) -> crate::StoreResult<crate::JobInsertOutcome> {
         let run_at = now_ms.saturating_add(job.delay_ms.max(0));
         let row: crate::row::JobRow = sqlx::query_as(crate::sql::INSERT_JOB)
             .bind(&job.id)
@@ -400,12 +452,8 @@ impl PgStore {
             .bind(job.input.to_string())
             .bind(job.metadata.as_ref().map(ToString::to_string))
             .bind(now_ms)
-            .fetch_one(&mut **tx)
+            .fetch_one(executor)
             .await?;
-        let due = run_at <= now_ms;
-        if due {
-            Self::wake_in_tx(tx, &job.topic).await?;
-        }
         Ok(crate::JobInsertOutcome::Inserted(Box::new(row.try_into()?)))
     }
 }

@@ -1,12 +1,17 @@
-//! The PostgreSQL driver: claims with `FOR UPDATE SKIP LOCKED`, wake-ups with
-//! `NOTIFY` inside the writing transaction and one `LISTEN` task per process,
-//! so every replica's waiters hear of every replica's jobs.
+//! The PostgreSQL driver: claims with `FOR UPDATE SKIP LOCKED`, wake-ups
+//! sent after commit (in process, and by a coalesced `NOTIFY` to the other
+//! replicas: [`wake`]) and one `LISTEN` task per process, so every replica's
+//! waiters hear of every replica's jobs.
 
 mod auth;
+mod cap;
+mod empty;
 mod events;
 mod governance;
 mod jobs;
+mod nonces;
 mod settings;
+mod wake;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -23,6 +28,8 @@ use crate::notify::{JobChange, JobEvent, PG_CHANNEL, PG_JOB_CHANNEL};
 use crate::sql::{POSTGRES_SQL, Sql};
 use crate::{ConnectOptions, Notifier, StoreResult};
 use agw_events::ChainLink;
+use cap::OpenJobs;
+use wake::Wakes;
 
 /// A settlement statement (`UPDATE jobs … RETURNING *`) that also returns
 /// the head of the settled job's own event chain (`head_hash`,
@@ -81,7 +88,15 @@ pub struct PgStore {
     pool: PgPool,
     /// Connections with `synchronous_commit = off`, for nonce records only.
     nonces: PgPool,
+    /// Nonce records, group-committed on `nonces`.
+    nonce_batches: nonces::Nonces,
     notifier: Notifier,
+    /// Wake-ups after commit: here at once, elsewhere by `NOTIFY`.
+    wakes: Wakes,
+    /// Per-tenant estimates of live jobs for the open-job cap.
+    open_jobs: Arc<OpenJobs>,
+    /// Claims that found nothing and need not ask again yet.
+    empty_claims: Arc<empty::EmptyClaims>,
     events: EventSlot,
     /// Set while the database is known to be unreachable: every call then
     /// fails at once with [`crate::StoreError::Unavailable`] (a `503`)
@@ -151,6 +166,7 @@ async fn relay_wakeups(
     pool: PgPool,
     listener: PgListener,
     fan_out: Notifier,
+    own: Wakes,
     down: Arc<AtomicBool>,
 ) {
     let mut listener = Some(listener);
@@ -171,6 +187,8 @@ async fn relay_wakeups(
             continue;
         };
         match l.try_recv().await {
+            // Ours: delivered in process when it was sent.
+            Ok(Some(n)) if own.is_own(n.process_id()) => {}
             Ok(Some(n)) if n.channel() == PG_JOB_CHANNEL => {
                 if let Some(ev) = JobEvent::from_payload(n.payload()) {
                     fan_out.job_event(ev);
@@ -240,14 +258,25 @@ impl PgStore {
             .test_before_acquire(false)
             .connect_lazy_with(relaxed);
         let notifier = Notifier::default();
+        let wakes = Wakes::start(notifier.clone(), (*pool.connect_options()).clone());
         let listener = listen(&pool).await?;
         let fan_out = notifier.clone();
         let down = Arc::new(AtomicBool::new(false));
-        tokio::spawn(relay_wakeups(pool.clone(), listener, fan_out, down.clone()));
+        tokio::spawn(relay_wakeups(
+            pool.clone(),
+            listener,
+            fan_out,
+            wakes.clone(),
+            down.clone(),
+        ));
         Ok(Self {
             pool,
+            nonce_batches: nonces::Nonces::start(nonces.clone()),
             nonces,
             notifier,
+            wakes,
+            open_jobs: Arc::default(),
+            empty_claims: Arc::default(),
             events: EventSlot::default(),
             down,
         })
@@ -397,38 +426,20 @@ impl PgStore {
         Self::insert_event(tx, row).await.map(Some)
     }
 
-    /// Tells every replica's waiters of a watched job what happened to it.
-    /// Sent after the settlement committed; a lost hint costs a waiter only
-    /// its periodic re-check, so a failure here is logged, not returned.
-    async fn announce(&self, job: &crate::Job, change: JobChange) {
-        if !JobEvent::watched(job) {
-            return;
-        }
-        let payload = JobEvent {
-            id: job.id.clone(),
-            change,
-        }
-        .to_payload();
-        let Ok(pool) = self.writer() else {
-            return;
-        };
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(PG_JOB_CHANNEL)
-            .bind(payload)
-            .execute(pool)
-            .await
-        {
-            tracing::warn!(job = %job.id, error = %e, "job event NOTIFY failed");
+    /// Tells every replica's waiters of a watched job what happened to it
+    /// (after the settlement committed; see [`wake`]).
+    fn announce(&self, job: &crate::Job, change: JobChange) {
+        if JobEvent::watched(job) {
+            self.wakes.job_event(JobEvent {
+                id: job.id.clone(),
+                change,
+            });
         }
     }
 
-    /// Delivered by PostgreSQL at commit, to every replica (this one included).
-    async fn wake_in_tx(tx: &mut Transaction<'_, Postgres>, topic: &str) -> StoreResult<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(PG_CHANNEL)
-            .bind(topic)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+    /// Wakes every replica's waiters of `topic` (after the commit that made
+    /// a job claimable there; see [`wake`]).
+    fn wake(&self, topic: &str) {
+        self.wakes.topic(topic);
     }
 }

@@ -13,6 +13,34 @@ pub(crate) async fn nonce_replay_records(s: Store) {
     assert!(s.nonce_record(n("k2", "abc")).await.unwrap(), "per key");
 }
 
+/// Concurrent records (a driver may write them as one batch): of many
+/// records of one nonce exactly one is new; distinct nonces are all new.
+pub(crate) async fn concurrent_nonces_one_new_each(s: Store) {
+    let record = |s: Store, nonce: String| async move {
+        s.nonce_record(NonceParams {
+            key_id: "k1".into(),
+            nonce,
+            expires_at: t0() + Duration::minutes(10),
+        })
+        .await
+        .expect("nonce")
+    };
+    let same: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(record(s.clone(), "same".into())))
+        .collect();
+    let distinct: Vec<_> = (0..200)
+        .map(|i| tokio::spawn(record(s.clone(), format!("n{i}"))))
+        .collect();
+    let mut new_same = 0;
+    for t in same {
+        new_same += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(new_same, 1, "one nonce, one record");
+    for t in distinct {
+        assert!(t.await.expect("task"), "a distinct nonce is new");
+    }
+}
+
 /// Keys and OAuth clients list by owner and revoke by id: the revocation time
 /// reads back through every lookup, a repeat keeps the first time, an unknown
 /// id is `false`; revoked capability types read back with their reason.

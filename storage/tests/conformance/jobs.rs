@@ -779,6 +779,55 @@ pub(crate) async fn wakeups_on_insert(s: Store) {
     assert_eq!(&*topic, "wake/t");
 }
 
+/// Many concurrent publishes of one tenant never pass its cap (also while a
+/// driver admits without counting below part of it), and once they are done
+/// the cap is exact: publishing one at a time fills it to the last job.
+pub(crate) async fn open_cap_holds_under_concurrent_publishes(s: Store) {
+    const CAP: i64 = 40;
+    let insert = |s: Store| async move {
+        s.job_insert(JobInsertParams {
+            job: new_job("busy", "cap/t"),
+            idempotency: None,
+            max_open_per_tenant: Some(CAP),
+            now: None,
+        })
+        .await
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        tasks.push(tokio::spawn(insert(s.clone())));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(JobInsertOutcome::Inserted(_)) => admitted += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(StoreError::TooManyOpen { limit: CAP }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let live = s
+        .jobs_count_open(&Scope::Tenant("busy".into()))
+        .await
+        .unwrap();
+    assert_eq!(live, admitted);
+    assert!(live <= CAP, "{live} open jobs under a cap of {CAP}");
+    loop {
+        match insert(s.clone()).await {
+            Ok(_) => {}
+            Err(StoreError::TooManyOpen { limit: CAP }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        s.jobs_count_open(&Scope::Tenant("busy".into()))
+            .await
+            .unwrap(),
+        CAP,
+        "one at a time, the cap fills exactly"
+    );
+}
+
 pub(crate) async fn failing_operation_spares_concurrent_ones(s: Store) {
     // Inserts racing a refused one (cap reached) all land; the refused one
     // leaves nothing behind — also when the driver commits them as a group.
@@ -1094,5 +1143,78 @@ async fn postgres_listen_reconnects_and_wakes_every_waiter() {
     })
     .await;
     assert!(heard.is_ok(), "NOTIFY heard on the new LISTEN connection");
+    t.cleanup().await;
+}
+
+/// Two replicas publishing for one tenant at once stay within its cap
+/// (each admits without counting only below half of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_replicas_stay_within_the_cap() {
+    const CAP: i64 = 20;
+    let t = TestStore::postgres().await;
+    let url = t.pg_url().expect("postgres");
+    let other = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("second replica");
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let s = if i % 2 == 0 {
+            t.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            s.job_insert(JobInsertParams {
+                job: new_job("busy", "cap/t"),
+                idempotency: None,
+                max_open_per_tenant: Some(CAP),
+                now: None,
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) | Err(StoreError::TooManyOpen { limit: CAP }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let live = t
+        .store
+        .jobs_count_open(&Scope::Tenant("busy".into()))
+        .await
+        .unwrap();
+    assert!(live <= CAP, "{live} open jobs under a cap of {CAP}");
+    other.close().await;
+    t.cleanup().await;
+}
+
+/// A publish on one replica wakes waiters on the other (a `NOTIFY` sent
+/// after the commit) and on its own (in process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_publish_wakes_both_replicas() {
+    let t = TestStore::postgres().await;
+    let url = t.pg_url().expect("postgres");
+    let other = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("second replica");
+    let mut here = t.store.notifier().subscribe();
+    let mut there = other.notifier().subscribe();
+    insert_at(&t.store, new_job("acme", "wake/both"), Utc::now()).await;
+    for (name, rx) in [
+        ("publishing replica", &mut here),
+        ("other replica", &mut there),
+    ] {
+        let heard = tokio::time::timeout(StdDuration::from_secs(10), async {
+            loop {
+                if Notifier::wakes(&rx.recv().await.expect("wake-up"), "wake/both") {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(heard.is_ok(), "{name} woken");
+    }
+    other.close().await;
     t.cleanup().await;
 }
