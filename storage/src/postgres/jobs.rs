@@ -87,42 +87,15 @@ impl crate::JobStore for PgStore {
     }
 
     async fn job_complete(&self, p: crate::JobCompleteParams) -> crate::StoreResult<crate::Job> {
-        self.to_completion(move |s| async move {
-            let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
-            let (token, key) = p.proof.split();
-            let log = s.events.get();
-            let sql: &str = if log.is_some() {
-                &COMPLETE_WITH_HEAD
-            } else {
-                crate::sql::COMPLETE
-            };
-            let mut tx = s.writer()?.begin().await?;
-            let row = sqlx::query(sql)
-                .bind(&p.id)
-                .bind(token)
-                .bind(key)
-                .bind(p.result.to_string())
-                .bind(p.result_type.as_str())
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (job, head) = settled(row, log.is_some())?;
-            let event = Self::job_event_at(
-                &mut tx,
-                log.as_deref(),
-                &job,
-                Ending::Fulfilled,
-                Some(&p.result),
-                now_ms,
-                head,
-            )
-            .await?;
-            tx.commit().await?;
-            s.announce(&job, JobChange::Settled(job.state));
-            s.notifier.publish(event);
-            Ok(job)
-        })
-        .await
+        // Group-committed with concurrent fulfilments (see `super::settle`);
+        // queued, it runs to its end whatever happens to this call.
+        match &self.settler {
+            Some(settler) => settler.complete(p).await,
+            None => {
+                self.to_completion(move |s| async move { s.complete_one(p).await })
+                    .await
+            }
+        }
     }
 
     async fn job_fail(&self, p: crate::JobFailParams) -> crate::StoreResult<crate::Job> {
@@ -455,5 +428,47 @@ impl PgStore {
             .fetch_one(executor)
             .await?;
         Ok(crate::JobInsertOutcome::Inserted(Box::new(row.try_into()?)))
+    }
+
+    /// One fulfilment in a transaction of its own (the body of
+    /// [`crate::JobStore::job_complete`] for a group of one).
+    pub(super) async fn complete_one(
+        &self,
+        p: crate::JobCompleteParams,
+    ) -> crate::StoreResult<crate::Job> {
+        let s = self;
+        let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+        let (token, key) = p.proof.split();
+        let log = s.events.get();
+        let sql: &str = if log.is_some() {
+            &COMPLETE_WITH_HEAD
+        } else {
+            crate::sql::COMPLETE
+        };
+        let mut tx = s.writer()?.begin().await?;
+        let row = sqlx::query(sql)
+            .bind(&p.id)
+            .bind(token)
+            .bind(key)
+            .bind(p.result.to_string())
+            .bind(p.result_type.as_str())
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (job, head) = settled(row, log.is_some())?;
+        let event = Self::job_event_at(
+            &mut tx,
+            log.as_deref(),
+            &job,
+            Ending::Fulfilled,
+            Some(&p.result),
+            now_ms,
+            head,
+        )
+        .await?;
+        tx.commit().await?;
+        s.announce(&job, JobChange::Settled(job.state));
+        s.notifier.publish(event);
+        Ok(job)
     }
 }

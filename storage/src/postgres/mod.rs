@@ -11,6 +11,7 @@ mod governance;
 mod jobs;
 mod nonces;
 mod settings;
+mod settle;
 mod wake;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +98,8 @@ pub struct PgStore {
     open_jobs: Arc<OpenJobs>,
     /// Claims that found nothing and need not ask again yet.
     empty_claims: Arc<empty::EmptyClaims>,
+    /// Fulfilments, group-committed (`None` in the settling task's own copy).
+    settler: Option<settle::Settler>,
     events: EventSlot,
     /// Set while the database is known to be unreachable: every call then
     /// fails at once with [`crate::StoreError::Unavailable`] (a `503`)
@@ -269,7 +272,7 @@ impl PgStore {
             wakes.clone(),
             down.clone(),
         ));
-        Ok(Self {
+        let mut store = Self {
             pool,
             nonce_batches: nonces::Nonces::start(nonces.clone()),
             nonces,
@@ -277,9 +280,12 @@ impl PgStore {
             wakes,
             open_jobs: Arc::default(),
             empty_claims: Arc::default(),
+            settler: None,
             events: EventSlot::default(),
             down,
-        })
+        };
+        store.settler = Some(settle::Settler::start(store.clone()));
+        Ok(store)
     }
 
     /// Wake-ups of this store (fed by `LISTEN`).

@@ -481,6 +481,62 @@ pub(crate) async fn dropped_calls_leave_no_half_done_work(s: Store) {
     agw_events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
 }
 
+/// Concurrent fulfilments (a driver may commit them as a group): of two
+/// right-token fulfilments of one job exactly one settles it, a wrong token
+/// never does, and each job gets its result and exactly one event.
+pub(crate) async fn concurrent_fulfilments_settle_each_lease_once(s: Store) {
+    let key = enable_events(&s);
+    let now = Utc::now();
+    for _ in 0..40 {
+        insert_at(&s, new_job("acme", "group/settle"), now).await;
+    }
+    let mut leased = Vec::new();
+    while let Some(j) = claim_one(&s, claim("acme", Some("group/settle"), "w1", now)).await {
+        leased.push(j);
+    }
+    assert_eq!(leased.len(), 40);
+    let mut calls = Vec::new();
+    for j in &leased {
+        for proof in [token(j), token(j), LeaseProof::Token("stale".into())] {
+            let s = s.clone();
+            let p = complete(&j.id, proof, now);
+            calls.push((
+                j.id.clone(),
+                tokio::spawn(async move { s.job_complete(p).await }),
+            ));
+        }
+    }
+    let mut settled = std::collections::HashMap::<String, usize>::new();
+    for (id, call) in calls {
+        match call.await.expect("task") {
+            Ok(job) => {
+                assert_eq!(job.id, id);
+                assert_eq!(job.state, JobState::Fulfilled);
+                *settled.entry(id).or_default() += 1;
+            }
+            Err(StoreError::LeaseLost) => {}
+            Err(e) => panic!("{id}: {e:?}"),
+        }
+    }
+    let evs = all_events(&s, Scope::All).await;
+    for j in &leased {
+        assert_eq!(settled.get(&j.id), Some(&1), "settled once: {}", j.id);
+        let got = s
+            .job_get(&j.id, &Scope::All)
+            .await
+            .expect("get")
+            .expect("job");
+        assert_eq!(got.result, Some(json!({"ok": true})));
+        assert_eq!(
+            evs.iter().filter(|e| e.correlation_id == j.id).count(),
+            1,
+            "one event: {}",
+            j.id
+        );
+    }
+    agw_events::verify_chain(&evs, |_| Some(key)).expect("every chain verifies");
+}
+
 /// PostgreSQL: a settlement whose caller went away after it started still
 /// commits (it runs on a task of its own), instead of being cut off with its
 /// transaction half-way.
