@@ -20,8 +20,8 @@ mod events;
 mod export;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -38,7 +38,9 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, IdGenerator as _, RandomIdGenerator, Sampler, SdkTracerProvider,
+};
 use tokio::runtime::Handle;
 use tokio::sync::broadcast::Receiver;
 use tokio::task::JoinHandle;
@@ -60,6 +62,9 @@ use export::{BoundedLogs, BoundedSpans, CountedLogs, CountedSpans, OtlpHttpClien
 
 /// Whether request spans are exported (they are INFO spans then, DEBUG otherwise).
 static TRACES_ON: AtomicBool = AtomicBool::new(false);
+
+/// Which requests get an exported span (set with [`TRACES_ON`]).
+static SAMPLER: OnceLock<RequestSampler> = OnceLock::new();
 
 /// The instrumentation scope of everything the gateway exports.
 const SCOPE: &str = "agent-gateway";
@@ -96,6 +101,97 @@ pub(crate) struct Settings {
     pub(crate) logs: Option<SignalSettings>,
     /// Resource attributes, `service.name` first.
     pub(crate) resource: Vec<(String, String)>,
+    /// Which requests get a span (`OTEL_TRACES_SAMPLER`, `_ARG`).
+    pub(crate) sampler: RequestSampler,
+}
+
+/// Which requests get a span, decided *before* the span is built, from the
+/// standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default
+/// `parentbased_always_on`). A request sampled out costs no span at all
+/// (the SDK's own sampler would decide only after the span and its
+/// OpenTelemetry data were built); the spans that are built are then all
+/// exported (the SDK runs with `always_on`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RequestSampler {
+    /// `parentbased_*`: a caller's `traceparent` decides by its flag.
+    parent_based: bool,
+    /// The rule for requests without a parent (or for all, when not
+    /// parent-based): the share of them sampled, 0 to 1.
+    root_ratio: f64,
+}
+
+impl Default for RequestSampler {
+    fn default() -> Self {
+        Self {
+            parent_based: true,
+            root_ratio: 1.0,
+        }
+    }
+}
+
+impl RequestSampler {
+    /// Whether a request with this parent (if any) gets a span.
+    pub(crate) fn samples(&self, parent: Option<&SpanContext>) -> bool {
+        if self.parent_based
+            && let Some(p) = parent
+        {
+            return p.is_sampled();
+        }
+        if self.root_ratio >= 1.0 {
+            return true;
+        }
+        if self.root_ratio <= 0.0 {
+            return false;
+        }
+        // As the SDK's `TraceIdRatioBased`: the low 63 bits of a random
+        // trace id against the ratio.
+        let id = u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes());
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let bound = (self.root_ratio * (1u64 << 63) as f64) as u64;
+        ((id as u64) >> 1) < bound
+    }
+}
+
+/// `OTEL_TRACES_SAMPLER` and its argument.
+fn sampler(env: &impl Env, errors: &mut Vec<String>) -> RequestSampler {
+    let name = var(env, "OTEL_TRACES_SAMPLER")
+        .unwrap_or_else(|| "parentbased_always_on".to_owned())
+        .to_ascii_lowercase();
+    let mut ratio = || match var(env, "OTEL_TRACES_SAMPLER_ARG") {
+        None => 1.0,
+        Some(v) => match v.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => r,
+            _ => {
+                errors.push(format!(
+                    "OTEL_TRACES_SAMPLER_ARG={v}: expected a ratio from 0 to 1"
+                ));
+                1.0
+            }
+        },
+    };
+    let (parent_based, root_ratio) = match name.as_str() {
+        "always_on" => (false, 1.0),
+        "always_off" => (false, 0.0),
+        "traceidratio" => (false, ratio()),
+        "parentbased_always_on" => (true, 1.0),
+        "parentbased_always_off" => (true, 0.0),
+        "parentbased_traceidratio" => (true, ratio()),
+        other => {
+            errors.push(format!(
+                "OTEL_TRACES_SAMPLER={other}: expected always_on, always_off, traceidratio, \
+                 parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+            ));
+            (true, 1.0)
+        }
+    };
+    RequestSampler {
+        parent_based,
+        root_ratio,
+    }
 }
 
 /// The variables of one signal.
@@ -132,6 +228,7 @@ impl Settings {
         let traces = read(&TRACES);
         let logs = read(&LOGS);
         let resource = resource(env, &mut errors);
+        let sampler = sampler(env, &mut errors);
         if !errors.is_empty() {
             anyhow::bail!("invalid OpenTelemetry settings: {}", errors.join("; "));
         }
@@ -139,6 +236,7 @@ impl Settings {
             traces,
             logs,
             resource,
+            sampler,
         })
     }
 }
@@ -316,6 +414,9 @@ pub(crate) fn init(format: LogFormat, env: &impl Env) -> anyhow::Result<Telemetr
         .with(otel)
         .try_init()
         .is_ok();
+    if installed {
+        let _ = SAMPLER.set(settings.sampler);
+    }
     TRACES_ON.store(installed && traces.is_some(), Ordering::Relaxed);
     let protocol = |s: &Option<SignalSettings>| s.as_ref().map(|s| s.protocol);
     if traces.is_some() || logs.is_some() {
@@ -361,6 +462,9 @@ fn tracer_provider(s: &SignalSettings, resource: &Resource) -> anyhow::Result<Sd
     .build();
     Ok(SdkTracerProvider::builder()
         .with_resource(resource.clone())
+        // Sampled before the span is built (`RequestSampler`): what is built
+        // is exported.
+        .with_sampler(Sampler::AlwaysOn)
         .with_span_processor(BoundedSpans {
             inner: batch,
             queue,
@@ -460,13 +564,28 @@ pub(crate) struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, req: &http::Request<B>) -> Span {
-        if !TRACES_ON.load(Ordering::Relaxed) {
-            return tracing::debug_span!(
+        let untraced = || {
+            tracing::debug_span!(
                 "request",
                 method = %req.method(),
                 uri = %req.uri(),
                 version = ?req.version(),
-            );
+            )
+        };
+        if !TRACES_ON.load(Ordering::Relaxed) {
+            return untraced();
+        }
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(req.headers()));
+        let parent_span = parent.span().span_context().clone();
+        let sampled = SAMPLER
+            .get()
+            .copied()
+            .unwrap_or_default()
+            .samples(parent_span.is_valid().then_some(&parent_span));
+        if !sampled {
+            // No span to build or export; `propagate` still hands workers a
+            // trace context (the caller's, or a new unsampled one).
+            return untraced();
         }
         let route = req
             .extensions()
@@ -487,8 +606,7 @@ impl<B> MakeSpan<B> for RequestSpan {
             url.path = req.uri().path(),
             http.response.status_code = Empty,
         );
-        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(req.headers()));
-        if parent.span().span_context().is_valid() {
+        if parent_span.is_valid() {
             let _ = span.set_parent(parent);
         }
         span
@@ -512,23 +630,38 @@ impl<B> OnResponse<B> for RecordStatus {
 
 /// Middleware inside the request span: scopes the `traceparent` that job
 /// inserts hand to workers — the request span's own when exporting, else the
-/// caller's, passed through unchanged.
+/// caller's, passed through unchanged; a request sampled out without a caller
+/// context gets a new unsampled one (so its execution events' log records
+/// still share a trace id with the worker's spans).
 pub(crate) async fn propagate(req: Request, next: Next) -> Response {
-    let own = if TRACES_ON.load(Ordering::Relaxed) {
+    let exporting = TRACES_ON.load(Ordering::Relaxed);
+    let own = if exporting {
         let mut carrier = HashMap::with_capacity(2);
         TraceContextPropagator::new().inject_context(&Span::current().context(), &mut carrier);
         carrier.remove(TRACEPARENT)
     } else {
         None
     };
-    let traceparent = own.or_else(|| {
-        req.headers()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| remote_context(v).is_some())
-            .map(str::to_owned)
-    });
+    let traceparent = own
+        .or_else(|| {
+            req.headers()
+                .get(TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| remote_context(v).is_some())
+                .map(str::to_owned)
+        })
+        .or_else(|| exporting.then(unsampled_root));
     trace::scope(traceparent.map(Arc::from), next.run(req)).await
+}
+
+/// A new root `traceparent` with the sampled flag off.
+fn unsampled_root() -> String {
+    let ids = RandomIdGenerator::default();
+    format!(
+        "00-{:032x}-{:016x}-00",
+        ids.new_trace_id(),
+        ids.new_span_id()
+    )
 }
 
 /// The span context a W3C `traceparent` names, if it is valid.
@@ -564,6 +697,65 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         Settings::from_env(&env(pairs)).expect("valid settings")
+    }
+
+    #[test]
+    fn request_sampler_from_the_standard_variables() {
+        let parent = |sampled: bool| {
+            SpanContext::new(
+                opentelemetry::trace::TraceId::from(7),
+                opentelemetry::trace::SpanId::from(9),
+                if sampled {
+                    opentelemetry::trace::TraceFlags::SAMPLED
+                } else {
+                    opentelemetry::trace::TraceFlags::default()
+                },
+                true,
+                opentelemetry::trace::TraceState::default(),
+            )
+        };
+        let (on, off) = (parent(true), parent(false));
+        let default = settings(&[]).sampler;
+        assert!(default.samples(None) && default.samples(Some(&on)));
+        assert!(!default.samples(Some(&off)), "parent-based by default");
+        let none = settings(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ])
+        .sampler;
+        assert!(!none.samples(None) && none.samples(Some(&on)));
+        let tenth = settings(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ])
+        .sampler;
+        let n = (0..20_000).filter(|_| tenth.samples(None)).count();
+        assert!((1_500..2_500).contains(&n), "{n} of 20,000 roots at 0.1");
+        let always = settings(&[("OTEL_TRACES_SAMPLER", "always_on")]).sampler;
+        assert!(always.samples(Some(&off)), "not parent-based");
+        assert!(
+            !settings(&[("OTEL_TRACES_SAMPLER", "always_off")])
+                .sampler
+                .samples(Some(&on))
+        );
+        for bad in [
+            &[("OTEL_TRACES_SAMPLER", "jaeger_remote")][..],
+            &[
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+            ][..],
+        ] {
+            let e = Settings::from_env(&env(bad)).expect_err("refused");
+            assert!(e.to_string().contains("OTEL_TRACES_SAMPLER"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unsampled_roots_are_valid_and_not_sampled() {
+        let tp = unsampled_root();
+        let cx = remote_context(&tp).expect("valid");
+        assert!(!cx.is_sampled());
+        assert_ne!(tp, unsampled_root());
     }
 
     #[test]

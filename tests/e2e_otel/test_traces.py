@@ -11,6 +11,8 @@ import uuid
 import requests
 
 from intent_bus import IntentClient
+from agw_testkit.gateway import running_gateway
+from conftest import otel_settings
 from otlp_receiver import SPAN_KIND_SERVER, parse_traceparent, traceparent
 
 
@@ -134,3 +136,40 @@ def test_an_untraced_request_starts_its_own_trace(gw, receiver):
     span = receiver.collected.wait_spans(
         lambda s: s["name"] == "GET /healthz", what="for GET /healthz")[0]
     assert span["parent_span_id"] == "" and len(span["trace_id"]) == 32
+
+
+def test_sampled_out_requests_build_no_span_but_keep_one_trace(receiver):
+    """OTEL_TRACES_SAMPLER=parentbased_traceidratio at 0: an untraced publish
+    is sampled out before its span is built (none is exported), yet its
+    worker still gets a trace context (a new one, flagged unsampled) and the
+    execution event's log record carries that trace; a caller whose context
+    is sampled still gets the gateway's span (parent-based)."""
+    env = otel_settings(receiver.url, OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+                        OTEL_TRACES_SAMPLER_ARG="0")
+    with running_gateway(env, name="otel-sampled") as g:
+        api_key = g.new_tenant("sampled")
+        goal = f"otel-{uuid.uuid4().hex[:10]}"
+        intent_id = sdk(g, api_key).publish(goal, {"n": 1}).id
+        worker = sdk(g, api_key)
+        claim = worker.claim(goal=goal)
+        assert claim and claim.get("id") == intent_id, claim
+        seen = parse_traceparent(claim.get("traceparent"))
+        assert seen is not None and seen["flags"] == "00", claim.get("traceparent")
+        worker.fulfill(intent_id, claim.get("claim_token"), result={"ok": True})
+        rec = receiver.collected.wait_logs(
+            lambda r: r["attributes"].get("correlation_id") == intent_id,
+            what=f"for intent {intent_id}")[0]
+        assert (rec["trace_id"], rec["span_id"]) == (seen["trace_id"], seen["span_id"])
+
+        # A sampled caller: the gateway's span is built and exported. It ends
+        # after the sampled-out requests above, so by the time it is in,
+        # any span of theirs would be too.
+        trace_id, client_span = new_trace()
+        res = requests.get(g.base_url + "/healthz", timeout=10,
+                           headers={"traceparent": traceparent(trace_id, client_span)})
+        assert res.status_code == 200
+        span = receiver.collected.wait_spans(
+            lambda s: s["trace_id"] == trace_id, what="for the sampled caller")[0]
+        assert span["parent_span_id"] == client_span
+        every = receiver.collected.wait_spans(lambda s: True, what="at all")
+        assert not [s for s in every if s["trace_id"] == seen["trace_id"]], "no span of the sampled-out trace"
