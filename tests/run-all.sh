@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole agent-gateway test suite, from a bare machine:
 #   1. makes sure PostgreSQL is up on 127.0.0.1:5432 (starts it, or installs
-#      it from Debian's packages, when it is not);
+#      it from Debian's packages, when it is not), and that Prometheus and
+#      PgBouncer are installed (Debian's packages when missing);
 #   2. builds the workspace;
 #   3. runs the Rust tests (unit tests, handler tests, and the store
 #      conformance suite on SQLite and on PostgreSQL — a fresh database per case);
@@ -14,11 +15,12 @@
 #      gateway's own OpenAPI document fuzzed by schemathesis 4.32.5 (no 5xx).
 #
 #   tests/run-all.sh            setup + everything
-#   tests/run-all.sh --setup    setup only (PostgreSQL, Prometheus, build, venvs)
+#   tests/run-all.sh --setup    setup only (PostgreSQL, Prometheus, PgBouncer, build, venvs)
 #
 # Environment: CARGO_TARGET_DIR (reuse a build), AGW_TEST_PG_URL (admin URL of
 # the PostgreSQL server to create test databases on; default
-# postgres://postgres@127.0.0.1:5432/postgres), AGW_VENV_DIR (venv prefix).
+# postgres://postgres@127.0.0.1:5432/postgres), AGW_VENV_DIR (venv prefix),
+# AGW_PGBOUNCER (pgbouncer binary; installed from Debian's packages when none).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,6 +79,32 @@ ensure_prometheus() {
   echo "Prometheus ready: $("$bin" --version 2>&1 | head -n1)"
 }
 
+# The pooler tests run a real PgBouncer in transaction pooling mode: Debian's
+# `pgbouncer` package, installed only when no `pgbouncer` is found (or AGW_PGBOUNCER).
+ensure_pgbouncer() {
+  say "PgBouncer"
+  local bin="${AGW_PGBOUNCER:-}"
+  if [ -z "$bin" ]; then
+    bin="$(command -v pgbouncer || true)"
+    [ -z "$bin" ] && [ -x /usr/sbin/pgbouncer ] && bin=/usr/sbin/pgbouncer
+  fi
+  if [ -z "$bin" ]; then
+    echo "PgBouncer not installed: installing it from Debian's packages"
+    if ! { as_root apt-get update -qq \
+           && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }; then
+      echo "cannot install PgBouncer (apt-get install -y pgbouncer failed): install a pgbouncer binary" \
+           "(1.18+) on PATH or set AGW_PGBOUNCER to one, then re-run" >&2
+      exit 1
+    fi
+    # The package may start its own service where an init system runs; the
+    # tests start their own pgbouncer on a free port and do not need it.
+    bin="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+  fi
+  [ -x "$bin" ] || { echo "no pgbouncer binary at $bin" >&2; exit 1; }
+  export AGW_PGBOUNCER="$bin" AGW_E2E_REQUIRE_PGBOUNCER=1
+  echo "PgBouncer ready: $("$bin" --version 2>&1 | head -n1)"
+}
+
 build() {
   say "cargo build"
   cargo build --workspace --all-targets --locked
@@ -86,6 +114,7 @@ build() {
 
 ensure_postgres
 ensure_prometheus
+ensure_pgbouncer
 build
 if [ "$SETUP_ONLY" = 1 ]; then
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh

@@ -54,6 +54,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://PATH` or `postgres://...` (`database_url`, `AGW_DATABASE_URL`).
     pub database_url: String,
+    /// A direct PostgreSQL URL for `LISTEN` when `database_url` goes through
+    /// a pooler (`database_listen_url`, `AGW_DATABASE_LISTEN_URL`).
+    pub database_listen_url: Option<String>,
+    /// What sits between the gateway and PostgreSQL (`database_pooler`,
+    /// `AGW_DATABASE_POOLER`).
+    pub database_pooler: DatabasePooler,
     /// Admin API key; generated and printed once when unset (`admin_key`, `AGW_ADMIN_KEY`).
     pub admin_key: Option<String>,
     /// HS256 secret for bearer JWTs; generated and stored when unset.
@@ -166,6 +172,29 @@ impl FromStr for LogFormat {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
             _ => Err(format!("expected text or json, got {s:?}")),
+        }
+    }
+}
+
+/// What `database_url` reaches PostgreSQL through (`database_pooler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabasePooler {
+    /// The server itself, or a pooler in session mode (`none`, `session`):
+    /// nothing changes.
+    None,
+    /// A transaction pooler (PgBouncer `pool_mode = transaction`,
+    /// `transaction`): no prepared statement or session state outlives a
+    /// transaction, and `LISTEN` goes over `database_listen_url` only.
+    Transaction,
+}
+
+impl FromStr for DatabasePooler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "session" => Ok(Self::None),
+            "transaction" => Ok(Self::Transaction),
+            _ => Err(format!("expected none, session or transaction, got {s:?}")),
         }
     }
 }
@@ -468,6 +497,10 @@ impl Config {
             source,
             listen: l.get(None, "listen", default_listen),
             database_url: l.get(None, "database_url", "sqlite://agent-gateway.db".to_owned()),
+            database_listen_url: l
+                .opt::<String>(None, "database_listen_url")
+                .filter(|u| !u.is_empty()),
+            database_pooler: l.get(None, "database_pooler", DatabasePooler::None),
             admin_key: l.opt::<String>(None, "admin_key").filter(|k| !k.is_empty()),
             jwt_secret: l
                 .opt::<String>(None, "jwt_secret")
@@ -648,6 +681,24 @@ impl Config {
                 cfg.database_url.split("://").next().unwrap_or_default()
             ));
         }
+        let postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+        if let Some(listen) = &cfg.database_listen_url {
+            if !postgres(listen) {
+                l.errors.push(format!(
+                    "invalid AGW_DATABASE_LISTEN_URL / database_listen_url: expected a direct postgres://... URL, got {:?}",
+                    redact_url(listen)
+                ));
+            } else if !postgres(&cfg.database_url) {
+                l.errors.push(
+                    "invalid AGW_DATABASE_LISTEN_URL / database_listen_url: only for a postgres://... database_url".into(),
+                );
+            }
+        }
+        if cfg.database_pooler == DatabasePooler::Transaction && !postgres(&cfg.database_url) {
+            l.errors.push(
+                "invalid AGW_DATABASE_POOLER / database_pooler: transaction needs a postgres://... database_url".into(),
+            );
+        }
         l.unknown_keys();
         if l.errors.is_empty() {
             Ok(cfg)
@@ -664,6 +715,17 @@ impl Config {
         };
         put("listen", self.listen.to_string().into());
         put("database_url", redact_url(&self.database_url).into());
+        if let Some(listen) = &self.database_listen_url {
+            put("database_listen_url", redact_url(listen).into());
+        }
+        put(
+            "database_pooler",
+            match self.database_pooler {
+                DatabasePooler::None => "none",
+                DatabasePooler::Transaction => "transaction",
+            }
+            .into(),
+        );
         put(
             "admin_key",
             if self.admin_key.is_some() {
@@ -939,6 +1001,67 @@ mod tests {
         let text = toml::to_string(&c.redacted()).unwrap();
         assert!(!text.contains("s3cret") && !text.contains("pw@"), "{text}");
         assert!(text.contains("postgres://u:***@h/db"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod pooler {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_parts(None, toml::Table::new(), &env)
+    }
+
+    #[test]
+    fn transaction_pooler_with_a_direct_listen_url_loads() {
+        let c = load(&[
+            ("AGW_DATABASE_URL", "postgres://u@bouncer:6432/db"),
+            ("AGW_DATABASE_POOLER", "transaction"),
+            ("AGW_DATABASE_LISTEN_URL", "postgres://u:pw@db:5432/db"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_pooler, DatabasePooler::Transaction);
+        assert_eq!(
+            c.database_listen_url.as_deref(),
+            Some("postgres://u:pw@db:5432/db")
+        );
+        let shown = c.redacted().to_string();
+        assert!(!shown.contains("pw@"), "{shown}");
+        assert_eq!(load(&[]).unwrap().database_pooler, DatabasePooler::None);
+    }
+
+    #[test]
+    fn bad_pooler_settings_are_named() {
+        let all = load(&[
+            ("AGW_DATABASE_POOLER", "statement"),
+            ("AGW_DATABASE_LISTEN_URL", "mysql://db"),
+        ])
+        .unwrap_err()
+        .0
+        .join("\n");
+        assert!(
+            all.contains("invalid AGW_DATABASE_POOLER / database_pooler: expected none, session or transaction"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "invalid AGW_DATABASE_LISTEN_URL / database_listen_url: expected a direct postgres"
+            ),
+            "{all}"
+        );
+        let sqlite = load(&[
+            ("AGW_DATABASE_POOLER", "transaction"),
+            ("AGW_DATABASE_LISTEN_URL", "postgres://db/x"),
+        ])
+        .unwrap_err()
+        .0
+        .join("\n");
+        assert!(sqlite.contains("transaction needs a postgres"), "{sqlite}");
+        assert!(sqlite.contains("only for a postgres"), "{sqlite}");
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) async fn open_store(cfg: &Config, max_connections: u32) -> anyhow::Re
     let opts = ConnectOptions {
         max_connections,
         sqlite_full_sync: cfg.store.sqlite_synchronous_full,
+        pg_transaction_pooler: cfg.database_pooler == agw_config::DatabasePooler::Transaction,
+        pg_listen_url: cfg.database_listen_url.clone(),
     };
     Store::connect(&cfg.database_url, &opts)
         .await

@@ -18,6 +18,8 @@
 #   AGW_E2E_KEEP=1     keep gateway work dirs (logs, SQLite files) even on success
 #   AGW_E2E_NEURON_LOG=FILE  append every SDK log line of every test's neurons to FILE
 #   AGW_E2E_SETUP_ONLY=1  prepare the venvs and exit
+#   AGW_PGBOUNCER      pgbouncer binary for test_pgbouncer.py (default: pgbouncer on PATH or
+#                      /usr/sbin/pgbouncer; without one it is skipped, unless AGW_E2E_REQUIRE_PGBOUNCER=1)
 #
 # Runs pytest once per (SDK venv x store); prints one summary line per run and
 # exits non-zero if any run failed (pytest exit 5, "no tests collected", is a failure).

@@ -1,7 +1,9 @@
 //! The PostgreSQL driver: claims with `FOR UPDATE SKIP LOCKED`, wake-ups
 //! sent after commit (in process, and by a coalesced `NOTIFY` to the other
 //! replicas: [`wake`]) and one `LISTEN` task per process, so every replica's
-//! waiters hear of every replica's jobs.
+//! waiters hear of every replica's jobs. Behind a
+//! transaction pooler (`pool`) `LISTEN` goes over a direct connection, or
+//! waiters are woken by a poll of the database's commits (`poll_wakeups`).
 
 mod auth;
 mod cap;
@@ -10,16 +12,18 @@ mod events;
 mod governance;
 mod jobs;
 mod nonces;
+mod pool;
 mod settings;
 mod settle;
 mod wake;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
-use sqlx::{FromRow as _, PgPool, Postgres, Row as _, Transaction};
+use sqlx::{Executor as _, FromRow as _, PgPool, Postgres, Row as _, Transaction};
+
+use pool::{Db, Health};
 
 use crate::CommittedEvent;
 use crate::eventlog::{
@@ -86,11 +90,15 @@ fn settled(row: Option<PgRow>, with_head: bool) -> StoreResult<(crate::Job, Know
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
-    /// Connections with `synchronous_commit = off`, for nonce records only.
-    nonces: PgPool,
+    pool: Db,
+    /// Connections with `synchronous_commit = off`, for nonce records only
+    /// (behind a transaction pooler: `pool`'s, with `SET LOCAL` per record).
+    nonces: Db,
     /// Nonce records, group-committed on `nonces`.
     nonce_batches: nonces::Nonces,
+    /// The pool `LISTEN` connects through, when it is not `pool`'s (a direct
+    /// `listen_url` beside a transaction pooler); closed with the store.
+    listen: Option<PgPool>,
     notifier: Notifier,
     /// Wake-ups after commit: here at once, elsewhere by `NOTIFY`.
     wakes: Wakes,
@@ -101,10 +109,10 @@ pub struct PgStore {
     /// Fulfilments, group-committed (`None` in the settling task's own copy).
     settler: Option<settle::Settler>,
     events: EventSlot,
-    /// Set while the database is known to be unreachable: every call then
-    /// fails at once with [`crate::StoreError::Unavailable`] (a `503`)
-    /// instead of waiting for the pool's acquire timeout.
-    down: Arc<AtomicBool>,
+    /// Whether the database answers: while it is known to be unreachable
+    /// every call fails at once with [`crate::StoreError::Unavailable`] (a
+    /// `503`) instead of waiting for the pool's acquire timeout.
+    health: Arc<Health>,
 }
 
 /// Binds `q` to an event-list statement (`sql::EVENTS_LIST` or `EVENTS_SEQS`).
@@ -131,28 +139,6 @@ const NONCE_CONNECTIONS: u32 = 4;
 /// Longest wait for a pooled connection before a call fails with `503`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often a probe asks a database that went away whether it is back.
-const PROBE_EVERY: Duration = Duration::from_millis(250);
-
-/// Clears `down` once `SELECT 1` answers again (each try bounded by one second).
-async fn probe_until_up(pool: PgPool, down: Arc<AtomicBool>) {
-    loop {
-        tokio::time::sleep(PROBE_EVERY).await;
-        if pool.is_closed() {
-            return;
-        }
-        let ping = sqlx::query(crate::sql::PING).execute(&pool);
-        if matches!(
-            tokio::time::timeout(Duration::from_secs(1), ping).await,
-            Ok(Ok(_))
-        ) {
-            down.store(false, Ordering::Relaxed);
-            tracing::info!("postgres answers again");
-            return;
-        }
-    }
-}
-
 /// A `LISTEN` connection on both wake-up channels.
 async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
@@ -160,22 +146,64 @@ async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
     Ok(listener)
 }
 
-/// Relays `NOTIFY`s to this process's waiters until the pool closes. When
-/// the `LISTEN` connection drops, wake-ups sent until it listens again are
-/// lost: it reconnects, and once it listens again wakes every waiter so each
-/// re-checks the store (anything published before that re-check is found by
-/// it, anything after is heard).
+/// Period of [`poll_wakeups`].
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// The database's commit horizon: equal texts mean no transaction committed
+/// in between (any commit of a writing transaction changes its `xmax` or
+/// in-progress list). Cluster-wide, so any server behind a pooler answers it.
+const SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
+
+/// Behind a transaction pooler: every [`POLL_EVERY`], reads the commit
+/// horizon through the pooler (one simple-protocol round trip). A failure
+/// marks the database down (the pooler or the server is gone), as the
+/// `LISTEN` connection does when there is one. With no `LISTEN` (`wake` set),
+/// a horizon that moved wakes every waiter to re-check the store, so work
+/// committed by any replica is found within one period plus a re-check; an
+/// idle database costs one query per period and wakes no one.
+async fn poll_wakeups(pool: PgPool, fan_out: Notifier, health: Arc<Health>, wake: bool) {
+    let mut seen: Option<String> = None;
+    loop {
+        tokio::time::sleep(POLL_EVERY).await;
+        if pool.is_closed() {
+            return;
+        }
+        // A `&str` runs as a simple-protocol query: one message, no
+        // prepared statement, so nothing for the pooler to lose.
+        let read = pool.fetch_one(SNAPSHOT);
+        match tokio::time::timeout(Duration::from_secs(1), read).await {
+            Ok(Ok(row)) => {
+                let now: String = row.try_get(0).unwrap_or_default();
+                if wake && seen.as_deref() != Some(now.as_str()) {
+                    fan_out.wake_all();
+                }
+                seen = Some(now);
+            }
+            Ok(Err(sqlx::Error::PoolClosed)) => return,
+            Ok(Err(e)) => health.mark_down(&format_args!("postgres poll failed: {e}")),
+            Err(_) => health.mark_down(&"postgres poll timed out"),
+        }
+    }
+}
+
+/// Relays `NOTIFY`s to this process's waiters until the pool `listen`
+/// connects through closes. When the `LISTEN` connection drops, wake-ups sent
+/// until it listens again are lost: it reconnects, and once it listens again
+/// wakes every waiter so each re-checks the store (anything published before
+/// that re-check is found by it, anything after is heard). The `LISTEN`
+/// connection is the first to see the server go: a failure there, or a
+/// reconnect that fails, marks the database down.
 async fn relay_wakeups(
-    pool: PgPool,
+    listen_pool: PgPool,
     listener: PgListener,
     fan_out: Notifier,
     own: Wakes,
-    down: Arc<AtomicBool>,
+    health: Arc<Health>,
 ) {
     let mut listener = Some(listener);
     loop {
         let Some(l) = listener.as_mut() else {
-            match listen(&pool).await {
+            match listen(&listen_pool).await {
                 Ok(l) => {
                     tracing::info!("postgres LISTEN connected again; waking every waiter");
                     listener = Some(l);
@@ -183,7 +211,7 @@ async fn relay_wakeups(
                 }
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "postgres LISTEN reconnect failed");
+                    health.mark_down(&format_args!("postgres LISTEN reconnect failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -204,17 +232,29 @@ async fn relay_wakeups(
             }
             Err(sqlx::Error::PoolClosed) => return,
             Err(e) => {
-                // The LISTEN connection is the first to see the server go:
-                // fail fast until a probe gets through.
-                tracing::warn!(error = %e, "postgres LISTEN failed; failing fast until it answers again");
-                if !down.swap(true, Ordering::Relaxed) {
-                    tokio::spawn(probe_until_up(pool.clone(), down.clone()));
-                }
+                health.mark_down(&format_args!("postgres LISTEN failed: {e}"));
                 listener = None;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
+}
+
+/// Applies pending migrations through a transaction pooler: all in one
+/// transaction holding a transaction-scoped advisory lock (sqlx's own lock is
+/// session-scoped, which a pooler would leave held on some server), so
+/// replicas starting together apply each migration once. A migration that
+/// fails rolls every one back.
+async fn migrate_in_one_transaction(db: &Db) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('agent-gateway migrations'))")
+        .execute(&mut *tx)
+        .await?;
+    let mut migrator = sqlx::migrate!("migrations/postgres");
+    migrator.set_locking(false);
+    migrator.run(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 impl PgStore {
@@ -234,55 +274,128 @@ impl PgStore {
             .map_err(|e| crate::StoreError::Unavailable(format!("store task ended: {e}")))?
     }
 
-    /// Connects, migrates, and starts the `LISTEN` task.
+    /// Connects, migrates, and starts the `LISTEN` task (and, behind a
+    /// transaction pooler, the poll task: see [`poll_wakeups`]).
     pub async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<Self> {
+        let pooled = opts.pg_transaction_pooler;
+        let mut options: PgConnectOptions = url.parse()?;
+        if pooled {
+            // No statement cache: a named statement must not outlive its
+            // transaction (see `pool`). No `extra_float_digits` startup
+            // parameter, which PgBouncer refuses unless told to ignore it
+            // (it only affects floats sent as text; every statement here
+            // reads binary).
+            options = options.statement_cache_capacity(0).extra_float_digits(None);
+        }
+        let health = Health::new(options.clone());
         // No ping before each acquire (a round trip per store call): a
         // connection that died with the server fails its statement instead,
-        // which is `Unavailable` (503, worth a retry), and the pool replaces it.
-        let pool = PgPoolOptions::new()
+        // which is `Unavailable` (503, worth a retry), marks the database
+        // down, and is replaced. Only connections idle since before the last
+        // outage are pinged (once) before use.
+        let check = health.clone();
+        let pg = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(2))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
-            .connect(url)
+            .before_acquire(move |conn, meta| {
+                let check = check.clone();
+                Box::pin(async move { check.check_idle(conn, meta).await })
+            })
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        // Nonce records commit without waiting for their WAL flush: one
-        // durable commit less per signed request. A nonce is lost only if
-        // PostgreSQL itself crashes before its WAL writer flushes (within
-        // 3 × `wal_writer_delay`, 600 ms by default); a request signed in
-        // that instant could then be replayed while its timestamp is still
-        // in the signature window. Everything else commits durably.
-        let relaxed: PgConnectOptions = url
-            .parse::<PgConnectOptions>()?
-            .options([("synchronous_commit", "off")]);
-        let nonces = PgPoolOptions::new()
-            .max_connections(opts.max_connections.clamp(1, NONCE_CONNECTIONS))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .test_before_acquire(false)
-            .connect_lazy_with(relaxed);
+        let listen_pool = match &opts.pg_listen_url {
+            Some(direct) => Some(
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(direct.parse::<PgConnectOptions>().map_err(|e| {
+                        crate::StoreError::InvalidUrl(format!(
+                            "listen URL {}: {e}",
+                            crate::redact_url(direct)
+                        ))
+                    })?),
+            ),
+            None => None,
+        };
+        let (pool, nonces) = if pooled {
+            let db = Db::pooled(pg.clone(), health.clone(), pool::POOLED_BEGIN);
+            migrate_in_one_transaction(&db).await?;
+            let nonces = Db::pooled(pg.clone(), health.clone(), pool::POOLED_NONCE_BEGIN);
+            (db, nonces)
+        } else {
+            sqlx::migrate!("migrations/postgres").run(&pg).await?;
+            // Nonce records commit without waiting for their WAL flush: one
+            // durable commit less per signed request. A nonce is lost only if
+            // PostgreSQL itself crashes before its WAL writer flushes (within
+            // 3 × `wal_writer_delay`, 600 ms by default); a request signed in
+            // that instant could then be replayed while its timestamp is still
+            // in the signature window. Everything else commits durably.
+            let relaxed = options.options([("synchronous_commit", "off")]);
+            let check = health.clone();
+            let nonces = PgPoolOptions::new()
+                .max_connections(opts.max_connections.clamp(1, NONCE_CONNECTIONS))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
+                .before_acquire(move |conn, meta| {
+                    let check = check.clone();
+                    Box::pin(async move { check.check_idle(conn, meta).await })
+                })
+                .connect_lazy_with(relaxed);
+            (
+                Db::direct(pg.clone(), health.clone()),
+                Db::direct(nonces, health.clone()),
+            )
+        };
         let notifier = Notifier::default();
-        let wakes = Wakes::start(notifier.clone(), (*pool.connect_options()).clone());
-        let listener = listen(&pool).await?;
-        let fan_out = notifier.clone();
-        let down = Arc::new(AtomicBool::new(false));
-        tokio::spawn(relay_wakeups(
-            pool.clone(),
-            listener,
-            fan_out,
-            wakes.clone(),
-            down.clone(),
-        ));
+        // `LISTEN` over the direct URL if given, else over the pool unless
+        // it goes through a transaction pooler (which cannot hold one).
+        let listens_on = listen_pool.clone().or((!pooled).then(|| pg.clone()));
+        // `NOTIFY` goes where `LISTEN` is (a direct connection); with no
+        // `LISTEN` anywhere (a pooler and no listen URL) only this replica's
+        // waiters are woken, the others poll.
+        let wakes = Wakes::start(
+            notifier.clone(),
+            listens_on
+                .as_ref()
+                .map(|on| (*on.connect_options()).clone()),
+        );
+        if let Some(on) = &listens_on {
+            let listener = listen(on).await.map_err(|e| match &opts.pg_listen_url {
+                Some(direct) => crate::StoreError::Unavailable(format!(
+                    "cannot LISTEN over the listen URL {}: {e}",
+                    crate::redact_url(direct)
+                )),
+                None => e.into(),
+            })?;
+            tokio::spawn(relay_wakeups(
+                on.clone(),
+                listener,
+                notifier.clone(),
+                wakes.clone(),
+                health.clone(),
+            ));
+        }
+        if pooled {
+            tokio::spawn(poll_wakeups(
+                pg.clone(),
+                notifier.clone(),
+                health.clone(),
+                listens_on.is_none(),
+            ));
+        }
         let mut store = Self {
             pool,
             nonce_batches: nonces::Nonces::start(nonces.clone()),
             nonces,
+            listen: listen_pool,
             notifier,
             wakes,
             open_jobs: Arc::default(),
             empty_claims: Arc::default(),
             settler: None,
             events: EventSlot::default(),
-            down,
+            health,
         };
         store.settler = Some(settle::Settler::start(store.clone()));
         Ok(store)
@@ -293,31 +406,35 @@ impl PgStore {
         &self.notifier
     }
 
-    /// Closes the pools (which also ends the `LISTEN` task).
+    /// Closes the pools (which also ends the `LISTEN` and poll tasks).
     pub async fn close(&self) {
-        self.nonces.close().await;
-        self.pool.close().await;
+        self.health.close();
+        self.nonces.pool().close().await;
+        self.pool.pool().close().await;
+        if let Some(l) = &self.listen {
+            l.close().await;
+        }
     }
 
     /// The pool for nonce records (commits without waiting for the WAL
     /// flush), unless the database is known to be down.
-    fn nonce_writer(&self) -> crate::StoreResult<&PgPool> {
+    fn nonce_writer(&self) -> crate::StoreResult<&Db> {
         self.pool_if_up()?;
         Ok(&self.nonces)
     }
 
     /// The pool for writes, unless the database is known to be down.
-    fn writer(&self) -> crate::StoreResult<&PgPool> {
+    fn writer(&self) -> crate::StoreResult<&Db> {
         self.pool_if_up()
     }
 
     /// The pool for reads, unless the database is known to be down.
-    fn reader(&self) -> crate::StoreResult<&PgPool> {
+    fn reader(&self) -> crate::StoreResult<&Db> {
         self.pool_if_up()
     }
 
-    fn pool_if_up(&self) -> crate::StoreResult<&PgPool> {
-        if self.down.load(Ordering::Relaxed) {
+    fn pool_if_up(&self) -> crate::StoreResult<&Db> {
+        if self.health.is_down() {
             return Err(crate::StoreError::Unavailable(
                 "PostgreSQL is unreachable; retrying in the background".into(),
             ));

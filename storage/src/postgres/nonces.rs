@@ -7,9 +7,9 @@
 
 use std::collections::HashSet;
 
-use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::pool::Db;
 use crate::{StoreError, StoreResult};
 
 /// Most records one statement carries.
@@ -41,7 +41,7 @@ pub(super) struct Nonces {
 
 impl Nonces {
     /// Starts the writing task on `pool`.
-    pub(super) fn start(pool: PgPool) -> Self {
+    pub(super) fn start(pool: Db) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_batches(pool, rx));
         Self { tx }
@@ -70,7 +70,7 @@ impl Nonces {
 }
 
 /// Writes queued records until every [`Nonces`] is dropped.
-async fn write_batches(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Record>) {
+async fn write_batches(pool: Db, mut rx: mpsc::UnboundedReceiver<Record>) {
     let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);

@@ -36,17 +36,23 @@ const NOTIFY_MANY: &str = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::te
 #[derive(Debug, Clone)]
 pub(super) struct Wakes {
     local: Notifier,
-    remote: mpsc::UnboundedSender<(&'static str, String)>,
+    /// `None` where no replica listens (behind a transaction pooler without
+    /// a listen URL: waiters elsewhere poll).
+    remote: Option<mpsc::UnboundedSender<(&'static str, String)>>,
     /// Backend pid of the sending connection (0 while none).
     sender_pid: Arc<AtomicU32>,
 }
 
 impl Wakes {
-    /// Starts the sending task on connections made with `options`.
-    pub(super) fn start(local: Notifier, options: PgConnectOptions) -> Self {
-        let (remote, rx) = mpsc::unbounded_channel();
+    /// Starts the sending task on connections made with `options` (the
+    /// `LISTEN` side's); `None`: in process only.
+    pub(super) fn start(local: Notifier, options: Option<PgConnectOptions>) -> Self {
         let sender_pid = Arc::new(AtomicU32::new(0));
-        tokio::spawn(send_batches(options, rx, sender_pid.clone()));
+        let remote = options.map(|options| {
+            let (remote, rx) = mpsc::unbounded_channel();
+            tokio::spawn(send_batches(options, rx, sender_pid.clone()));
+            remote
+        });
         Self {
             local,
             remote,
@@ -54,11 +60,17 @@ impl Wakes {
         }
     }
 
+    fn send(&self, channel: &'static str, payload: String) {
+        if let Some(remote) = &self.remote {
+            let _ = remote.send((channel, payload));
+        }
+    }
+
     /// A job on `topic` may be claimable: wakes this replica's waiters now
     /// and queues the `NOTIFY` for the others.
     pub(super) fn topic(&self, topic: &str) {
         self.local.notify(topic);
-        let _ = self.remote.send((PG_CHANNEL, topic.to_owned()));
+        self.send(PG_CHANNEL, topic.to_owned());
     }
 
     /// A watched job changed: tells this replica's waiters now and queues the
@@ -66,7 +78,7 @@ impl Wakes {
     pub(super) fn job_event(&self, event: JobEvent) {
         let payload = event.to_payload();
         self.local.job_event(event);
-        let _ = self.remote.send((PG_JOB_CHANNEL, payload));
+        self.send(PG_JOB_CHANNEL, payload);
     }
 
     /// Whether a notification came from this process's sender (and was

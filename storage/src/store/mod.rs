@@ -68,6 +68,14 @@ pub struct ConnectOptions {
     /// SQLite `synchronous = FULL` (an acknowledged commit survives a power
     /// loss) rather than `NORMAL` (survives a process crash only).
     pub sqlite_full_sync: bool,
+    /// PostgreSQL is reached through a transaction pooler (PgBouncer
+    /// `pool_mode = transaction`): no statement or session state outlives a
+    /// transaction, and `LISTEN` goes over `pg_listen_url` only.
+    pub pg_transaction_pooler: bool,
+    /// A direct PostgreSQL connection URL (not through a pooler) for
+    /// `LISTEN`. `None` with a transaction pooler: waiters are woken by a
+    /// poll of the database instead (see the PostgreSQL driver).
+    pub pg_listen_url: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -75,6 +83,8 @@ impl Default for ConnectOptions {
         Self {
             max_connections: 16,
             sqlite_full_sync: true,
+            pg_transaction_pooler: false,
+            pg_listen_url: None,
         }
     }
 }

@@ -72,12 +72,16 @@ class Gateway:
     """Handle on one running gateway process."""
 
     def __init__(self, settings: Optional[Dict[str, str]] = None, name: str = "gw",
-                 config: Optional[str] = None, bare: bool = False):
+                 config: Optional[str] = None, bare: bool = False,
+                 database_url: Optional[str] = None, jwt_secret: Optional[str] = None):
         """`bare`: the default configuration -- only AGW_LISTEN, AGW_DATABASE_URL and
-        AGW_ADMIN_KEY are set (no BASE_SETTINGS, no JWT secret)."""
+        AGW_ADMIN_KEY are set (no BASE_SETTINGS, no JWT secret). `database_url`: use
+        this store (its creator drops it) instead of a fresh one of AGW_E2E_STORE;
+        `jwt_secret`: another replica's (tokens minted for one are accepted by both)."""
         self.name = name
+        self.fixed_database_url = database_url
         self.admin_key = "adm_" + secrets.token_hex(16)
-        self.jwt_secret: Optional[str] = None if bare else "jwt_" + secrets.token_hex(24)
+        self.jwt_secret: Optional[str] = None if bare else jwt_secret or "jwt_" + secrets.token_hex(24)
         self.settings = {} if bare else dict(BASE_SETTINGS)
         if settings:
             self.settings.update({k: str(v) for k, v in settings.items()})
@@ -118,6 +122,8 @@ class Gateway:
 
     # -- lifecycle -----------------------------------------------------------
     def _database_url(self) -> str:
+        if self.fixed_database_url is not None:
+            return self.fixed_database_url
         if store_kind() == "postgres":
             self.pg = PgDatabase(pg_admin_url())
             self.pg.create()
@@ -319,12 +325,14 @@ EVENT_FAILURES: List[Tuple[str, List[str]]] = []
 
 @contextmanager
 def running_gateway(settings: Optional[Dict[str, str]] = None, name: str = "gw",
-                    config: Optional[str] = None, bare: bool = False) -> Iterator[Gateway]:
+                    config: Optional[str] = None, bare: bool = False,
+                    database_url: Optional[str] = None, jwt_secret: Optional[str] = None) -> Iterator[Gateway]:
     """Start a gateway (with `config` as its config file, if given; `bare`: the
-    default configuration, see Gateway), yield it, check its execution events,
+    default configuration; `database_url`: a given store; `jwt_secret`: a given one; see Gateway), yield it, check its execution events,
     SIGTERM it and require a clean exit (code 0) and events that verify (before
     its PostgreSQL database is dropped)."""
-    g = Gateway(settings, name=name, config=config, bare=bare)
+    g = Gateway(settings, name=name, config=config, bare=bare, database_url=database_url,
+                jwt_secret=jwt_secret)
     ALL_GATEWAYS.append(g)
     g.start()
     try:
