@@ -219,13 +219,14 @@ async fn relay_wakeups(
     }
 }
 
-/// PgBouncer refuses startup parameters it does not know: the sign of a
-/// pooler the configuration does not mention.
-fn behind_pooler_hint(e: sqlx::Error, pooled: bool) -> crate::StoreError {
+/// A pooler (PgBouncer) refuses startup parameters it does not know; the
+/// gateway sends none, so such a refusal names one from the URL.
+fn startup_parameter_hint(e: sqlx::Error) -> crate::StoreError {
     let text = e.to_string();
-    if !pooled && text.contains("unsupported startup parameter") {
+    if text.contains("unsupported startup parameter") {
         return crate::StoreError::InvalidUrl(format!(
-            "{text} (is this a PgBouncer? set AGW_DATABASE_POOLER=transaction, or session for session pooling, and see README Operations → PgBouncer)"
+            "{text} (a pooler such as PgBouncer refuses startup parameters it does not know: \
+             drop it from the URL, e.g. options=..., or list it in the pooler's ignore_startup_parameters)"
         ));
     }
     e.into()
@@ -296,7 +297,7 @@ impl PgStore {
             })
             .connect_with(options.clone())
             .await
-            .map_err(|e| behind_pooler_hint(e, pooled))?;
+            .map_err(startup_parameter_hint)?;
         let listen_pool = match &opts.pg_listen_url {
             Some(direct) => Some(
                 PgPoolOptions::new()
