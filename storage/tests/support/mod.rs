@@ -136,14 +136,7 @@ impl TestStore {
     async fn postgres_with(pooled: bool) -> Self {
         let admin = pg_admin_url();
         let name = format!("agw_conf_{}", agw_storage::new_token());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set AGW_TEST_PG_URL): {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        conn.close().await.ok();
+        // The pooler first: a failure to start it leaves no database behind.
         let (base, _) = admin.rsplit_once('/').expect("url has a database");
         let (bouncer, base) = match pgbouncer_binary().filter(|_| pooled) {
             Some(bin) => {
@@ -152,6 +145,14 @@ impl TestStore {
             }
             None => (None, base.to_owned()),
         };
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (set AGW_TEST_PG_URL): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        conn.close().await.ok();
         let url = format!("{base}/{name}");
         let store = Store::connect(
             &url,
