@@ -21,7 +21,10 @@
 //!   holds the driver's shared helpers, `sqlite/worker.rs` the threads (a
 //!   writer with group commit, a reader; each owns one connection),
 //!   `sqlite/migrate.rs` opening, migrations and the WAL checkpointer;
-//!   `postgres/mod.rs` the sqlx pool, outage detection and `LISTEN`.
+//!   `postgres/mod.rs` connecting, migrating and the wake-up tasks (`LISTEN`,
+//!   or a poll behind a transaction pooler), `postgres/pool.rs` the pool
+//!   every statement goes through (transaction-pooler mode) and outage
+//!   detection.
 //! - `tests/conformance/X.rs`: its conformance cases, run on both drivers.
 //!
 //! Shared by every area: `notify` (wake-up fan-out to waiting claimers),

@@ -126,6 +126,7 @@ def test_outage_with_sse_sessions_and_long_polls_open(cut_store, neurons, uniq):
         time.sleep(0.5)  # let them start waiting (not a timing assertion)
 
         # === the database goes away === (always restored, even on a failure)
+        answered: List[float] = []
         try:
             reset = proxy.cut()
             assert reset >= 1, "the gateway had no database connection through the proxy"
@@ -135,6 +136,7 @@ def test_outage_with_sse_sessions_and_long_polls_open(cut_store, neurons, uniq):
                 t0 = time.monotonic()
                 res = send()
                 secs = time.monotonic() - t0
+                answered.append(secs)
                 assert res.status_code == 503, f"{name} during the outage: {describe(res)}"
                 assert res.headers.get("Retry-After", "").strip().isdigit(), f"{name}: no Retry-After: {describe(res)}"
                 assert secs < 1.0, f"{name} took {secs:.2f}s to answer 503 (limit 1 s)"
@@ -199,7 +201,8 @@ def test_outage_with_sse_sessions_and_long_polls_open(cut_store, neurons, uniq):
         pub.close()
 
         sse = {ev: neuron.count(ev) for ev in ("connection:open", "connection:close", "connection:reconnecting")}
-        print(f"\nSSE session across the outage: {sse}; long polls: {polls}")
+        print(f"\n503s during the outage: n={len(answered)}, max {max(answered) * 1000:.0f} ms; "
+              f"SSE session across the outage: {sse}; long polls: {[(p['status'], round(p['secs'], 2)) for p in polls]}")
         log = g.stderr_tail(10_000_000)
         for bad in ("status=500", "panicked"):
             assert bad not in log, f"the gateway logged {bad!r}:\n{log[-3000:]}"

@@ -240,6 +240,19 @@ async fn relay_wakeups(
     }
 }
 
+/// A pooler (PgBouncer) refuses startup parameters it does not know; the
+/// gateway sends none, so such a refusal names one from the URL.
+fn startup_parameter_hint(e: sqlx::Error) -> crate::StoreError {
+    let text = e.to_string();
+    if text.contains("unsupported startup parameter") {
+        return crate::StoreError::InvalidUrl(format!(
+            "{text} (a pooler such as PgBouncer refuses startup parameters it does not know: \
+             drop it from the URL, e.g. options=..., or list it in the pooler's ignore_startup_parameters)"
+        ));
+    }
+    e.into()
+}
+
 /// Applies pending migrations through a transaction pooler: all in one
 /// transaction holding a transaction-scoped advisory lock (sqlx's own lock is
 /// session-scoped, which a pooler would leave held on some server), so
@@ -278,14 +291,15 @@ impl PgStore {
     /// transaction pooler, the poll task: see [`poll_wakeups`]).
     pub async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<Self> {
         let pooled = opts.pg_transaction_pooler;
-        let mut options: PgConnectOptions = url.parse()?;
+        // No `extra_float_digits` startup parameter, which PgBouncer (in
+        // either pool mode) refuses unless told to ignore it: it only
+        // affects floats sent as text, and every statement here reads binary.
+        let mut options: PgConnectOptions =
+            url.parse::<PgConnectOptions>()?.extra_float_digits(None);
         if pooled {
             // No statement cache: a named statement must not outlive its
-            // transaction (see `pool`). No `extra_float_digits` startup
-            // parameter, which PgBouncer refuses unless told to ignore it
-            // (it only affects floats sent as text; every statement here
-            // reads binary).
-            options = options.statement_cache_capacity(0).extra_float_digits(None);
+            // transaction (see `pool`).
+            options = options.statement_cache_capacity(0);
         }
         let health = Health::new(options.clone());
         // No ping before each acquire (a round trip per store call): a
@@ -303,7 +317,8 @@ impl PgStore {
                 Box::pin(async move { check.check_idle(conn, meta).await })
             })
             .connect_with(options.clone())
-            .await?;
+            .await
+            .map_err(startup_parameter_hint)?;
         let listen_pool = match &opts.pg_listen_url {
             Some(direct) => Some(
                 PgPoolOptions::new()
@@ -331,17 +346,24 @@ impl PgStore {
             // 3 × `wal_writer_delay`, 600 ms by default); a request signed in
             // that instant could then be replayed while its timestamp is still
             // in the signature window. Everything else commits durably.
-            let relaxed = options.options([("synchronous_commit", "off")]);
+            // Set per connection rather than as a startup `options`, which
+            // PgBouncer refuses (in session pooling its reset query undoes it
+            // between clients, and the next connect sets it again).
             let check = health.clone();
             let nonces = PgPoolOptions::new()
                 .max_connections(opts.max_connections.clamp(1, NONCE_CONNECTIONS))
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(
+                        async move { conn.execute("SET synchronous_commit = off").await.map(drop) },
+                    )
+                })
                 .before_acquire(move |conn, meta| {
                     let check = check.clone();
                     Box::pin(async move { check.check_idle(conn, meta).await })
                 })
-                .connect_lazy_with(relaxed);
+                .connect_lazy_with(options.clone());
             (
                 Db::direct(pg.clone(), health.clone()),
                 Db::direct(nonces, health.clone()),

@@ -776,7 +776,9 @@ pub(crate) async fn wakeups_on_insert(s: Store) {
         .await
         .expect("woken")
         .expect("open");
-    assert_eq!(&*topic, "wake/t");
+    // The topic itself, or (behind a transaction pooler without LISTEN) a
+    // wake-up of every topic.
+    assert!(Notifier::wakes(&topic, "wake/t"), "{topic:?}");
 }
 
 /// Many concurrent publishes of one tenant never pass its cap (also while a

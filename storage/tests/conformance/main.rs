@@ -1,6 +1,8 @@
 //! The store conformance suite: every case runs against SQLite and against
 //! PostgreSQL (a fresh database per case on `AGW_TEST_PG_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). A store change extends it.
+//! `postgres://postgres@127.0.0.1:5432/postgres`), and against PostgreSQL in
+//! transaction-pooler mode through a real PgBouncer (`postgres_pooled`). A
+//! store change extends it.
 
 #![allow(missing_docs)]
 
@@ -175,3 +177,6 @@ macro_rules! conformance {
 
 conformance!(sqlite, TestStore::sqlite());
 conformance!(postgres, TestStore::postgres());
+// The PostgreSQL driver behind a transaction pooler: through a real PgBouncer
+// when one is installed (see `support`).
+conformance!(postgres_pooled, TestStore::postgres_pooled());
