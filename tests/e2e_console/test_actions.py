@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import requests
+from intent_bus.exceptions import IntentBusError
 from selenium.webdriver.common.by import By
 
 from agw_testkit.neuron import Calls, Gate, NeuronHandle, capability
@@ -100,7 +102,8 @@ def test_purge_deletes_the_settled_jobs_of_a_topic(console, gw, tenant, uniq):
         console.submit_action("/console/topics/purge", within=f"tr[data-topic='{topic}']")
         assert "Purged 2 settled jobs" in console.wait(By.ID, "purged").text
         for jid in done:
-            assert ib.get_status(jid) is None, f"purged job {jid} is gone from the Intent Bus API"
+            with pytest.raises(IntentBusError, match="not_found"):
+                ib.get_status(jid)  # purged: gone from the Intent Bus API
         for jid in still_open:
             assert ib.get_status(jid).status == "open", "open jobs stay"
         assert console.text(By.CSS_SELECTOR, f"tr[data-topic='{topic}'] td[data-state='fulfilled']") == "0"
@@ -170,11 +173,14 @@ def test_a_tenant_never_sees_another_tenants_work(console, gw, tenant, other_ten
         mine.close()
     console.signed_in(tenant.api_key)
     console.wait(By.CSS_SELECTOR, f"tr[data-topic='{my_topic}']")
-    for page in ("/console/topics", "/console/jobs", f"/console/jobs?topic={secret_topic}",
-                 "/console/jobs?state=dead", "/console/neurons"):
+    for page in ("/console/topics", "/console/jobs", "/console/jobs?state=dead", "/console/neurons"):
         console.open(page)
         src = console.source()
         assert secret_topic not in src and theirs not in src and f"classified-{uniq}" not in src, page
+    # Filtering on the other tenant's topic (echoed in the filter field) finds nothing.
+    console.open(f"/console/jobs?topic={secret_topic}")
+    console.wait(By.ID, "no-jobs")
+    assert theirs not in console.source() and f"classified-{uniq}" not in console.source()
     console.expected_statuses.add(403)
     console.open(f"/console/jobs/{theirs}")
     assert "another tenant" in console.wait(By.ID, "error-message").text
@@ -211,3 +217,23 @@ def test_a_tenant_never_sees_another_tenants_work(console, gw, tenant, other_ten
     console.signed_in(gw.admin_key)
     console.open(f"/console/jobs/{theirs}")
     assert console.wait(By.ID, "job-state").text == "dead"
+
+
+def test_screenshots_of_a_busy_console(console, gw, tenant, uniq):
+    """Last in this module: the admin's topic table over every topic the tests
+    above made (light and dark), for the README."""
+    ib = sdk.ib(gw, tenant)
+    try:
+        for n in range(6):
+            ib.publish(f"acme/reports-{uniq}", {"n": n})
+        job = sdk.claim(ib, f"acme/reports-{uniq}", "report-worker")
+        ib.fulfill(job.get("id"), job.get("claim_token"), result={"ok": True})
+    finally:
+        ib.close()
+    console.signed_in(gw.admin_key)
+    console.wait(By.CSS_SELECTOR, f"tr[data-topic='acme/reports-{uniq}']")
+    console.shot("topics")
+    console.shot("topics-dark", dark=True)
+    console.open("/console/jobs")
+    console.wait(By.ID, "jobs-table")
+    console.shot("jobs")

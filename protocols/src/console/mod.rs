@@ -404,9 +404,10 @@ async fn topics(
         ),
         _ => String::new(),
     };
+    let fragment = topics_html(&s, &op).await?;
     let body = format!(
-        "{notice}<section id=\"live\" data-live=\"/console/live/topics\" aria-live=\"polite\">{}</section>",
-        topics_html(&s, &op).await?
+        "{notice}<section id=\"live\" data-live=\"/console/live/topics?v={}\" aria-live=\"polite\">{fragment}</section>",
+        fingerprint(&fragment)
     );
     Ok(html(view::page(
         "Topics",
@@ -455,6 +456,8 @@ struct JobsQuery {
     topic: Option<String>,
     state: Option<String>,
     before: Option<String>,
+    /// Live streams: the fingerprint of the fragment the page shows.
+    v: Option<String>,
 }
 
 /// A validated job filter.
@@ -562,11 +565,13 @@ async fn jobs(
         f.state.as_deref(),
         before.as_deref(),
     );
+    let fragment = jobs_html(&s, &op, &f).await?;
+    let sep = if live.contains('?') { '&' } else { '?' };
     let body = format!(
-        "{}<section id=\"live\" data-live=\"{}\" aria-live=\"polite\">{}</section>",
+        "{}<section id=\"live\" data-live=\"{}{sep}v={}\" aria-live=\"polite\">{fragment}</section>",
         view::jobs_filter(f.topic.as_deref(), f.state.as_deref()),
         view::esc(&live),
-        jobs_html(&s, &op, &f).await?
+        fingerprint(&fragment)
     );
     Ok(html(view::page("Jobs", Some(&op), "/console/jobs", &body)))
 }
@@ -652,9 +657,10 @@ async fn job(
     let id = id_of(id, "job id")?;
     let body = job_html(&s, &op, &id).await?;
     let body = format!(
-        "<p class=\"mono sub\" id=\"job-id\">{}</p><section id=\"live\" data-live=\"/console/live/jobs/{}\" aria-live=\"polite\">{body}</section>",
+        "<p class=\"mono sub\" id=\"job-id\">{}</p><section id=\"live\" data-live=\"/console/live/jobs/{}?v={}\" aria-live=\"polite\">{body}</section>",
         view::esc(&id),
-        view::q(&id)
+        view::q(&id),
+        fingerprint(&body)
     );
     Ok(html(view::page("Job", Some(&op), "/console/jobs", &body)))
 }
@@ -854,6 +860,19 @@ async fn key_revoke(
 
 // === live ===
 
+/// A short fingerprint of a rendered fragment: the page names it in its live
+/// URL (`v=`), so the stream sends nothing until the view differs from what
+/// the page already shows.
+fn fingerprint(html: &str) -> String {
+    sha256_hex(html.as_bytes())[..16].to_owned()
+}
+
+/// `?v=` of a live stream.
+#[derive(Debug, Deserialize)]
+struct Since {
+    v: Option<String>,
+}
+
 /// What a live stream re-renders.
 #[derive(Debug, Clone)]
 enum LiveView {
@@ -879,6 +898,7 @@ async fn render(s: &ConsoleState, op: &Operator, v: &LiveView) -> Result<String,
                     topic: q.topic.clone(),
                     state: q.state.clone(),
                     before: q.before.clone(),
+                    v: None,
                 },
             )?;
             jobs_html(s, op, &f).await
@@ -890,14 +910,15 @@ async fn render(s: &ConsoleState, op: &Operator, v: &LiveView) -> Result<String,
 /// An SSE stream of `update` events, each the view's new HTML, sent when it
 /// changed; re-rendered every [`LIVE_EVERY`] for the session's scope (the
 /// session is re-checked each time: a revoked key ends the stream). Ends at
-/// shutdown.
+/// shutdown. `shown`: the fingerprint of what the page already shows.
 fn live(
     s: ConsoleState,
     op: Operator,
     v: LiveView,
+    shown: Option<String>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = futures_util::stream::unfold(
-        (s, op, v, None::<String>, true),
+        (s, op, v, shown, true),
         |(s, op, v, last, mut first)| async move {
             loop {
                 if !first {
@@ -914,9 +935,10 @@ fn live(
                     return None;
                 }
                 match render(&s, &op, &v).await {
-                    Ok(html) if last.as_deref() != Some(html.as_str()) => {
-                        let event = Event::default().event("update").data(html.clone());
-                        return Some((Ok(event), (s, op, v, Some(html), false)));
+                    Ok(html) if last.as_deref() != Some(fingerprint(&html).as_str()) => {
+                        let seen = fingerprint(&html);
+                        let event = Event::default().event("update").data(html);
+                        return Some((Ok(event), (s, op, v, Some(seen), false)));
                     }
                     Ok(_) => {}
                     Err(ConsoleError::NotFound(_) | ConsoleError::Forbidden(_)) => return None,
@@ -932,8 +954,13 @@ fn live(
     )
 }
 
-async fn live_topics(State(s): State<ConsoleState>, op: Operator) -> impl IntoResponse {
-    live(s, op, LiveView::Topics)
+async fn live_topics(
+    State(s): State<ConsoleState>,
+    op: Operator,
+    since: Result<Query<Since>, QueryRejection>,
+) -> Result<impl IntoResponse, ConsoleError> {
+    let Query(since) = since.map_err(|e| ConsoleError::BadRequest(e.body_text()))?;
+    Ok(live(s, op, LiveView::Topics, since.v))
 }
 
 async fn live_jobs(
@@ -947,18 +974,21 @@ async fn live_jobs(
         state: q.state.clone(),
         before: q.before.clone(),
     };
+    let shown = q.v.clone();
     filter(&op, q)?;
-    Ok(live(s, op, LiveView::Jobs(owned)))
+    Ok(live(s, op, LiveView::Jobs(owned), shown))
 }
 
 async fn live_job(
     State(s): State<ConsoleState>,
     op: Operator,
     id: Result<Path<String>, PathRejection>,
+    since: Result<Query<Since>, QueryRejection>,
 ) -> Result<impl IntoResponse, ConsoleError> {
     let id = id_of(id, "job id")?;
+    let Query(since) = since.map_err(|e| ConsoleError::BadRequest(e.body_text()))?;
     own_job(&s, &op, &id).await?;
-    Ok(live(s, op, LiveView::Job(id)))
+    Ok(live(s, op, LiveView::Job(id), since.v))
 }
 
 // === assets ===

@@ -414,7 +414,7 @@ pub(crate) fn job_fragment(
     if let Some(e) = &j.error {
         let _ = write!(
             s,
-            "<dt>Error</dt><dd class=\"err\" id=\"job-error\">{}</dd>",
+            "<dt>Last error</dt><dd class=\"err\" id=\"job-error\">{}</dd>",
             esc(e)
         );
     }

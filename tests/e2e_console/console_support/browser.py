@@ -49,7 +49,8 @@ class Console:
     def reset(self) -> None:
         """A blank page, no cookies, an empty log."""
         self.d.get("about:blank")
-        self.d.delete_all_cookies()
+        # delete_all_cookies() clears the current page's domain only.
+        self.d.execute_cdp_cmd("Network.clearBrowserCookies", {})
         self.d.get_log("browser")
         self.expected_statuses.clear()
 
@@ -95,6 +96,12 @@ class Console:
         return WebDriverWait(self.d, timeout).until(ok, message=f"timed out waiting for {what}")
 
     def text(self, by: str, what: str) -> str:
+        """An element's text; read again when a live update replaced it meanwhile."""
+        for _ in range(5):
+            try:
+                return self.d.find_element(by, what).text
+            except StaleElementReferenceException:
+                continue
         return self.d.find_element(by, what).text
 
     def source(self) -> str:
@@ -143,8 +150,13 @@ class Console:
         if dark:
             self.d.execute_cdp_cmd("Emulation.setEmulatedMedia",
                                    {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        size = self.d.get_window_size()
         try:
+            # The whole page, up to a sensible height.
+            height = self.d.execute_script("return document.documentElement.scrollHeight")
+            self.d.set_window_size(size["width"], max(600, min(int(height) + 40, 1800)))
             self.d.save_screenshot(str(self.shots / f"{name}.png"))
         finally:
+            self.d.set_window_size(size["width"], size["height"])
             if dark:
                 self.d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
