@@ -12,10 +12,12 @@
 #      governance (hestiaos 1.0.1), OpenTelemetry export (OTLP receivers on
 #      opentelemetry-proto), and metrics (a real Prometheus scraping the gateway
 #      under a workload; every Grafana panel query must return data), and the
-#      gateway's own OpenAPI document fuzzed by schemathesis 4.32.5 (no 5xx).
+#      gateway's own OpenAPI document fuzzed by schemathesis 4.32.5 (no 5xx), and
+#      the operator console in a real headless Chromium (Debian's chromium and
+#      chromium-driver, selenium 4.35.0).
 #
 #   tests/run-all.sh            setup + everything
-#   tests/run-all.sh --setup    setup only (PostgreSQL, Prometheus, PgBouncer, build, venvs)
+#   tests/run-all.sh --setup    setup only (PostgreSQL, Prometheus, PgBouncer, Chromium, build, venvs)
 #
 # Environment: CARGO_TARGET_DIR (reuse a build), AGW_TEST_PG_URL (admin URL of
 # the PostgreSQL server to create test databases on; default
@@ -105,6 +107,26 @@ ensure_pgbouncer() {
   echo "PgBouncer ready: $("$bin" --version 2>&1 | head -n1)"
 }
 
+# The console suite drives a real headless browser: Debian's `chromium` and
+# `chromium-driver`, installed only when they are not on PATH (or named by
+# AGW_CHROMIUM / AGW_CHROMEDRIVER).
+ensure_chromium() {
+  say "Chromium"
+  local browser="${AGW_CHROMIUM:-chromium}" driver="${AGW_CHROMEDRIVER:-chromedriver}"
+  if ! command -v "$browser" >/dev/null 2>&1 || ! command -v "$driver" >/dev/null 2>&1; then
+    echo "Chromium or its driver not installed: installing them from Debian's packages"
+    if ! { as_root apt-get update -qq \
+           && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+      echo "cannot install Chromium (apt-get install -y chromium chromium-driver failed): install them" \
+           "or set AGW_CHROMIUM / AGW_CHROMEDRIVER, then re-run" >&2
+      exit 1
+    fi
+  fi
+  command -v "$browser" >/dev/null 2>&1 && command -v "$driver" >/dev/null 2>&1 \
+    || { echo "no $browser / $driver on PATH after installing Chromium" >&2; exit 1; }
+  echo "Chromium ready: $("$browser" --version 2>/dev/null | head -n1); $("$driver" --version | head -n1)"
+}
+
 build() {
   say "cargo build"
   cargo build --workspace --all-targets --locked
@@ -115,6 +137,7 @@ build() {
 ensure_postgres
 ensure_prometheus
 ensure_pgbouncer
+ensure_chromium
 build
 if [ "$SETUP_ONLY" = 1 ]; then
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh
@@ -123,6 +146,7 @@ if [ "$SETUP_ONLY" = 1 ]; then
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_otel/run.sh
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_metrics/run.sh
   AGW_E2E_SETUP_ONLY=1 bash tests/e2e_schema/run.sh
+  AGW_E2E_SETUP_ONLY=1 bash tests/e2e_console/run.sh
   say "setup done"
   exit 0
 fi
@@ -146,5 +170,6 @@ bash tests/e2e_governance/run.sh || status=1
 bash tests/e2e_otel/run.sh || status=1
 bash tests/e2e_metrics/run.sh || status=1
 bash tests/e2e_schema/run.sh || status=1
+bash tests/e2e_console/run.sh || status=1
 [ "$status" = 0 ] || { echo "end-to-end suites failed" >&2; exit 1; }
 say "all tests passed"

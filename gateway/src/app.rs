@@ -50,6 +50,8 @@ pub struct AppState {
     pub(crate) system: Arc<System>,
     pub(crate) event_schema: Arc<jsonschema::Validator>,
     pub(crate) in_flight: Arc<crate::limit::InFlightLimits>,
+    /// The operator console's signed-in sessions.
+    pub(crate) console_sessions: Arc<agw_protocols::console::Sessions>,
     /// The last queue figures read for `/metrics`, and when.
     pub(crate) queue_figures: Arc<tokio::sync::Mutex<Option<QueueFigures>>>,
 }
@@ -125,6 +127,7 @@ impl AppState {
             config.limits.max_in_flight_per_route,
         ));
         Ok(Self {
+            console_sessions: Arc::default(),
             queue_figures: Arc::default(),
             in_flight,
             event_schema,
@@ -188,6 +191,15 @@ pub fn build_app(state: AppState) -> Router {
             token_ttl_secs: state.config.oauth.token_ttl_secs as i64,
         }),
     });
+    let console = agw_protocols::console::router(agw_protocols::console::ConsoleState {
+        store: state.store.clone(),
+        auth: state.auth.clone(),
+        hub: state.hub.clone(),
+        observer: observer.clone(),
+        redact_keys: Arc::new(state.config.events.redact_keys.clone()),
+        sessions: state.console_sessions.clone(),
+        shutdown: state.shutdown.clone(),
+    });
     let governance = governance::router(GovernanceState {
         store: state.store.clone(),
         auth: state.auth.clone(),
@@ -221,6 +233,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(governance)
         .merge(events)
         .merge(admin)
+        .merge(console)
         .merge(ops)
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)

@@ -5,6 +5,8 @@
 //!
 //! Layout:
 //! - `admin`: the credential admin API (list and revoke keys and OAuth clients).
+//! - `console`: the operator console at `/console/` (server-rendered HTML,
+//!   sessions, live fragments over SSE, embedded assets).
 //! - `events`: the execution event list/export, keys and ingest routes.
 //! - `governance`: the HestiaOS run / stream / trace API over the job store,
 //!   and the policy engine that decides its runs (`governance::policy`).
@@ -16,6 +18,7 @@
 //! - `oauth`: discovery, device and client-credentials grants for neuron hosts.
 
 pub mod admin;
+pub mod console;
 pub mod events;
 pub mod governance;
 pub mod http;

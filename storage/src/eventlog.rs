@@ -70,6 +70,12 @@ pub(crate) enum Ending<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// Made claimable again by an operator (console Retry) after it failed
+    /// or died: the dispatch that ended it is over, a new one may start.
+    Retried {
+        /// Who retried it (an operator's key id).
+        by: &'a str,
+    },
 }
 
 /// An event ready to insert, with the columns the store indexes.
@@ -197,6 +203,10 @@ impl EventLog {
             ("intent_bus", format!("intent_bus.{}", job.topic))
         };
         let (inputs, mut redacted) = self.capture(&job.input);
+        let retried_by = match &ending {
+            Ending::Retried { by } => Some(*by),
+            _ => None,
+        };
         let (output, error, status, outcome) = match ending {
             Ending::Fulfilled => {
                 let (out, paths) = result.map_or((None, None), |r| self.capture(r));
@@ -221,6 +231,7 @@ impl EventLog {
                 EventStatus::Error,
                 "cancelled",
             ),
+            Ending::Retried { .. } => (None, None, EventStatus::Ok, "retried"),
         };
         let mut attributes = Map::new();
         attributes.insert("protocol".into(), protocol.into());
@@ -233,6 +244,9 @@ impl EventLog {
         attributes.insert("outcome".into(), outcome.into());
         if let Some(holder) = job.last_holder.clone() {
             attributes.insert("worker".into(), holder.into());
+        }
+        if let Some(by) = retried_by {
+            attributes.insert("retried_by".into(), by.into());
         }
         for k in ["traceparent", "decision", "policy"] {
             if let Some(v) = meta_str(k) {
@@ -304,7 +318,7 @@ impl EventLog {
 }
 
 /// The chain a job's events join: its governance trace, else the job itself.
-pub(crate) fn correlation_id(job: &Job) -> String {
+pub fn correlation_id(job: &Job) -> String {
     job.metadata
         .as_ref()
         .filter(|_| job.protocol == Protocol::Governance)

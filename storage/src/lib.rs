@@ -44,7 +44,7 @@ mod sqlite;
 mod store;
 
 pub use error::{StoreError, StoreResult};
-pub use eventlog::EventLog;
+pub use eventlog::{EventLog, correlation_id};
 pub use model::*;
 pub use notify::{CommittedEvent, JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
 pub use postgres::PgStore;

@@ -366,3 +366,82 @@ pub(crate) fn decision_counts(
         })
         .collect()
 }
+
+/// `jobs_topic_counts` rows (topic, state, failed 0/1, count, oldest ms).
+pub(crate) fn topic_counts(
+    rows: Vec<(String, String, i64, i64, i64)>,
+) -> Result<Vec<crate::TopicCount>, StoreError> {
+    rows.into_iter()
+        .map(|(topic, state, failed, count, oldest)| {
+            let state = JobState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("jobs.state: {state}")))?;
+            Ok(crate::TopicCount {
+                topic,
+                state,
+                failed: failed != 0,
+                count,
+                oldest: from_ms(oldest),
+            })
+        })
+        .collect()
+}
+
+/// Folds `jobs_activity`'s two aggregates ((topic, minute, count) rows of
+/// created and of settled jobs) into one series per topic, ordered by topic;
+/// minutes outside `0..minutes` are dropped.
+pub(crate) fn topic_activity(
+    created: Vec<(String, i64, i64)>,
+    settled: Vec<(String, i64, i64)>,
+    minutes: usize,
+) -> Vec<crate::TopicActivity> {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<crate::MinuteActivity>> =
+        std::collections::BTreeMap::new();
+    for (rows, is_created) in [(created, true), (settled, false)] {
+        for (topic, minute, n) in rows {
+            let Some(i) = usize::try_from(minute).ok().filter(|i| *i < minutes) else {
+                continue;
+            };
+            let series = by_topic
+                .entry(topic)
+                .or_insert_with(|| vec![crate::MinuteActivity::default(); minutes]);
+            if is_created {
+                series[i].created += n;
+            } else {
+                series[i].settled += n;
+            }
+        }
+    }
+    by_topic
+        .into_iter()
+        .map(|(topic, minutes)| crate::TopicActivity { topic, minutes })
+        .collect()
+}
+
+/// The `(created_at ms, id)` keyset cursor of a job list page.
+pub(crate) fn list_cursor(p: &crate::JobListParams) -> (Option<i64>, Option<String>) {
+    match &p.before {
+        Some((at, id)) => (Some(to_ms(*at)), Some(id.clone())),
+        None => (None, None),
+    }
+}
+
+/// `jobs_recent_holders` rows (topic, holder, holder key, latest grant ms),
+/// one per (topic, holder).
+pub(crate) fn topic_holders(rows: Vec<(String, String, String, i64)>) -> Vec<crate::TopicHolder> {
+    let mut out: Vec<crate::TopicHolder> = Vec::with_capacity(rows.len());
+    for (topic, holder, key, at) in rows {
+        let at = from_ms(at);
+        match out.last_mut() {
+            Some(h) if h.topic == topic && h.holder == holder => {
+                h.last_leased = h.last_leased.max(at);
+            }
+            _ => out.push(crate::TopicHolder {
+                topic,
+                holder,
+                kind: crate::HolderKind::of(&key),
+                last_leased: at,
+            }),
+        }
+    }
+    out
+}

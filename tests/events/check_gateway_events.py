@@ -12,7 +12,9 @@ Run by the e2e harness (tests/testkit/agw_testkit/gateway.py) with the events ve
    `intentproof` package: `verify_event_signature`, `event_content_hash`);
 4. checks that each chain is one dispatch history: at most one event ends it
    (attributes.outcome fulfilled / dead / cancelled / blocked) and nothing
-   follows that one; only `retry` / `expired` events come before it.
+   follows that one; only `retry` / `expired` events come before it. An
+   operator's retry (the console's Retry: outcome `retried`, status ok) may
+   follow a `retry` / `expired` event, or reopen a chain a `dead` event ended.
 
 Writes events.jsonl and keys.json to --out-dir (kept with the gateway's logs
 when something fails) and prints one JSON summary line:
@@ -101,6 +103,8 @@ def schema_failures(lines: List[str], schema_path: Path) -> List[str]:
 
 TERMINAL = {"fulfilled", "dead", "cancelled", "blocked"}
 NON_TERMINAL = {"retry", "expired"}
+#: An operator made the job claimable again: ends nothing, reopens a dead chain.
+REOPENING = {"retried"}
 
 
 def chain_failures(lines: List[str]) -> List[str]:
@@ -114,9 +118,18 @@ def chain_failures(lines: List[str]) -> List[str]:
             continue  # reported by the schema check
         cid, eid = event.get("correlation_id"), event.get("event_id")
         outcome = (event.get("attributes") or {}).get("outcome")
-        if outcome not in TERMINAL | NON_TERMINAL:
+        if outcome not in TERMINAL | NON_TERMINAL | REOPENING:
             out.append(f"chain: event {eid} chain {cid!r}: attributes.outcome {outcome!r} is not one of "
-                       f"{sorted(TERMINAL | NON_TERMINAL)}")
+                       f"{sorted(TERMINAL | NON_TERMINAL | REOPENING)}")
+            continue
+        if outcome in REOPENING:
+            if cid in ended and not ended[cid].endswith("(dead)"):
+                out.append(f"chain: event {eid} ({outcome}) follows event {ended[cid]}: only a dead job "
+                           "can be retried")
+            ended.pop(cid, None)
+            if event.get("status") != "ok":
+                out.append(f"chain: event {eid} chain {cid!r}: outcome {outcome!r} with status "
+                           f"{event.get('status')!r}")
             continue
         if cid in ended:
             out.append(f"chain: event {eid} ({outcome}, position {event.get('chain_position')}) follows event "

@@ -59,7 +59,11 @@ ensure_venv() {
   echo "$E2E_NAME: creating venv $dir ($name)"
   rm -rf "$dir"
   "$PY" -m venv "$dir" || die "venv creation failed for $dir"
-  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" \
+  # A requirements file that pins its whole closure may say `# agw-e2e: --no-deps`:
+  # installed exactly as pinned, without the resolver (tests/requirements-console.txt).
+  local -a opts=()
+  grep -qx '# agw-e2e: --no-deps' "$req" && opts+=(--no-deps)
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "${opts[@]}" -r "$req" \
     || { rm -rf "$dir"; die "pip install -r $req failed"; }
   echo "$want" > "$stamp"
 }

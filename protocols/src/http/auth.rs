@@ -234,7 +234,13 @@ impl Authenticator {
     /// Finds the principal of a raw API key: `None` for an unknown key, an
     /// `Unauthorized` error for a revoked one.
     pub async fn resolve_key(&self, raw: &str) -> Result<Option<Principal>, ApiError> {
-        let hash = sha256_hex(raw.as_bytes());
+        self.resolve_key_hash(sha256_hex(raw.as_bytes())).await
+    }
+
+    /// [`Self::resolve_key`] by the SHA-256 hex of the key (the console's
+    /// sessions keep the hash, never the key, and re-resolve it per request
+    /// so a revocation ends them).
+    pub async fn resolve_key_hash(&self, hash: String) -> Result<Option<Principal>, ApiError> {
         if constant_time_eq(hash.as_bytes(), self.settings.admin_key_hash.as_bytes()) {
             return Ok(Some(Principal {
                 key_id: "admin".into(),

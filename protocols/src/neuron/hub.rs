@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,10 @@ pub struct Session {
     pub closed: CancellationToken,
     /// The hub's job → (tenant, neuron) index, kept in step with `in_flight`.
     index: Arc<Mutex<HashMap<String, (String, String)>>>,
+    /// When the stream opened.
+    pub connected_at: DateTime<Utc>,
+    /// The last heartbeat (the stream's opening until the first one).
+    last_seen: Mutex<DateTime<Utc>>,
 }
 
 /// The lease-holder key of a neuron: stable across its reconnects, distinct per tenant.
@@ -143,6 +147,42 @@ impl Session {
     pub fn holds(&self, job_id: &str) -> bool {
         self.in_flight.lock().is_ok_and(|f| f.contains_key(job_id))
     }
+
+    // Read-only views for the operator console.
+
+    /// Records a heartbeat.
+    pub fn touch(&self) {
+        if let Ok(mut t) = self.last_seen.lock() {
+            *t = Utc::now();
+        }
+    }
+
+    /// The last heartbeat, or the stream's opening before the first.
+    pub fn last_seen(&self) -> DateTime<Utc> {
+        self.last_seen.lock().map_or(self.connected_at, |t| *t)
+    }
+
+    /// The registered capabilities, by type.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let mut caps: Vec<Capability> = self
+            .caps
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
+        caps.sort_by(|a, b| a.kind.cmp(&b.kind));
+        caps
+    }
+
+    /// The leases in flight: (job id, capability type), by job id.
+    pub fn leases(&self) -> Vec<(String, String)> {
+        let mut leases: Vec<(String, String)> = self
+            .in_flight
+            .lock()
+            .map(|f| f.iter().map(|(j, (k, _))| (j.clone(), k.clone())).collect())
+            .unwrap_or_default();
+        leases.sort();
+        leases
+    }
 }
 
 /// Every live session of this replica, plus revoked capability types.
@@ -187,6 +227,8 @@ impl Hub {
             wake: Notify::new(),
             closed: CancellationToken::new(),
             index: self.index.clone(),
+            connected_at: Utc::now(),
+            last_seen: Mutex::new(Utc::now()),
         });
         let old =
             self.sessions.lock().ok().and_then(|mut s| {
@@ -295,6 +337,14 @@ impl Hub {
             }
         }
         n
+    }
+
+    /// Every live session of this replica (for the operator console).
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether an operator revoked `kind`.

@@ -313,6 +313,9 @@ async fn heartbeat(
 ) -> Result<Json<Value>, ApiError> {
     let id = neuron_id(Some(&h.neuron_id))?;
     let session = s.hub.get(&p.tenant, &id);
+    if let Some(sess) = &session {
+        sess.touch();
+    }
     let key = holder_key(&p.tenant, &id);
     let mut lost = Vec::new();
     for entry in h.in_flight {

@@ -439,6 +439,94 @@ pub struct JobStats {
     pub oldest: DateTime<Utc>,
 }
 
+/// The jobs of one topic in one state, as the console's topic view counts
+/// them ([`crate::JobStore::jobs_topic_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicCount {
+    /// The topic.
+    pub topic: String,
+    /// The state.
+    pub state: JobState,
+    /// Open jobs waiting for a retry after a failed attempt or an expired
+    /// lease (their `error` is set); always `false` for other states.
+    pub failed: bool,
+    /// How many jobs.
+    pub count: i64,
+    /// Open jobs: the earliest `run_at`; others: the earliest `created_at`.
+    pub oldest: DateTime<Utc>,
+}
+
+/// Which jobs [`crate::JobStore::jobs_list`] returns: newest first, one page.
+#[derive(Debug, Clone)]
+pub struct JobListParams {
+    /// Whose jobs (a tenant sees only its own).
+    pub scope: Scope,
+    /// One topic, or all.
+    pub topic: Option<String>,
+    /// One state, or all.
+    pub state: Option<JobState>,
+    /// Only open jobs waiting for a retry after a failure (see [`TopicCount::failed`]).
+    pub failed_only: bool,
+    /// Keyset cursor: only jobs created before this job (`created_at`, `id`).
+    pub before: Option<(DateTime<Utc>, String)>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Parameters of [`crate::JobStore::job_retry`].
+#[derive(Debug, Clone)]
+pub struct JobRetryParams {
+    /// The job.
+    pub id: String,
+    /// Who asks: a tenant may retry only its own jobs.
+    pub scope: Scope,
+    /// Who retried it (recorded in the job's event).
+    pub by: String,
+    /// The clock.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Parameters of [`crate::JobStore::jobs_purge_topic`].
+#[derive(Debug, Clone)]
+pub struct TopicPurgeParams {
+    /// Whose jobs (a tenant purges only its own).
+    pub scope: Scope,
+    /// The topic.
+    pub topic: String,
+}
+
+/// Jobs created and settled per minute on one topic
+/// ([`crate::JobStore::jobs_activity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MinuteActivity {
+    /// Jobs created in the minute.
+    pub created: i64,
+    /// Jobs that reached a terminal state in the minute.
+    pub settled: i64,
+}
+
+/// Per-minute activity of one topic since a given instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicActivity {
+    /// The topic.
+    pub topic: String,
+    /// Minute `i` covers `[since + i min, since + (i+1) min)`.
+    pub minutes: Vec<MinuteActivity>,
+}
+
+/// A lease holder seen on a topic ([`crate::JobStore::jobs_recent_holders`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicHolder {
+    /// The topic.
+    pub topic: String,
+    /// The worker id or neuron that held a lease.
+    pub holder: String,
+    /// Neuron or Intent Bus worker (by its holder key).
+    pub kind: HolderKind,
+    /// Its latest lease grant on the topic.
+    pub last_leased: DateTime<Utc>,
+}
+
 /// Parameters of [`crate::JobStore::jobs_purge`].
 #[derive(Debug, Clone)]
 pub struct PurgeParams {

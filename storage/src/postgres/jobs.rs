@@ -343,6 +343,102 @@ impl crate::JobStore for PgStore {
         };
         Ok(n)
     }
+
+    async fn jobs_topic_counts(
+        &self,
+        scope: &crate::Scope,
+    ) -> crate::StoreResult<Vec<crate::TopicCount>> {
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(crate::sql::TOPIC_COUNTS)
+            .bind(scope.tenant())
+            .fetch_all(self.reader()?)
+            .await?;
+        crate::row::topic_counts(rows)
+    }
+
+    async fn jobs_list(&self, p: crate::JobListParams) -> crate::StoreResult<Vec<crate::Job>> {
+        let (at, id) = crate::row::list_cursor(&p);
+        let rows: Vec<crate::row::JobRow> = sqlx::query_as(crate::sql::LIST)
+            .bind(p.scope.tenant())
+            .bind(&p.topic)
+            .bind(p.state.map(crate::JobState::as_str))
+            .bind(i64::from(p.failed_only))
+            .bind(at)
+            .bind(id)
+            .bind(p.limit)
+            .fetch_all(self.reader()?)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn job_retry(&self, p: crate::JobRetryParams) -> crate::StoreResult<crate::Job> {
+        self.to_completion(move |s| async move {
+            let now_ms = crate::model::to_ms(p.now.unwrap_or_else(chrono::Utc::now));
+            let mut tx = s.writer()?.begin().await?;
+            let before: Option<crate::row::JobRow> = sqlx::query_as(&s.sql().get_for_update)
+                .bind(&p.id)
+                .bind(p.scope.tenant())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let before: crate::Job = before.ok_or(crate::StoreError::NotFound)?.try_into()?;
+            let after: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::RETRY)
+                .bind(&p.id)
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let after: crate::Job = after
+                .ok_or(crate::StoreError::InvalidState(before.state))?
+                .try_into()?;
+            let ending = Ending::Retried { by: &p.by };
+            let event = s.job_event(&mut tx, &after, ending, None, now_ms).await?;
+            tx.commit().await?;
+            s.wake(&after.topic);
+            s.notifier.publish(event);
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn jobs_purge_topic(&self, p: crate::TopicPurgeParams) -> crate::StoreResult<u64> {
+        let done = sqlx::query(crate::sql::PURGE_TOPIC)
+            .bind(&p.topic)
+            .bind(p.scope.tenant())
+            .execute(self.writer()?)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn jobs_activity(
+        &self,
+        scope: &crate::Scope,
+        since: chrono::DateTime<chrono::Utc>,
+        minutes: usize,
+    ) -> crate::StoreResult<Vec<crate::TopicActivity>> {
+        let since = crate::model::to_ms(since);
+        let created: Vec<(String, i64, i64)> = sqlx::query_as(crate::sql::ACTIVITY_CREATED)
+            .bind(since)
+            .bind(scope.tenant())
+            .fetch_all(self.reader()?)
+            .await?;
+        let settled: Vec<(String, i64, i64)> = sqlx::query_as(crate::sql::ACTIVITY_SETTLED)
+            .bind(since)
+            .bind(scope.tenant())
+            .fetch_all(self.reader()?)
+            .await?;
+        Ok(crate::row::topic_activity(created, settled, minutes))
+    }
+
+    async fn jobs_recent_holders(
+        &self,
+        scope: &crate::Scope,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> crate::StoreResult<Vec<crate::TopicHolder>> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(crate::sql::RECENT_HOLDERS)
+            .bind(crate::model::to_ms(since))
+            .bind(scope.tenant())
+            .fetch_all(self.reader()?)
+            .await?;
+        Ok(crate::row::topic_holders(rows))
+    }
 }
 
 impl PgStore {

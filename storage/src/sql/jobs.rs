@@ -81,3 +81,49 @@ pub(crate) const DUE_TOPICS: &str =
 pub(crate) const PURGE_JOBS: &str = "DELETE FROM jobs WHERE completed_at IS NOT NULL
     AND completed_at < $1 AND state IN ('fulfilled', 'dead', 'cancelled')";
 pub(crate) const PURGE_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE expires_at <= $1";
+
+/// Binds: tenant (NULL = all). Jobs by topic and state; open jobs awaiting a
+/// retry (error set) apart.
+pub(crate) const TOPIC_COUNTS: &str = "SELECT topic, state,
+        CAST(CASE WHEN state = 'open' AND error IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS failed,
+        COUNT(*), MIN(CASE WHEN state = 'open' THEN run_at ELSE created_at END)
+    FROM jobs WHERE ($1 IS NULL OR tenant = $1)
+    GROUP BY topic, state, failed ORDER BY topic, state, failed";
+
+/// Binds: tenant, topic, state (each NULL = any), failed only (0/1),
+/// cursor created_at and id (NULL = first page), limit. Newest first.
+pub(crate) const LIST: &str = "SELECT * FROM jobs
+    WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR topic = $2)
+      AND ($3 IS NULL OR state = $3)
+      AND ($4 = 0 OR (state = 'open' AND error IS NOT NULL))
+      AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6))
+    ORDER BY created_at DESC, id DESC LIMIT $7";
+
+/// Binds: id, now. Open now, one more attempt when they are spent.
+pub(crate) const RETRY: &str = "UPDATE jobs SET state = 'open', run_at = $2, error = NULL,
+        completed_at = NULL, updated_at = $2,
+        max_attempts = CASE WHEN attempts >= max_attempts THEN attempts + 1 ELSE max_attempts END
+    WHERE id = $1 AND (state = 'dead' OR (state = 'open' AND error IS NOT NULL))
+    RETURNING *";
+
+/// Binds: topic, tenant (NULL = all).
+pub(crate) const PURGE_TOPIC: &str = "DELETE FROM jobs WHERE topic = $1
+    AND ($2 IS NULL OR tenant = $2) AND state IN ('fulfilled', 'dead', 'cancelled')";
+
+/// Binds: since, tenant (NULL = all). Jobs created per topic and minute.
+pub(crate) const ACTIVITY_CREATED: &str =
+    "SELECT topic, (created_at - $1) / 60000 AS minute, COUNT(*)
+    FROM jobs WHERE created_at >= $1 AND ($2 IS NULL OR tenant = $2)
+    GROUP BY topic, minute";
+
+/// Binds: since, tenant (NULL = all). Jobs settled per topic and minute.
+pub(crate) const ACTIVITY_SETTLED: &str =
+    "SELECT topic, (completed_at - $1) / 60000 AS minute, COUNT(*)
+    FROM jobs WHERE completed_at >= $1 AND ($2 IS NULL OR tenant = $2)
+    GROUP BY topic, minute";
+
+/// Binds: since, tenant (NULL = all). Lease holders by topic, latest grant.
+pub(crate) const RECENT_HOLDERS: &str =
+    "SELECT topic, lease_holder, COALESCE(lease_key, ''), MAX(leased_at)
+    FROM jobs WHERE leased_at >= $1 AND lease_holder IS NOT NULL AND ($2 IS NULL OR tenant = $2)
+    GROUP BY topic, lease_holder, lease_key ORDER BY topic, lease_holder";

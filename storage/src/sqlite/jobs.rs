@@ -370,6 +370,111 @@ impl crate::JobStore for SqliteStore {
             })
             .await
     }
+
+    async fn jobs_topic_counts(&self, scope: &Scope) -> StoreResult<Vec<crate::TopicCount>> {
+        let tenant = scope.tenant().map(str::to_owned);
+        let rows = self
+            .reader
+            .run(move |c| {
+                query(c, sql::TOPIC_COUNTS, &[&tenant], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+            })
+            .await?;
+        crate::row::topic_counts(rows)
+    }
+
+    async fn jobs_list(&self, p: crate::JobListParams) -> StoreResult<Vec<Job>> {
+        let (at, id) = crate::row::list_cursor(&p);
+        let tenant = p.scope.tenant().map(str::to_owned);
+        let state = p.state.map(JobState::as_str);
+        self.reader
+            .run(move |c| {
+                query(
+                    c,
+                    sql::LIST,
+                    &[
+                        &tenant,
+                        &p.topic,
+                        &state,
+                        &i64::from(p.failed_only),
+                        &at,
+                        &id,
+                        &p.limit,
+                    ],
+                    job_row,
+                )?
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect()
+            })
+            .await
+    }
+
+    async fn job_retry(&self, p: crate::JobRetryParams) -> StoreResult<Job> {
+        let log = self.events.get();
+        let (after, event) = self
+            .writer
+            .run(move |c| {
+                let before = query_job(c, &SQLITE_SQL.get_for_update, &[&p.id, &p.scope.tenant()])?
+                    .ok_or(StoreError::NotFound)?;
+                let now = now_ms(p.now);
+                let after = query_job(c, sql::RETRY, &[&p.id, &now])?
+                    .ok_or(StoreError::InvalidState(before.state))?;
+                let ending = Ending::Retried { by: &p.by };
+                let event = job_event(c, log.as_deref(), &after, ending, None, now)?;
+                Ok((after, event))
+            })
+            .await?;
+        self.notifier.notify(&after.topic);
+        self.notifier.publish(event);
+        Ok(after)
+    }
+
+    async fn jobs_purge_topic(&self, p: crate::TopicPurgeParams) -> StoreResult<u64> {
+        self.writer
+            .run(move |c| Ok(exec(c, sql::PURGE_TOPIC, &[&p.topic, &p.scope.tenant()])? as u64))
+            .await
+    }
+
+    async fn jobs_activity(
+        &self,
+        scope: &Scope,
+        since: DateTime<Utc>,
+        minutes: usize,
+    ) -> StoreResult<Vec<crate::TopicActivity>> {
+        let tenant = scope.tenant().map(str::to_owned);
+        let since = to_ms(since);
+        let (created, settled) = self
+            .reader
+            .run(move |c| {
+                let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+                Ok((
+                    query(c, sql::ACTIVITY_CREATED, &[&since, &tenant], row)?,
+                    query(c, sql::ACTIVITY_SETTLED, &[&since, &tenant], row)?,
+                ))
+            })
+            .await?;
+        Ok(crate::row::topic_activity(created, settled, minutes))
+    }
+
+    async fn jobs_recent_holders(
+        &self,
+        scope: &Scope,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<crate::TopicHolder>> {
+        let tenant = scope.tenant().map(str::to_owned);
+        let since = to_ms(since);
+        let rows = self
+            .reader
+            .run(move |c| {
+                query(c, sql::RECENT_HOLDERS, &[&since, &tenant], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+            })
+            .await?;
+        Ok(crate::row::topic_holders(rows))
+    }
 }
 
 /// Inserts a job on the writer's connection (the body of

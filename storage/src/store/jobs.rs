@@ -1,4 +1,5 @@
-//! [`JobStore`]: jobs and leases: insert, claim, settle, extend, cancel, expire, purge.
+//! [`JobStore`]: jobs and leases: insert, claim, settle, extend, cancel, expire, purge;
+//! the console's counts, lists, retries and topic purges.
 
 use super::*;
 
@@ -102,4 +103,53 @@ pub trait JobStore: Send + Sync {
     /// oldest of each (see [`JobStats`]), for queue gauges. Read only; one
     /// statement.
     fn jobs_stats(&self) -> impl Future<Output = StoreResult<Vec<JobStats>>> + Send;
+
+    /// Every job of `scope` counted by topic and state (open jobs awaiting a
+    /// retry counted apart, see [`TopicCount::failed`]), ordered by topic.
+    /// Read only; one statement.
+    fn jobs_topic_counts(
+        &self,
+        scope: &Scope,
+    ) -> impl Future<Output = StoreResult<Vec<TopicCount>>> + Send;
+
+    /// One page of jobs, newest first (`created_at`, then `id`, descending),
+    /// filtered by topic and state. Read only; one statement.
+    fn jobs_list(
+        &self,
+        params: JobListParams,
+    ) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
+
+    /// Makes a dead job, or an open one waiting for a retry after a failure,
+    /// claimable now: open, due now, error cleared, and one more attempt
+    /// allowed when its attempts are spent (as River's `JobRetry`). Writes
+    /// the job's `retried` event in the same transaction. Foreign tenants get
+    /// [`StoreError::NotFound`]; other states [`StoreError::InvalidState`].
+    /// Returns the job after.
+    fn job_retry(&self, params: JobRetryParams) -> impl Future<Output = StoreResult<Job>> + Send;
+
+    /// Deletes the settled (fulfilled, dead, cancelled) jobs of one topic of
+    /// `scope`; returns how many. One statement. Their execution events stay.
+    fn jobs_purge_topic(
+        &self,
+        params: TopicPurgeParams,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Jobs of `scope` created and settled per minute since `since` (up to
+    /// `minutes` minutes), by topic. Read only; one transaction-free pair of
+    /// aggregate statements (a purge between them may skew one minute).
+    fn jobs_activity(
+        &self,
+        scope: &Scope,
+        since: DateTime<Utc>,
+        minutes: usize,
+    ) -> impl Future<Output = StoreResult<Vec<TopicActivity>>> + Send;
+
+    /// Who was granted a lease on each topic of `scope` since `since`
+    /// (the consumers seen recently), with their latest grant. Read only; one
+    /// statement.
+    fn jobs_recent_holders(
+        &self,
+        scope: &Scope,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Vec<TopicHolder>>> + Send;
 }

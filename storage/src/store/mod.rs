@@ -49,6 +49,9 @@ use crate::{
     OAuthClient, PurgeParams, PurgeReport, Scope, StoreError, StoreResult,
 };
 use crate::{EventKey, EventQuery, IngestedEvent, StoredEvent};
+use crate::{
+    JobListParams, JobRetryParams, TopicActivity, TopicCount, TopicHolder, TopicPurgeParams,
+};
 
 /// The store, with its driver chosen by the URL scheme.
 #[derive(Debug, Clone)]
@@ -193,6 +196,12 @@ delegate! {
         fn jobs_purge(&self, params: PurgeParams) -> StoreResult<PurgeReport>;
         fn jobs_count_open(&self, scope: &Scope) -> StoreResult<i64>;
         fn jobs_stats(&self) -> StoreResult<Vec<JobStats>>;
+        fn jobs_topic_counts(&self, scope: &Scope) -> StoreResult<Vec<TopicCount>>;
+        fn jobs_list(&self, params: JobListParams) -> StoreResult<Vec<Job>>;
+        fn job_retry(&self, params: JobRetryParams) -> StoreResult<Job>;
+        fn jobs_purge_topic(&self, params: TopicPurgeParams) -> StoreResult<u64>;
+        fn jobs_activity(&self, scope: &Scope, since: DateTime<Utc>, minutes: usize) -> StoreResult<Vec<TopicActivity>>;
+        fn jobs_recent_holders(&self, scope: &Scope, since: DateTime<Utc>) -> StoreResult<Vec<TopicHolder>>;
     }
 }
 

@@ -572,3 +572,32 @@ async fn postgres_dropped_settlement_still_commits() {
     assert_eq!(state, JobState::Fulfilled);
     t.cleanup().await;
 }
+
+/// A console retry writes a signed `retried` event on the job's chain,
+/// after the event of the failure that killed it; the chain verifies.
+pub(crate) async fn retry_writes_a_chained_event(s: Store) {
+    let public = enable_events(&s);
+    let now = Utc::now();
+    let mut job = new_job("acme", "ev/retry");
+    job.max_attempts = 1;
+    let job = insert_at(&s, job, now).await;
+    let c = claim_one(&s, claim("acme", Some("ev/retry"), "w1", now))
+        .await
+        .expect("claim");
+    s.job_fail(fail(&c.id, token(&c), now)).await.expect("fail");
+    s.job_retry(JobRetryParams {
+        id: job.id.clone(),
+        scope: Scope::Tenant("acme".into()),
+        by: "key_op".into(),
+        now: Some(now),
+    })
+    .await
+    .expect("retry");
+    let events = all_events(&s, Scope::All).await;
+    assert_eq!(events.len(), 2);
+    let attrs = events[1].attributes.clone().expect("attributes");
+    assert_eq!(attrs.get("outcome"), Some(&json!("retried")));
+    assert_eq!(attrs.get("retried_by"), Some(&json!("key_op")));
+    assert_eq!(events[1].chain_position, 2);
+    agw_events::verify_chain(&events, |_| Some(public)).expect("chain verifies");
+}

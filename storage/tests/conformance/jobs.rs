@@ -1220,3 +1220,301 @@ async fn postgres_publish_wakes_both_replicas() {
     other.close().await;
     t.cleanup().await;
 }
+
+/// The console's reads: counts by topic and state (failed apart), a
+/// filtered, paginated list, scoped to a tenant.
+pub(crate) async fn console_counts_and_list(s: Store) {
+    let at = |secs| t0() + Duration::seconds(secs);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(insert_at(&s, new_job("a", "c/one"), at(i)).await.id);
+    }
+    insert_at(&s, new_job("b", "c/one"), at(0)).await;
+    insert_at(&s, new_job("a", "c/two"), at(9)).await;
+    // One of c/one fails once (open again, error set), one is fulfilled.
+    let c = claim_one(&s, claim("a", Some("c/one"), "w", at(10)))
+        .await
+        .expect("claim");
+    s.job_fail(fail(&c.id, token(&c), at(11)))
+        .await
+        .expect("fail");
+    let d = claim_one(&s, claim("a", Some("c/one"), "w", at(12)))
+        .await
+        .expect("claim");
+    s.job_complete(complete(&d.id, token(&d), at(13)))
+        .await
+        .expect("complete");
+    let a = Scope::Tenant("a".into());
+    let counts = s.jobs_topic_counts(&a).await.expect("counts");
+    let get = |topic: &str, state: JobState, failed: bool| {
+        counts
+            .iter()
+            .find(|c| c.topic == topic && c.state == state && c.failed == failed)
+            .map(|c| c.count)
+    };
+    assert_eq!(get("c/one", JobState::Open, false), Some(3));
+    assert_eq!(get("c/one", JobState::Open, true), Some(1));
+    assert_eq!(get("c/one", JobState::Fulfilled, false), Some(1));
+    assert_eq!(get("c/two", JobState::Open, false), Some(1));
+    assert_eq!(counts.len(), 4, "tenant b's job is not counted: {counts:?}");
+    let all = s.jobs_topic_counts(&Scope::All).await.expect("counts");
+    assert_eq!(
+        all.iter()
+            .filter(|c| c.topic == "c/one" && c.state == JobState::Open && !c.failed)
+            .map(|c| c.count)
+            .sum::<i64>(),
+        4
+    );
+    // The list: newest first, two per page, keyset cursor.
+    let page = |before: Option<(DateTime<Utc>, String)>| JobListParams {
+        scope: a.clone(),
+        topic: Some("c/one".into()),
+        state: None,
+        failed_only: false,
+        before,
+        limit: 2,
+    };
+    let p1 = s.jobs_list(page(None)).await.expect("list");
+    assert_eq!(
+        p1.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
+    let last = p1.last().expect("page");
+    let p2 = s
+        .jobs_list(page(Some((last.created_at, last.id.clone()))))
+        .await
+        .expect("list");
+    assert_eq!(
+        p2.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        vec![ids[2].clone(), ids[1].clone()]
+    );
+    let failed = s
+        .jobs_list(JobListParams {
+            failed_only: true,
+            state: Some(JobState::Open),
+            ..page(None)
+        })
+        .await
+        .expect("list");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, c.id);
+    let fulfilled = s
+        .jobs_list(JobListParams {
+            state: Some(JobState::Fulfilled),
+            limit: 50,
+            ..page(None)
+        })
+        .await
+        .expect("list");
+    assert_eq!(fulfilled.len(), 1);
+    let foreign = s
+        .jobs_list(JobListParams {
+            scope: Scope::Tenant("nobody".into()),
+            ..page(None)
+        })
+        .await
+        .expect("list");
+    assert!(foreign.is_empty());
+}
+
+/// Retry: a dead job becomes claimable again with one more attempt, an
+/// open job waiting after a failure becomes due now; other states and
+/// foreign tenants are refused; the retry writes an event. Purge of a
+/// topic deletes only its settled jobs of the tenant.
+pub(crate) async fn console_retry_and_topic_purge(s: Store) {
+    let at = |secs| t0() + Duration::seconds(secs);
+    let mut doomed = new_job("a", "r/t");
+    doomed.max_attempts = 1;
+    let dead = insert_at(&s, doomed, at(0)).await;
+    let c = claim_one(&s, claim("a", Some("r/t"), "w", at(1)))
+        .await
+        .expect("claim");
+    s.job_fail(fail(&c.id, token(&c), at(2)))
+        .await
+        .expect("fail");
+    let a = Scope::Tenant("a".into());
+    let retry = |id: &str, scope: &Scope, secs| JobRetryParams {
+        id: id.into(),
+        scope: scope.clone(),
+        by: "operator".into(),
+        now: Some(at(secs)),
+    };
+    assert!(matches!(
+        s.job_retry(retry(&dead.id, &Scope::Tenant("b".into()), 3))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let after = s.job_retry(retry(&dead.id, &a, 3)).await.expect("retry");
+    assert_eq!(after.state, JobState::Open);
+    assert_eq!(after.error, None);
+    assert_eq!(after.run_at, at(3));
+    assert_eq!(after.max_attempts, 2);
+    assert_eq!(after.completed_at, None);
+    assert!(matches!(
+        s.job_retry(retry(&dead.id, &a, 4)).await,
+        Err(StoreError::InvalidState(JobState::Open))
+    ));
+    let again = claim_one(&s, claim("a", Some("r/t"), "w", at(4)))
+        .await
+        .expect("claimable again");
+    assert_eq!(again.id, dead.id);
+    assert_eq!(again.attempts, 2);
+    assert!(matches!(
+        s.job_retry(retry(&dead.id, &a, 5)).await,
+        Err(StoreError::InvalidState(JobState::Leased))
+    ));
+    // A failed job waiting for its backoff is due at once.
+    s.job_fail(fail(&again.id, token(&again), at(5)))
+        .await
+        .expect("fail");
+    let j2 = insert_at(&s, new_job("a", "r/t"), at(6)).await;
+    let c2 = claim_one(&s, claim("a", Some("r/t"), "w", at(7)))
+        .await
+        .expect("claim");
+    assert_eq!(c2.id, j2.id);
+    let waiting = s
+        .job_fail(fail(&c2.id, token(&c2), at(8)))
+        .await
+        .expect("fail");
+    assert_eq!(waiting.state, JobState::Open);
+    assert!(waiting.run_at > at(8));
+    let now_due = s.job_retry(retry(&j2.id, &a, 9)).await.expect("retry");
+    assert_eq!(now_due.run_at, at(9));
+    assert_eq!(now_due.max_attempts, 3, "attempts left: none added");
+    // Purge: settled jobs of the topic and tenant only.
+    let keep_open = insert_at(&s, new_job("a", "r/t"), at(10)).await;
+    let other_topic = insert_at(&s, new_job("a", "r/other"), at(10)).await;
+    s.job_cancel(JobCancelParams {
+        id: other_topic.id.clone(),
+        scope: a.clone(),
+        reason: "x".into(),
+        now: Some(at(11)),
+    })
+    .await
+    .expect("cancel");
+    let foreign = insert_at(&s, new_job("b", "r/t"), at(10)).await;
+    s.job_cancel(JobCancelParams {
+        id: foreign.id.clone(),
+        scope: Scope::Tenant("b".into()),
+        reason: "x".into(),
+        now: Some(at(11)),
+    })
+    .await
+    .expect("cancel");
+    s.job_cancel(JobCancelParams {
+        id: keep_open.id.clone(),
+        scope: a.clone(),
+        reason: "x".into(),
+        now: Some(at(11)),
+    })
+    .await
+    .expect("cancel");
+    let n = s
+        .jobs_purge_topic(TopicPurgeParams {
+            scope: a.clone(),
+            topic: "r/t".into(),
+        })
+        .await
+        .expect("purge");
+    assert_eq!(n, 2, "the dead job (dead again) and the cancelled one");
+    assert!(
+        s.job_get(&keep_open.id, &Scope::All)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.job_get(&j2.id, &Scope::All).await.unwrap().is_some(),
+        "open stays"
+    );
+    assert!(
+        s.job_get(&other_topic.id, &Scope::All)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(s.job_get(&foreign.id, &Scope::All).await.unwrap().is_some());
+}
+
+/// Activity: jobs created and settled per minute, by topic, per tenant.
+pub(crate) async fn console_activity_per_minute(s: Store) {
+    let since = t0();
+    let at = |secs| t0() + Duration::seconds(secs);
+    let j = insert_at(&s, new_job("a", "act/x"), at(5)).await;
+    insert_at(&s, new_job("a", "act/x"), at(65)).await;
+    insert_at(&s, new_job("b", "act/y"), at(65)).await;
+    let c = claim_one(&s, claim("a", Some("act/x"), "w", at(130)))
+        .await
+        .expect("claim");
+    assert_eq!(c.id, j.id);
+    s.job_complete(complete(&c.id, token(&c), at(131)))
+        .await
+        .expect("complete");
+    let act = s
+        .jobs_activity(&Scope::Tenant("a".into()), since, 60)
+        .await
+        .expect("activity");
+    assert_eq!(act.len(), 1, "{act:?}");
+    assert_eq!(act[0].topic, "act/x");
+    assert_eq!(act[0].minutes.len(), 60);
+    assert_eq!(
+        act[0].minutes[0],
+        MinuteActivity {
+            created: 1,
+            settled: 0
+        }
+    );
+    assert_eq!(
+        act[0].minutes[1],
+        MinuteActivity {
+            created: 1,
+            settled: 0
+        }
+    );
+    assert_eq!(
+        act[0].minutes[2],
+        MinuteActivity {
+            created: 0,
+            settled: 1
+        }
+    );
+    let all = s
+        .jobs_activity(&Scope::All, since, 60)
+        .await
+        .expect("activity");
+    assert_eq!(all.len(), 2);
+}
+
+/// Recent holders: who leased on each topic since a given instant.
+pub(crate) async fn console_recent_holders(s: Store) {
+    let at = |secs| t0() + Duration::seconds(secs);
+    insert_at(&s, new_job("a", "h/x"), at(0)).await;
+    insert_at(&s, new_job("a", "h/x"), at(0)).await;
+    insert_at(&s, new_job("b", "h/y"), at(0)).await;
+    claim_one(&s, claim("a", Some("h/x"), "w1", at(10)))
+        .await
+        .expect("claim");
+    let mut p = claim("a", Some("h/x"), "n1", at(20));
+    p.holder_key = Some(HolderKind::neuron_key("a", "n1"));
+    claim_one(&s, p).await.expect("claim");
+    claim_one(&s, claim("b", Some("h/y"), "w2", at(30)))
+        .await
+        .expect("claim");
+    let got = s
+        .jobs_recent_holders(&Scope::Tenant("a".into()), at(5))
+        .await
+        .expect("holders");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].holder, "n1");
+    assert_eq!(got[0].kind, HolderKind::Neuron);
+    assert_eq!(got[1].holder, "w1");
+    assert_eq!(got[1].kind, HolderKind::Worker);
+    assert_eq!(got[1].last_leased, at(10));
+    assert!(
+        s.jobs_recent_holders(&Scope::All, at(25))
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+}

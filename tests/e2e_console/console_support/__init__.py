@@ -1,0 +1,1 @@
+"""Helpers of the CONSOLE end-to-end suite: the browser (browser.py)."""
