@@ -43,7 +43,9 @@ mod store;
 pub use error::{StoreError, StoreResult};
 pub use eventlog::EventLog;
 pub use model::*;
-pub use notify::{CommittedEvent, JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
+pub use notify::{
+    CommittedEvent, JobChange, JobEvent, JobHint, Notifier, PG_CHANNEL, PG_JOB_CHANNEL, Wake,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::{

@@ -16,9 +16,8 @@ impl crate::JobStore for SqliteStore {
     }
 
     async fn job_insert(&self, p: JobInsertParams) -> StoreResult<JobInsertOutcome> {
-        let topic = p.job.topic.clone();
         let out = self.writer.run(move |c| insert_job(c, p)).await?;
-        self.announce_insert(&out, &topic);
+        self.announce_insert(&out);
         Ok(out)
     }
 
@@ -183,7 +182,7 @@ impl crate::JobStore for SqliteStore {
         // A retry due at once (refunded attempt) wakes waiters now; a delayed
         // one is found by the due-topics scan.
         if job.state == JobState::Open && to_ms(job.run_at) <= now {
-            self.notifier.notify(&job.topic);
+            self.notifier.notify_job(&job);
         }
         if job.state.is_terminal() {
             self.announce(&job, JobChange::Settled(job.state));
@@ -446,11 +445,11 @@ pub(super) fn insert_job(c: &Connection, p: JobInsertParams) -> StoreResult<JobI
 impl SqliteStore {
     /// Wakes waiters on a freshly inserted job's topic when it is due now
     /// (after the commit).
-    pub(super) fn announce_insert(&self, out: &JobInsertOutcome, topic: &str) {
+    pub(super) fn announce_insert(&self, out: &JobInsertOutcome) {
         if let JobInsertOutcome::Inserted(j) = out
             && j.run_at <= Utc::now()
         {
-            self.notifier.notify(topic);
+            self.notifier.notify_job(j);
         }
     }
 }
