@@ -81,6 +81,8 @@ impl JobEvent {
 /// it: the filters of the claim statement, minus time and attempts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobHint {
+    /// The job.
+    pub id: String,
     /// The submitting tenant.
     pub tenant: String,
     /// Its namespace.
@@ -99,6 +101,7 @@ impl JobHint {
     /// The hint of `job`.
     pub fn of(job: &Job) -> Self {
         Self {
+            id: job.id.clone(),
             tenant: job.tenant.clone(),
             namespace: job.namespace.clone(),
             public: job.visibility == Visibility::Public,
@@ -233,7 +236,12 @@ impl Notifier {
 
     /// Announces that `job`, committed by this process, is claimable now.
     pub fn notify_job(&self, job: &Job) {
-        let _ = self.tx.send(Arc::new(Wake::job(job)));
+        self.wake(Wake::job(job));
+    }
+
+    /// Sends `wake` to every waiter.
+    pub fn wake(&self, wake: Wake) {
+        let _ = self.tx.send(Arc::new(wake));
     }
 
     /// Subscribes to every topic's wake-ups.

@@ -45,10 +45,13 @@ pub struct Session {
     caps: Mutex<HashMap<String, Registered>>,
     /// Wake-ups the hub routed here (each about one job), not yet acted on.
     hints: Mutex<Vec<Arc<Wake>>>,
-    /// Set when the dispatcher should fill every free slot (a slot freed,
-    /// capabilities changed, a wake-up that does not name its job); without
-    /// it a pass claims once per routed wake-up.
+    /// Set when the dispatcher should fill every free slot (a slot freed
+    /// while work may wait, capabilities changed, a wake-up that does not
+    /// name its job); without it a pass claims once per routed wake-up.
     look: AtomicBool,
+    /// Per capability type, what the last pass that filled every free slot
+    /// left: see [`Looked`].
+    looked: Mutex<HashMap<String, Looked>>,
     /// job id → (capability type, lease id): what counts against concurrency.
     in_flight: Mutex<HashMap<String, (String, String)>>,
     wake: Notify,
@@ -58,6 +61,17 @@ pub struct Session {
     index: Arc<Mutex<HashMap<String, (String, String)>>>,
     /// The hub's topic → sessions index, kept in step with `caps`.
     routes: Arc<Routes>,
+}
+
+/// What a session knows about work waiting for one of its capabilities
+/// beyond the wake-ups routed to it.
+#[derive(Debug, Clone, Copy)]
+struct Looked {
+    /// Its last full look came back empty, and no wake-up about a job of the
+    /// topic has been dropped since (the topic's drop count was `drops`
+    /// then): a freed slot need not claim, as any job that arrives is
+    /// routed to someone. Otherwise a freed slot looks.
+    drops: Option<u64>,
 }
 
 /// A registered capability and the claim that leases its jobs to the session
@@ -150,7 +164,7 @@ impl Session {
             let fresh = self.registered(&cap, &kinds);
             c.get_mut(&cap.kind).map(|slot| *slot = fresh).is_some()
         });
-        self.routes.unsaturate(&cap.kind);
+        self.routes.slot_freed(&cap.kind);
         self.look();
         updated
     }
@@ -205,6 +219,11 @@ impl Session {
     }
 
     /// Frees a lease's slot; returns its lease id when it was in flight here.
+    ///
+    /// The dispatcher then looks for work only when some may wait that no
+    /// routed wake-up covers: its last look filled every slot (or failed), or
+    /// a wake-up about a job of the topic was dropped since (no session
+    /// could take it then).
     pub fn release(&self, job_id: &str) -> Option<String> {
         let gone = self
             .in_flight
@@ -215,9 +234,17 @@ impl Session {
             if let Ok(mut i) = self.index.lock() {
                 i.remove(job_id);
             }
-            self.routes.unsaturate(kind);
+            let drops = self.routes.slot_freed(kind);
+            let quiet = self
+                .looked
+                .lock()
+                .ok()
+                .and_then(|l| l.get(kind).and_then(|l| l.drops))
+                .is_some_and(|seen| seen == drops);
+            if !quiet {
+                self.look();
+            }
         }
-        self.look();
         gone.map(|(_, l)| l)
     }
 
@@ -274,6 +301,9 @@ struct Ring {
     /// without a search — with every slot of 10,000 sessions taken, a
     /// publish must not walk them all.
     saturated: bool,
+    /// Wake-ups about a job that woke nobody (no session could take the job
+    /// then): their jobs wait for a freed slot to look (see [`Looked`]).
+    drops: u64,
 }
 
 impl Routes {
@@ -298,12 +328,22 @@ impl Routes {
     }
 
     /// A slot for `kind` freed (or its concurrency grew): searches resume.
-    fn unsaturate(&self, kind: &str) {
-        if let Ok(mut by_topic) = self.by_topic.lock()
-            && let Some(ring) = by_topic.get_mut(kind)
-        {
+    /// Returns the topic's count of dropped wake-ups.
+    fn slot_freed(&self, kind: &str) -> u64 {
+        let Ok(mut by_topic) = self.by_topic.lock() else {
+            return u64::MAX;
+        };
+        by_topic.get_mut(kind).map_or(0, |ring| {
             ring.saturated = false;
-        }
+            ring.drops
+        })
+    }
+
+    /// The count of dropped wake-ups of `kind`.
+    fn drops(&self, kind: &str) -> u64 {
+        self.by_topic
+            .lock()
+            .map_or(u64::MAX, |t| t.get(kind).map_or(0, |r| r.drops))
     }
 
     fn leave(by_topic: &mut HashMap<String, Ring>, kind: &str, session: &Session) {
@@ -400,6 +440,7 @@ impl Hub {
             caps: Mutex::default(),
             hints: Mutex::default(),
             look: AtomicBool::new(false),
+            looked: Mutex::default(),
             in_flight: Mutex::default(),
             wake: Notify::new(),
             closed: CancellationToken::new(),
@@ -576,6 +617,7 @@ impl Hub {
             return;
         };
         if ring.saturated {
+            ring.drops += 1;
             return;
         }
         let n = ring.sessions.len();
@@ -594,6 +636,7 @@ impl Hub {
             return;
         }
         ring.saturated = !any_free;
+        ring.drops += 1;
     }
 
     fn wake_every_session(&self) {
@@ -641,9 +684,9 @@ pub fn lease_frame(job: &Job, schema: Option<&CapabilitySchema>) -> Option<Serve
 /// How a dispatcher's pass over one capability ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
-    /// Every slot is taken, after this many leases; work may still wait.
-    Full(usize),
-    /// As many leases as wake-ups about a job were routed here.
+    /// Every slot is taken; work may still wait.
+    Full,
+    /// As many claims as wake-ups about a job were routed here, all leased.
     Done,
     /// The claim came back empty: nothing this session can take.
     Empty,
@@ -704,6 +747,8 @@ pub async fn dispatch(
             .map(|c| c.values().cloned().collect())
             .unwrap_or_default();
         let mut passes: HashMap<String, Pass> = HashMap::with_capacity(regs.len());
+        // Jobs leased in this pass: the wake-ups about them are settled.
+        let mut taken: HashSet<String> = HashSet::new();
         for reg in regs {
             let kind = reg.cap.kind.as_str();
             let limit = usize::try_from(reg.cap.concurrency).unwrap_or(0);
@@ -713,10 +758,13 @@ pub async fn dispatch(
             } else {
                 held.wakes.iter().filter(|w| w.topic() == kind).count()
             };
+            // Read before the first claim: a wake-up dropped after this may
+            // be about a job that claim did not see.
+            let drops = looking.then(|| hub.routes.drops(kind));
             let mut leased = 0;
             let pass = loop {
                 if session.in_flight_for(kind) >= limit {
-                    break Pass::Full(leased);
+                    break Pass::Full;
                 }
                 if leased >= budget {
                     break Pass::Done;
@@ -732,6 +780,7 @@ pub async fn dispatch(
                     Ok(Some(job)) => {
                         hub.counts.claims_leased.fetch_add(1, Ordering::Relaxed);
                         leased += 1;
+                        taken.insert(job.id.clone());
                         observer.leased(&job);
                         // Without its schema the lease still goes out: the
                         // neuron falls back to the schemas it registered itself.
@@ -766,17 +815,26 @@ pub async fn dispatch(
                     }
                 }
             };
+            if let Some(drops) = drops
+                && let Ok(mut l) = session.looked.lock()
+            {
+                let drops = (pass == Pass::Empty).then_some(drops);
+                l.insert(reg.cap.kind.clone(), Looked { drops });
+            }
             passes.insert(reg.cap.kind, pass);
         }
         let mut retry = Vec::new();
         for wake in held.wakes.drain(..) {
-            match passes.get_mut(wake.topic()) {
-                Some(Pass::Empty | Pass::Done) => {}
-                // Each lease settles one wake-up; the rest may be work that
-                // another session can take.
-                Some(Pass::Full(n)) if *n > 0 => *n -= 1,
+            if wake.hint().is_some_and(|h| taken.contains(&h.id)) {
+                continue;
+            }
+            match passes.get(wake.topic()) {
+                // Its job is gone (or not due: the due sweep wakes the topic).
+                Some(Pass::Empty) => {}
                 Some(Pass::Failed) => retry.push(wake),
-                Some(Pass::Full(_)) | None => {
+                // This session took other work instead, or had no room, or
+                // no longer offers the topic: another session may take it.
+                Some(Pass::Done | Pass::Full) | None => {
                     hub.counts.passed_on.fetch_add(1, Ordering::Relaxed);
                     hub.route(&wake, Some(&*session));
                 }
@@ -821,6 +879,7 @@ mod tests {
         Arc::new(Wake::new(
             topic,
             Some(JobHint {
+                id: agw_storage::new_job_id(),
                 tenant: tenant.into(),
                 namespace: "default".into(),
                 public,
@@ -1108,6 +1167,34 @@ mod tests {
         b.release(&second);
         got.insert(next_lease(&mut b_rx).await);
         assert_eq!(got, ids, "every job leased once");
+    }
+
+    /// A freed slot claims only when work may wait that no routed wake-up
+    /// covers: after a job's wake-up found every slot taken.
+    #[tokio::test]
+    async fn a_freed_slot_looks_only_when_work_may_wait() {
+        let store = sqlite().await;
+        let hub = Arc::new(Hub::default());
+        let (a, mut rx) = connect(&store, &hub, "acme", "a", &[cap("t/x", 1, false)]);
+        let empty = || hub.counts.claims_empty.load(Ordering::Relaxed);
+        until("registered", || empty() == 1).await;
+        let first = publish(&store, "acme", "t/x").await;
+        assert_eq!(next_lease(&mut rx).await, first);
+        // Nothing waits: the ack frees the slot without a claim.
+        assert_eq!(
+            a.release(&first).as_deref().map(|l| l.starts_with(&first)),
+            Some(true)
+        );
+        assert!(!a.look.load(Ordering::Acquire));
+        // Full: the next job's wake-up wakes nobody; the freed slot takes it.
+        let second = publish(&store, "acme", "t/x").await;
+        assert_eq!(next_lease(&mut rx).await, second);
+        let third = publish(&store, "acme", "t/x").await;
+        until("dropped", || hub.routes.drops("t/x") == 1).await;
+        a.release(&second);
+        assert_eq!(next_lease(&mut rx).await, third);
+        assert_eq!(empty(), 1, "no claim came back empty");
+        assert_eq!(hub.counts.claims_leased.load(Ordering::Relaxed), 3);
     }
 
     /// A session with no dispatcher yet (the test starts it), and its stream.

@@ -273,12 +273,13 @@ impl crate::JobStore for SqliteStore {
 
     async fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>> {
         let log = self.events.get();
-        let (expired, events) = self
+        let (expired, reopened, events) = self
             .writer
             .run(move |c| {
                 let now = to_ms(now);
                 let rows = query(c, sql::EXPIRE_LEASES, &[&now], job_row)?;
                 let mut expired = Vec::with_capacity(rows.len());
+                let mut reopened = Vec::new();
                 let mut events = Vec::new();
                 for row in rows {
                     let (holder, token) = (row.lease_holder.clone(), row.lease_token.clone());
@@ -287,6 +288,9 @@ impl crate::JobStore for SqliteStore {
                         dead: job.state == JobState::Dead,
                     };
                     events.extend(job_event(c, log.as_deref(), &job, ending, None, now)?);
+                    if job.state == JobState::Open {
+                        reopened.push(crate::Wake::job(&job));
+                    }
                     expired.push(ExpiredLease {
                         job_id: job.id,
                         topic: job.topic,
@@ -295,11 +299,13 @@ impl crate::JobStore for SqliteStore {
                         new_state: job.state,
                     });
                 }
-                Ok((expired, events))
+                Ok((expired, reopened, events))
             })
             .await?;
-        for e in expired.iter().filter(|e| e.new_state == JobState::Open) {
-            self.notifier.notify(&e.topic);
+        // Each names its job, so a neuron hub wakes one session per job, not
+        // every session of the topic.
+        for wake in reopened {
+            self.notifier.wake(wake);
         }
         for e in events {
             self.notifier.execution_event(e);
