@@ -171,6 +171,8 @@ pub(crate) async fn delay_holds_until_run_at(s: Store) {
     d.delay_ms = 10_000;
     let j = insert_at(&s, d, t0()).await;
     assert_eq!(j.run_at, t0() + Duration::seconds(10));
+    // A job due at once was announced by its insert: the due scan leaves it out.
+    insert_at(&s, new_job("a", "now/t"), t0() + Duration::seconds(10)).await;
     assert!(
         claim_one(
             &s,
