@@ -3,7 +3,7 @@
 # gateway per store on a fresh database, and drives it with agw-loadgen
 # (signed Intent Bus protocol) on loopback.
 #
-#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|sync|waves|ab|all]
+#   tests/bench.sh [sqlite|postgres|policy|events|events-load|events-ir|noisy|layers|sync|waves|ab|push|all]
 #   (default all; policy = only the policy evaluation example, which "all" runs
 #   first; events = job throughput with execution events and OTLP export off /
 #   on, both stores; events-load = the same modes at a fixed offered load, in
@@ -14,8 +14,10 @@
 #   default limits; sync = SQLite synchronous FULL vs NORMAL; waves = one
 #   SQLite gateway's RSS while BENCH_WAVES waves of BENCH_NEURONS neurons
 #   connect and leave; ab = 8-worker cycles of BENCH_BASELINE against this
-#   build (BENCH_AB_STORE, BENCH_AB_ROUNDS); none of the last seven is part
-#   of "all")
+#   build (BENCH_AB_STORE, BENCH_AB_ROUNDS); push = neuron lease push
+#   against 8-worker cycles in the same SQLite run, then with idle neurons
+#   connected, BENCH_BASELINE against this build (BENCH_PUSH_ROUNDS,
+#   BENCH_PUSH_IDLE); none of the last eight is part of "all")
 #
 # Env: BENCH_DURATION (default 20s), BENCH_WORKERS (default "8 64"),
 #      BENCH_GOV_CALLERS (default "1 8": governance runs, as many workers as callers),
@@ -34,6 +36,8 @@
 #        autovacuum on (ALTER SYSTEM, reset at exit); BENCH_AB_STATEMENTS=N: ab on
 #        PostgreSQL prints its N costliest statements per cycle (needs pg_stat_statements
 #        in shared_preload_libraries),
+#      BENCH_LOADGEN: the agw-loadgen binary of push (default this tree's build),
+#      BENCH_PUSH_ROUNDS (2), BENCH_PUSH_IDLE ("1000"): push's rounds and idle-neuron counts,
 #      AGW_TEST_PG_URL (admin URL for creating the PostgreSQL bench database).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -433,6 +437,76 @@ for line in sys.argv[6].splitlines():
   done
 }
 
+# Push throughput (issue 23), interleaved A/B: per round and build
+# (BENCH_BASELINE, then GATEWAY_BIN), one fresh SQLite gateway serves
+# 8-worker cycles, then 4 neurons x concurrency 8 (the lease channel's
+# figure), then the same 4 neurons with N idle neurons of another tenant
+# registered on the same capability, for each N of BENCH_PUSH_IDLE (10 s
+# warm-up: they connect first). Prints cycles/s, leases/s and their ratio,
+# publish → lease p50 / p99, and per measured lease the hub's dispatch
+# counters from /metrics (builds without them print none).
+push() {
+  local loadgen="${BENCH_LOADGEN:-$TARGET/agw-loadgen}" round which bin idle cyc
+  [ -n "${BENCH_BASELINE:-}" ] || { echo "push: set BENCH_BASELINE to a baseline agent-gateway binary" >&2; exit 1; }
+  ulimit -n "$(ulimit -Hn)"
+  echo "## push, SQLite, ${DURATION} per run: baseline $BENCH_BASELINE vs $GATEWAY_BIN"
+  counters() { curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^agw_neuron_(wakeups|sessions_woken|claims)_total/ {printf "%s ", $2} END {print ""}'; }
+  show() { # $1 = label, $2 = loadgen JSON, $3 / $4 = counters before / after, $5 = cycles/s
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[2]); c0, c1 = sys.argv[3].split(), sys.argv[4].split()
+rate, p = d["leases_per_sec"], d["publish_to_lease"]
+p50, p99, ratio = p["p50_ms"], p["p99_ms"], rate / max(float(sys.argv[5]), 1)
+line = f"{sys.argv[1]:<26} leases/s {rate:6.0f} ({ratio:.2f}x cycles)  pub->lease p50 {p50} p99 {p99} ms"
+# /metrics order: wake-ups, sessions woken, claims leased, claims empty
+if len(c0) == 4 and len(c1) == 4:
+    wake, woken, leased, empty = (float(b) - float(a) for a, b in zip(c0, c1))
+    n = max(leased, 1)
+    line += f"  per lease: claims {(leased + empty) / n:.2f}, wake-ups {wake / n:.2f}, sessions woken {woken / n:.2f}"
+idle_leases, errors = d.get("idle_leases", 0), d["errors"]
+if idle_leases:
+    line += f"  LEASES TO IDLE NEURONS {idle_leases}"
+if errors["total"]:
+    kinds = list(errors["by_kind"])[:3]
+    total = errors["total"]
+    line += f"  errors {total}: {kinds}"
+print(line)
+' "$@"
+  }
+  for round in $(seq 1 "${BENCH_PUSH_ROUNDS:-2}"); do
+    for which in baseline build; do
+      bin="$GATEWAY_BIN"; [ "$which" = baseline ] && bin="$BENCH_BASELINE"
+      rm -f "$WORK"/push.db*
+      EXTRA_ENV=(AGW_NEURON_MAX_SESSIONS=100000 AGW_LIMITS_MAX_CONNECTIONS=200000)
+      GATEWAY_BIN="$bin" start_gateway "sqlite://$WORK/push.db"
+      EXTRA_ENV=()
+      TOKEN="$(AGW_JWT_SECRET="$JWT_SECRET" AGW_DATABASE_URL="sqlite://$WORK/push.db" "$bin" token mint --sub bench --tenant bench)"
+      cyc="$("$loadgen" --json cycles --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --workers 8 --duration "$DURATION" \
+        | python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["cycles_per_sec"]))')"
+      echo "round $round  $which  8-worker cycles/s $cyc"
+      local c0 c1 out
+      c0="$(counters)"
+      out="$("$loadgen" --json neurons --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --token "$TOKEN" \
+        --tenant bench --neurons 4 --concurrency 8 --duration "$DURATION")"
+      c1="$(counters)"
+      show "round $round  $which  4 neurons" "$out" "$c0" "$c1" "$cyc"
+      for idle in ${BENCH_PUSH_IDLE:-1000}; do
+        c0="$(counters)"
+        out="$("$loadgen" --json neurons --url "http://127.0.0.1:$PORT" --admin-key "$ADMIN_KEY" --token "$TOKEN" \
+          --tenant bench --neurons 4 --concurrency 8 --idle-neurons "$idle" --frame-connections 64 \
+          --warmup 10s --duration "$DURATION" 2>/dev/null)" || out=""
+        c1="$(counters)"
+        if [ -n "$out" ]; then
+          show "round $round  $which  +$idle idle" "$out" "$c0" "$c1" "$cyc"
+        else
+          echo "round $round  $which  +$idle idle: run failed"
+        fi
+      done
+      stop_gateway
+    done
+  done
+}
+
 LOAD_RATE_SQLITE="${BENCH_LOAD_RATE_SQLITE:-1500}"
 LOAD_RATE_PG="${BENCH_LOAD_RATE_PG:-200}"
 BACKLOG="${BENCH_BACKLOG:-3200}"
@@ -466,6 +540,9 @@ if [ "$WHICH" = ab ]; then
 fi
 if [ "$WHICH" = waves ]; then
   waves
+fi
+if [ "$WHICH" = push ]; then
+  push
 fi
 if [ "$WHICH" = layers ]; then
   layers

@@ -295,6 +295,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         queues: queues.as_deref().map(Vec::as_slice),
         decisions: &decisions,
         neuron_sessions: s.hub.len() as u64,
+        neuron_dispatch: crate::metrics::NeuronDispatch::from(&s.hub.counts),
         governance_streams: s.gov_metrics.open_streams(),
     });
     (

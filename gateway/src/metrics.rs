@@ -327,6 +327,35 @@ struct Inner {
     end_to_end: HistogramVec<(u8, u32)>,
 }
 
+/// The neuron hub's dispatch counters at scrape time (see
+/// `agw_protocols::neuron::hub::DispatchCounts`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NeuronDispatch {
+    /// Store wake-ups the hub received.
+    pub(crate) wakeups: u64,
+    /// Sessions those woke.
+    pub(crate) sessions_woken: u64,
+    /// Wake-ups passed on by a session that filled up first.
+    pub(crate) passed_on: u64,
+    /// Dispatcher claims that leased a job.
+    pub(crate) claims_leased: u64,
+    /// Dispatcher claims that found nothing.
+    pub(crate) claims_empty: u64,
+}
+
+impl From<&agw_protocols::neuron::hub::DispatchCounts> for NeuronDispatch {
+    fn from(c: &agw_protocols::neuron::hub::DispatchCounts) -> Self {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Self {
+            wakeups: n(&c.wakeups),
+            sessions_woken: n(&c.sessions_woken),
+            passed_on: n(&c.passed_on),
+            claims_leased: n(&c.claims_leased),
+            claims_empty: n(&c.claims_empty),
+        }
+    }
+}
+
 /// Figures read at scrape time, handed to [`Metrics::render`].
 #[derive(Debug)]
 pub(crate) struct Scrape<'a> {
@@ -338,6 +367,8 @@ pub(crate) struct Scrape<'a> {
     pub(crate) decisions: &'a [(&'a str, u64)],
     /// Open neuron event streams.
     pub(crate) neuron_sessions: u64,
+    /// The neuron hub's dispatch counters.
+    pub(crate) neuron_dispatch: NeuronDispatch,
     /// Open governance run streams.
     pub(crate) governance_streams: u64,
 }
@@ -457,6 +488,40 @@ impl Metrics {
             "agw_sse_sessions",
             &[("protocol", "governance")],
             scrape.governance_streams,
+        );
+        let d = scrape.neuron_dispatch;
+        out.header(
+            "agw_neuron_wakeups_total",
+            "counter",
+            "Store wake-ups the neuron hub routed (a job may be claimable on a topic).",
+        );
+        out.sample("agw_neuron_wakeups_total", &[], d.wakeups);
+        out.header(
+            "agw_neuron_sessions_woken_total",
+            "counter",
+            "Neuron dispatchers woken by the hub (store wake-ups and wake-ups passed on).",
+        );
+        out.sample("agw_neuron_sessions_woken_total", &[], d.sessions_woken);
+        out.header(
+            "agw_neuron_wakeups_passed_on_total",
+            "counter",
+            "Wake-ups about one job that a neuron dispatcher passed on because it filled up first.",
+        );
+        out.sample("agw_neuron_wakeups_passed_on_total", &[], d.passed_on);
+        out.header(
+            "agw_neuron_claims_total",
+            "counter",
+            "Claims run by neuron dispatchers, by whether they leased a job.",
+        );
+        out.sample(
+            "agw_neuron_claims_total",
+            &[("result", "leased")],
+            d.claims_leased,
+        );
+        out.sample(
+            "agw_neuron_claims_total",
+            &[("result", "empty")],
+            d.claims_empty,
         );
         out.header(
             "agw_telemetry_dropped_total",

@@ -46,7 +46,9 @@ mod store;
 pub use error::{StoreError, StoreResult};
 pub use eventlog::{EventLog, correlation_id};
 pub use model::*;
-pub use notify::{CommittedEvent, JobChange, JobEvent, Notifier, PG_CHANNEL, PG_JOB_CHANNEL};
+pub use notify::{
+    CommittedEvent, JobChange, JobEvent, JobHint, Notifier, PG_CHANNEL, PG_JOB_CHANNEL, Wake,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::{

@@ -9,7 +9,7 @@ use agw_events::ExecutionEvent;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::{Job, JobState, Protocol};
+use crate::{Job, JobClaimParams, JobState, Protocol, Scope, Visibility};
 
 /// An execution event this process committed, with its stored JSON (so
 /// exporters need not serialize it again).
@@ -77,6 +77,117 @@ impl JobEvent {
     }
 }
 
+/// What a claimant must know of a job to tell whether its claim could take
+/// it: the filters of the claim statement, minus time and attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobHint {
+    /// The job.
+    pub id: String,
+    /// The submitting tenant.
+    pub tenant: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Whether other tenants may claim it.
+    pub public: bool,
+    /// See [`Job::target_worker`].
+    pub target_worker: Option<String>,
+    /// See [`Job::required_capability`].
+    pub required_capability: Option<String>,
+    /// See [`Job::on_behalf_of`].
+    pub on_behalf_of: Option<String>,
+}
+
+impl JobHint {
+    /// The hint of `job`.
+    pub fn of(job: &Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            namespace: job.namespace.clone(),
+            public: job.visibility == Visibility::Public,
+            target_worker: job.target_worker.clone(),
+            required_capability: job.required_capability.clone(),
+            on_behalf_of: job.on_behalf_of.clone(),
+        }
+    }
+
+    /// Whether a claim with `p` could take this job on `topic` once it is
+    /// due: the claim statements' topic, tenant, visibility, namespace,
+    /// publisher, target-worker, capability and on-behalf-of filters
+    /// (`sql::build`), in Rust. A waiter told "no" is not woken for the job,
+    /// so this must never say "no" where the claim would take it.
+    pub fn claimable_by(&self, topic: &str, p: &JobClaimParams) -> bool {
+        let namespace_ok = p.namespace.as_ref().is_none_or(|n| *n == self.namespace);
+        let visible = match (&p.scope, &p.topic) {
+            (_, Some(t)) if t != topic => return false,
+            (Scope::All, _) => self.public || namespace_ok,
+            // Any topic: one scan over own jobs and every public one.
+            (Scope::Tenant(t), None) => self.public || (*t == self.tenant && namespace_ok),
+            (Scope::Tenant(t), Some(_)) if *t == self.tenant => self.public || namespace_ok,
+            (Scope::Tenant(_), Some(_)) => p.public_work && self.public,
+        };
+        visible
+            && p.publisher.as_ref().is_none_or(|t| *t == self.tenant)
+            && self
+                .target_worker
+                .as_ref()
+                .is_none_or(|w| *w == p.worker_id)
+            && self
+                .required_capability
+                .as_ref()
+                .is_none_or(|c| p.capabilities.contains(c))
+            && p.on_behalf_of
+                .as_ref()
+                .is_none_or(|u| self.on_behalf_of.as_ref() == Some(u))
+    }
+}
+
+/// A topic wake-up: a job may be claimable on `topic`. When this process
+/// committed the job, the wake-up also says which job it is (`job`), so a
+/// waiter that could not take it need not look; wake-ups from elsewhere
+/// (another replica's `NOTIFY`, an expiry, a delayed job falling due) name
+/// only the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    topic: Box<str>,
+    job: Option<JobHint>,
+}
+
+impl Wake {
+    /// A wake-up for `topic`, about the job `job` describes when given.
+    pub fn new(topic: &str, job: Option<JobHint>) -> Self {
+        Self {
+            topic: topic.into(),
+            job,
+        }
+    }
+
+    /// A wake-up for `topic` that says nothing of the job.
+    pub fn topic_only(topic: &str) -> Self {
+        Self::new(topic, None)
+    }
+
+    /// A wake-up for `job`, freshly claimable.
+    pub fn job(job: &Job) -> Self {
+        Self::new(&job.topic, Some(JobHint::of(job)))
+    }
+
+    /// The topic (a NUL for a wake-up of every topic).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The job, when the wake-up is about one job this process committed.
+    pub fn hint(&self) -> Option<&JobHint> {
+        self.job.as_ref()
+    }
+
+    /// Whether this wake-up stands for every topic ([`Notifier::wake_all`]).
+    pub fn is_all(&self) -> bool {
+        &*self.topic == ALL_TOPICS
+    }
+}
+
 /// Fans out wake-ups to waiting claimers (long polls, SSE sessions) and job
 /// events to waiting runs.
 ///
@@ -84,7 +195,7 @@ impl JobEvent {
 /// must subscribe *before* their first check so no wake-up falls in between.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    tx: broadcast::Sender<Arc<str>>,
+    tx: broadcast::Sender<Arc<Wake>>,
     jobs: broadcast::Sender<Arc<JobEvent>>,
     events: broadcast::Sender<Arc<CommittedEvent>>,
 }
@@ -107,24 +218,34 @@ const ALL_TOPICS: &str = "\0";
 impl Notifier {
     /// Whether the wake-up `message` concerns `topic`: it names it, or it is
     /// a wake-up for every topic ([`Notifier::wake_all`]).
-    pub fn wakes(message: &str, topic: &str) -> bool {
-        message == topic || message == ALL_TOPICS
+    pub fn wakes(message: &Wake, topic: &str) -> bool {
+        message.topic() == topic || message.is_all()
     }
 
     /// Wakes every waiter of every topic, so each re-checks the store (after
     /// wake-ups may have been lost).
     pub fn wake_all(&self) {
-        let _ = self.tx.send(Arc::from(ALL_TOPICS));
+        let _ = self.tx.send(Arc::new(Wake::topic_only(ALL_TOPICS)));
     }
 
     /// Announces that a job on `topic` may be claimable.
     pub fn notify(&self, topic: &str) {
         // No receivers is fine: nobody is waiting.
-        let _ = self.tx.send(Arc::from(topic));
+        let _ = self.tx.send(Arc::new(Wake::topic_only(topic)));
+    }
+
+    /// Announces that `job`, committed by this process, is claimable now.
+    pub fn notify_job(&self, job: &Job) {
+        self.wake(Wake::job(job));
+    }
+
+    /// Sends `wake` to every waiter.
+    pub fn wake(&self, wake: Wake) {
+        let _ = self.tx.send(Arc::new(wake));
     }
 
     /// Subscribes to every topic's wake-ups.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Wake>> {
         self.tx.subscribe()
     }
 

@@ -52,6 +52,7 @@ fn scrape<'a>(queues: Option<&'a [JobStats]>, decisions: &'a [(&'a str, u64)]) -
         queues,
         decisions,
         neuron_sessions: 2,
+        neuron_dispatch: super::NeuronDispatch::default(),
         governance_streams: 1,
     }
 }

@@ -309,7 +309,10 @@ async fn claim(
 }
 
 /// Resolves on the next wake-up for `topic` (any topic when `None`).
-async fn next_wakeup(rx: &mut tokio::sync::broadcast::Receiver<Arc<str>>, topic: Option<&str>) {
+async fn next_wakeup(
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<agw_storage::Wake>>,
+    topic: Option<&str>,
+) {
     loop {
         match rx.recv().await {
             Ok(t) if topic.is_none_or(|want| Notifier::wakes(&t, want)) => return,

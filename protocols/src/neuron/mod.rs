@@ -152,9 +152,11 @@ async fn events(
         ))
     })?;
     tracing::info!(neuron = %id, tenant = %p.tenant, session = %session.id, "neuron connected");
+    s.hub.start_routing(s.store.notifier());
     tokio::spawn(hub::dispatch(
         s.store.clone(),
         s.schemas.clone(),
+        s.hub.clone(),
         session.clone(),
         s.cfg.lease_ttl_ms as i64,
         s.observer.clone(),

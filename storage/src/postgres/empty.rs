@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
-use crate::{JobClaimParams, Notifier};
+use crate::{JobClaimParams, Notifier, Wake};
 
 /// How long a claim that found nothing is trusted without a wake-up.
 const KNOWN_FOR: Duration = Duration::from_millis(250);
@@ -32,7 +32,7 @@ const MAX_ENTRIES: usize = 8_192;
 #[derive(Debug)]
 struct Empty {
     topic: Option<String>,
-    wakeups: broadcast::Receiver<Arc<str>>,
+    wakeups: broadcast::Receiver<Arc<Wake>>,
     at: Instant,
 }
 
@@ -100,7 +100,7 @@ impl EmptyClaims {
         &self,
         key: String,
         topic: Option<String>,
-        wakeups: broadcast::Receiver<Arc<str>>,
+        wakeups: broadcast::Receiver<Arc<Wake>>,
     ) {
         let Ok(mut m) = self.entries.lock() else {
             return;

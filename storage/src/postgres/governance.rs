@@ -24,13 +24,15 @@ impl crate::GovernanceStore for PgStore {
             s.insert_trace_tx(&mut tx, &p.trace).await?;
             // The job in a savepoint: a refusal undoes it alone.
             let mut job_tx = sqlx::Connection::begin(&mut *tx).await?;
-            let (topic, due) = (p.job.job.topic.clone(), p.job.job.delay_ms <= 0);
+            let due = p.job.job.delay_ms <= 0;
             match Self::insert_job_tx(&mut job_tx, p.job, &s.open_jobs).await {
                 Ok(out) => {
                     job_tx.commit().await?;
                     tx.commit().await?;
-                    if due && matches!(out, crate::JobInsertOutcome::Inserted(_)) {
-                        s.wake(&topic);
+                    if let crate::JobInsertOutcome::Inserted(job) = &out
+                        && due
+                    {
+                        s.wake_job(job);
                     }
                     Ok(out)
                 }

@@ -16,7 +16,6 @@ impl crate::JobStore for PgStore {
         p: crate::JobInsertParams,
     ) -> crate::StoreResult<crate::JobInsertOutcome> {
         self.to_completion(move |s| async move {
-            let topic = p.job.topic.clone();
             let due = p.job.delay_ms <= 0;
             let admitted = match p.max_open_per_tenant {
                 _ if p.idempotency.is_some() => None,
@@ -34,8 +33,10 @@ impl crate::JobStore for PgStore {
                 tx.commit().await?;
                 out
             };
-            if due && matches!(out, crate::JobInsertOutcome::Inserted(_)) {
-                s.wake(&topic);
+            if let crate::JobInsertOutcome::Inserted(job) = &out
+                && due
+            {
+                s.wake_job(job);
             }
             Ok(out)
         })
@@ -132,7 +133,7 @@ impl crate::JobStore for PgStore {
             // A retry that is due at once (refunded attempt) wakes waiters
             // now; a delayed one is picked up by the due-topics scan.
             if job.state == crate::JobState::Open && job.run_at.timestamp_millis() <= now_ms {
-                s.wake(&job.topic);
+                s.wake_job(&job);
             }
             if job.state.is_terminal() {
                 s.announce(&job, JobChange::Settled(job.state));
@@ -183,9 +184,12 @@ impl crate::JobStore for PgStore {
                 .bind(tenant)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let before: crate::Job = before.ok_or(crate::StoreError::NotFound)?.try_into()?;
+            let Some(before) = before else {
+                return refuse(tx, crate::StoreError::NotFound).await;
+            };
+            let before: crate::Job = before.try_into()?;
             if before.state.is_terminal() {
-                return Err(crate::StoreError::InvalidState(before.state));
+                return refuse(tx, crate::StoreError::InvalidState(before.state)).await;
             }
             sqlx::query(crate::sql::CANCEL)
                 .bind(&p.id)
@@ -247,12 +251,12 @@ impl crate::JobStore for PgStore {
                 .await?;
             let mut out = Vec::with_capacity(rows.len());
             let mut events = Vec::new();
-            let mut reopened = std::collections::BTreeSet::new();
+            let mut reopened = Vec::new();
             for r in rows {
                 let (holder, token) = (r.lease_holder.clone(), r.lease_token.clone());
                 let job = crate::Job::try_from(r)?;
                 if job.state == crate::JobState::Open {
-                    reopened.insert(job.topic.clone());
+                    reopened.push(job.clone());
                 }
                 let ending = Ending::Expired {
                     dead: job.state == crate::JobState::Dead,
@@ -267,8 +271,8 @@ impl crate::JobStore for PgStore {
                 });
             }
             tx.commit().await?;
-            for topic in &reopened {
-                s.wake(topic);
+            for job in &reopened {
+                s.wake_job(job);
             }
             for e in events {
                 s.notifier.execution_event(e);
@@ -379,19 +383,23 @@ impl crate::JobStore for PgStore {
                 .bind(p.scope.tenant())
                 .fetch_optional(&mut *tx)
                 .await?;
-            let before: crate::Job = before.ok_or(crate::StoreError::NotFound)?.try_into()?;
+            let Some(before) = before else {
+                return refuse(tx, crate::StoreError::NotFound).await;
+            };
+            let before: crate::Job = before.try_into()?;
             let after: Option<crate::row::JobRow> = sqlx::query_as(crate::sql::RETRY)
                 .bind(&p.id)
                 .bind(now_ms)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let after: crate::Job = after
-                .ok_or(crate::StoreError::InvalidState(before.state))?
-                .try_into()?;
+            let Some(after) = after else {
+                return refuse(tx, crate::StoreError::InvalidState(before.state)).await;
+            };
+            let after: crate::Job = after.try_into()?;
             let ending = Ending::Retried { by: &p.by };
             let event = s.job_event(&mut tx, &after, ending, None, now_ms).await?;
             tx.commit().await?;
-            s.wake(&after.topic);
+            s.wake_job(&after);
             s.notifier.publish(event);
             Ok(after)
         })
@@ -439,6 +447,18 @@ impl crate::JobStore for PgStore {
             .await?;
         Ok(crate::row::topic_holders(rows))
     }
+}
+
+/// Rolls `tx` back, then answers `e`. A transaction dropped on an early
+/// return only queues its rollback; until that reaches the server the rows
+/// it locked (`SELECT … FOR UPDATE`) stay locked, and a claim right after
+/// skips them.
+async fn refuse<T>(
+    tx: Transaction<'static, Postgres>,
+    e: crate::StoreError,
+) -> crate::StoreResult<T> {
+    tx.rollback().await?;
+    Err(e)
 }
 
 impl PgStore {

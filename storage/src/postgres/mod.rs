@@ -582,9 +582,10 @@ impl PgStore {
         }
     }
 
-    /// Wakes every replica's waiters of `topic` (after the commit that made
-    /// a job claimable there; see [`wake`]).
-    fn wake(&self, topic: &str) {
-        self.wakes.topic(topic);
+    /// Wakes every replica's waiters of `job`'s topic after the commit that
+    /// made it claimable (see [`wake`]); this replica's learn which job (see
+    /// [`crate::Wake`]).
+    fn wake_job(&self, job: &crate::Job) {
+        self.wakes.job(job);
     }
 }

@@ -66,11 +66,12 @@ impl Wakes {
         }
     }
 
-    /// A job on `topic` may be claimable: wakes this replica's waiters now
-    /// and queues the `NOTIFY` for the others.
-    pub(super) fn topic(&self, topic: &str) {
-        self.local.notify(topic);
-        self.send(PG_CHANNEL, topic.to_owned());
+    /// `job` may be claimable: wakes this replica's waiters now, naming the
+    /// job (so the neuron hub wakes one session that can take it), and
+    /// queues the `NOTIFY` (of its topic) for the others.
+    pub(super) fn job(&self, job: &crate::Job) {
+        self.local.notify_job(job);
+        self.send(PG_CHANNEL, job.topic.clone());
     }
 
     /// A watched job changed: tells this replica's waiters now and queues the

@@ -75,8 +75,13 @@ pub(crate) const EXPIRE_LEASES: &str = "UPDATE jobs SET
     WHERE state = 'leased' AND lease_expires_at <= $1
     RETURNING *";
 
-pub(crate) const DUE_TOPICS: &str =
-    "SELECT DISTINCT topic FROM jobs WHERE state = 'open' AND run_at > $1 AND run_at <= $2";
+/// Only jobs that fell due after their last change (`run_at > updated_at`:
+/// a delayed insert, a retry after backoff): the others were announced by
+/// the commit that made them claimable (insert, expiry, refunded retry),
+/// and a second, topic-wide wake-up per sweep for every job still queued
+/// would wake every waiter of a busy topic again.
+pub(crate) const DUE_TOPICS: &str = "SELECT DISTINCT topic FROM jobs
+    WHERE state = 'open' AND run_at > $1 AND run_at <= $2 AND run_at > updated_at";
 
 pub(crate) const PURGE_JOBS: &str = "DELETE FROM jobs WHERE completed_at IS NOT NULL
     AND completed_at < $1 AND state IN ('fulfilled', 'dead', 'cancelled')";

@@ -15,7 +15,6 @@ impl crate::GovernanceStore for SqliteStore {
     }
 
     async fn trace_admit(&self, p: AdmitParams) -> StoreResult<JobInsertOutcome> {
-        let topic = p.job.job.topic.clone();
         let out = self
             .writer
             .run(move |c| {
@@ -40,7 +39,7 @@ impl crate::GovernanceStore for SqliteStore {
                 }
             })
             .await??;
-        self.announce_insert(&out, &topic);
+        self.announce_insert(&out);
         Ok(out)
     }
 

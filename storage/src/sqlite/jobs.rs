@@ -16,9 +16,8 @@ impl crate::JobStore for SqliteStore {
     }
 
     async fn job_insert(&self, p: JobInsertParams) -> StoreResult<JobInsertOutcome> {
-        let topic = p.job.topic.clone();
         let out = self.writer.run(move |c| insert_job(c, p)).await?;
-        self.announce_insert(&out, &topic);
+        self.announce_insert(&out);
         Ok(out)
     }
 
@@ -183,7 +182,7 @@ impl crate::JobStore for SqliteStore {
         // A retry due at once (refunded attempt) wakes waiters now; a delayed
         // one is found by the due-topics scan.
         if job.state == JobState::Open && to_ms(job.run_at) <= now {
-            self.notifier.notify(&job.topic);
+            self.notifier.notify_job(&job);
         }
         if job.state.is_terminal() {
             self.announce(&job, JobChange::Settled(job.state));
@@ -274,12 +273,13 @@ impl crate::JobStore for SqliteStore {
 
     async fn jobs_expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredLease>> {
         let log = self.events.get();
-        let (expired, events) = self
+        let (expired, reopened, events) = self
             .writer
             .run(move |c| {
                 let now = to_ms(now);
                 let rows = query(c, sql::EXPIRE_LEASES, &[&now], job_row)?;
                 let mut expired = Vec::with_capacity(rows.len());
+                let mut reopened = Vec::new();
                 let mut events = Vec::new();
                 for row in rows {
                     let (holder, token) = (row.lease_holder.clone(), row.lease_token.clone());
@@ -288,6 +288,9 @@ impl crate::JobStore for SqliteStore {
                         dead: job.state == JobState::Dead,
                     };
                     events.extend(job_event(c, log.as_deref(), &job, ending, None, now)?);
+                    if job.state == JobState::Open {
+                        reopened.push(crate::Wake::job(&job));
+                    }
                     expired.push(ExpiredLease {
                         job_id: job.id,
                         topic: job.topic,
@@ -296,11 +299,13 @@ impl crate::JobStore for SqliteStore {
                         new_state: job.state,
                     });
                 }
-                Ok((expired, events))
+                Ok((expired, reopened, events))
             })
             .await?;
-        for e in expired.iter().filter(|e| e.new_state == JobState::Open) {
-            self.notifier.notify(&e.topic);
+        // Each names its job, so a neuron hub wakes one session per job, not
+        // every session of the topic.
+        for wake in reopened {
+            self.notifier.wake(wake);
         }
         for e in events {
             self.notifier.execution_event(e);
@@ -551,11 +556,11 @@ pub(super) fn insert_job(c: &Connection, p: JobInsertParams) -> StoreResult<JobI
 impl SqliteStore {
     /// Wakes waiters on a freshly inserted job's topic when it is due now
     /// (after the commit).
-    pub(super) fn announce_insert(&self, out: &JobInsertOutcome, topic: &str) {
+    pub(super) fn announce_insert(&self, out: &JobInsertOutcome) {
         if let JobInsertOutcome::Inserted(j) = out
             && j.run_at <= Utc::now()
         {
-            self.notifier.notify(topic);
+            self.notifier.notify_job(j);
         }
     }
 }

@@ -81,8 +81,11 @@ pub trait JobStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Vec<ExpiredLease>>> + Send;
 
-    /// Topics of open jobs whose `run_at` fell in `(since, now]`: delayed and
-    /// retried jobs that just became due, so their waiters can be woken. Read only.
+    /// Topics of open jobs whose `run_at` fell in `(since, now]` after their
+    /// last change: delayed and retried jobs that just became due, so their
+    /// waiters can be woken. Jobs claimable from the moment they were
+    /// committed (a plain insert, an expired lease, a refunded retry) are
+    /// not reported: that commit announced them. Read only.
     fn jobs_due_topics(
         &self,
         since: DateTime<Utc>,

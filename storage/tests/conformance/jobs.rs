@@ -171,6 +171,8 @@ pub(crate) async fn delay_holds_until_run_at(s: Store) {
     d.delay_ms = 10_000;
     let j = insert_at(&s, d, t0()).await;
     assert_eq!(j.run_at, t0() + Duration::seconds(10));
+    // A job due at once was announced by its insert: the due scan leaves it out.
+    insert_at(&s, new_job("a", "now/t"), t0() + Duration::seconds(10)).await;
     assert!(
         claim_one(
             &s,
@@ -779,6 +781,129 @@ pub(crate) async fn wakeups_on_insert(s: Store) {
     // The topic itself, or (behind a transaction pooler without LISTEN) a
     // wake-up of every topic.
     assert!(Notifier::wakes(&topic, "wake/t"), "{topic:?}");
+    // A wake-up that names the job (SQLite: this process committed it)
+    // names it right; PostgreSQL's come through NOTIFY and name the topic.
+    if let Some(hint) = topic.hint() {
+        assert_eq!(hint.tenant, "a");
+    }
+}
+
+/// `JobHint::claimable_by` (which decides whom a wake-up about one job
+/// wakes) says yes exactly where the claim takes the job: over jobs of
+/// every filter the claim applies and claimants of every kind.
+pub(crate) async fn wake_hints_agree_with_the_claim(s: Store) {
+    let jobs: Vec<(&str, NewJob)> = vec![
+        ("own private", new_job("acme", "")),
+        (
+            "other ns",
+            NewJob {
+                namespace: "ops".into(),
+                ..new_job("acme", "")
+            },
+        ),
+        ("foreign private", new_job("evil", "")),
+        (
+            "foreign public",
+            NewJob {
+                visibility: Visibility::Public,
+                namespace: "ops".into(),
+                ..new_job("evil", "")
+            },
+        ),
+        (
+            "targeted",
+            NewJob {
+                target_worker: Some("w1".into()),
+                ..new_job("acme", "")
+            },
+        ),
+        (
+            "needs cap",
+            NewJob {
+                required_capability: Some("gpu".into()),
+                ..new_job("acme", "")
+            },
+        ),
+        (
+            "for ann",
+            NewJob {
+                on_behalf_of: Some("ann".into()),
+                ..new_job("acme", "")
+            },
+        ),
+    ];
+    let base = claim("acme", Some(""), "w1", t0());
+    let claimants: Vec<(&str, JobClaimParams)> = vec![
+        ("tenant, public work", base.clone()),
+        (
+            "tenant, own only, any namespace",
+            JobClaimParams {
+                public_work: false,
+                namespace: None,
+                ..base.clone()
+            },
+        ),
+        (
+            "other worker with gpu",
+            JobClaimParams {
+                worker_id: "w2".into(),
+                capabilities: vec!["gpu".into(), "cpu".into()],
+                ..base.clone()
+            },
+        ),
+        (
+            "for ann",
+            JobClaimParams {
+                on_behalf_of: Some("ann".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "for bob",
+            JobClaimParams {
+                on_behalf_of: Some("bob".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "publisher evil",
+            JobClaimParams {
+                publisher: Some("evil".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "admin",
+            JobClaimParams {
+                scope: Scope::All,
+                ..base.clone()
+            },
+        ),
+    ];
+    let mut n = 0;
+    for (what, job) in &jobs {
+        for (who, params) in &claimants {
+            n += 1;
+            let topic = format!("hint/{n}");
+            let job = insert_at(
+                &s,
+                NewJob {
+                    id: new_job_id(),
+                    topic: topic.clone(),
+                    ..job.clone()
+                },
+                t0(),
+            )
+            .await;
+            let params = JobClaimParams {
+                topic: Some(topic.clone()),
+                ..params.clone()
+            };
+            let hinted = JobHint::of(&job).claimable_by(&topic, &params);
+            let claimed = s.job_claim(params).await.expect("claim").is_some();
+            assert_eq!(hinted, claimed, "{what} job, {who} claimant");
+        }
+    }
 }
 
 /// Many concurrent publishes of one tenant never pass its cap (also while a
@@ -1138,7 +1263,7 @@ async fn postgres_listen_reconnects_and_wakes_every_waiter() {
         .expect("notify");
     let heard = tokio::time::timeout(StdDuration::from_secs(20), async {
         loop {
-            if &*rx.recv().await.expect("wake-up") == "after/gap" {
+            if rx.recv().await.expect("wake-up").topic() == "after/gap" {
                 return;
             }
         }

@@ -189,6 +189,15 @@ pub(crate) struct NeuronsArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub(crate) frame_connections: Option<u32>,
 
+    /// Also connect N idle neurons: another tenant's (`<tenant>-idle`,
+    /// created with the admin key, its API key as bearer), registering the
+    /// same capability at concurrency 1. They can take none of the published
+    /// (private) intents, so they only show what connected neurons cost the
+    /// dispatch of the working ones. Their frames use the shared pool when
+    /// --frame-connections is given.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub(crate) idle_neurons: u32,
+
     /// Per-request timeout (and the limit for a stream's response head); a
     /// timed-out request counts as an error.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]

@@ -296,13 +296,14 @@ pub(crate) async fn run(args: NeuronsArgs) -> anyhow::Result<Outcome> {
         );
     }
     let neurons = args.neurons;
+    let idle = args.idle_neurons;
     let publishers = args.publishers.unwrap_or(neurons);
     let needed = connections(
         neurons,
         args.concurrency,
         publishers,
         args.frame_connections,
-    );
+    ) + connections(idle, 1, 0, args.frame_connections.map(|_| 0));
     let hint = if args.frame_connections.is_none() {
         "; or pass --frame-connections (e.g. 64) and fewer --publishers"
     } else {
@@ -350,6 +351,33 @@ pub(crate) async fn run(args: NeuronsArgs) -> anyhow::Result<Outcome> {
         gate: Some(Arc::new(Semaphore::new(n as usize))),
     });
     let mut tasks = JoinSet::new();
+    let mut idle_tasks = JoinSet::new();
+    if idle > 0 {
+        let idle_tenant = format!("{}-idle", args.tenant);
+        let idle_key = create_tenant(&admin, &idle_tenant).await?;
+        let idle_plan = Arc::new(Plan {
+            capability: plan.capability.clone(),
+            run: plan.run.clone(),
+            token: idle_key,
+            concurrency: 1,
+            measure_start,
+            end: plan.end,
+            seq: AtomicU64::new(0),
+            slots: Semaphore::new(0),
+            matcher: Matcher::default(),
+        });
+        for i in 0..idle {
+            // After the working neurons' and publishers' addresses.
+            let source = sockets::source_for(&sources, (neurons + publishers + i) as usize);
+            let client = Client::bound(&args.url, None, args.timeout, source);
+            let frames = shared.clone().unwrap_or_else(|| Frames {
+                client: client.clone(),
+                gate: None,
+            });
+            let id = format!("agw-loadgen-idle-{}-{i}", plan.run);
+            idle_tasks.spawn(neuron(id, client, frames, Arc::clone(&idle_plan)));
+        }
+    }
     for i in 0..neurons {
         let source = sockets::source_for(&sources, i as usize);
         let client = Client::bound(&args.url, None, args.timeout, source);
@@ -370,6 +398,14 @@ pub(crate) async fn run(args: NeuronsArgs) -> anyhow::Result<Outcome> {
     while let Some(joined) = tasks.join_next().await {
         total.merge(joined.context("a load task panicked")?);
     }
+    let mut idle_total = Tally::default();
+    while let Some(joined) = idle_tasks.join_next().await {
+        idle_total.merge(joined.context("an idle neuron panicked")?);
+    }
+    // An idle neuron's failures are the run's; a lease pushed to one (it
+    // can take none) would be a dispatch bug.
+    total.errors.merge(idle_total.errors);
+    let idle_leases = idle_total.leases + idle_total.stale + idle_total.foreign;
 
     Ok(Outcome::Neurons(NeuronsReport {
         url: args.url.as_str().to_owned(),
@@ -378,6 +414,9 @@ pub(crate) async fn run(args: NeuronsArgs) -> anyhow::Result<Outcome> {
         capability: plan.capability.clone(),
         run: plan.run.clone(),
         neurons,
+        idle_neurons: idle,
+        idle_registered: idle_total.registered,
+        idle_leases,
         concurrency: args.concurrency,
         publishers,
         max_outstanding: max_outstanding as u64,

@@ -104,6 +104,12 @@ pub(crate) struct NeuronsReport {
     pub(crate) run: String,
     /// Neurons (event streams).
     pub(crate) neurons: u32,
+    /// Idle neurons of another tenant on the same capability.
+    pub(crate) idle_neurons: u32,
+    /// `registered` frames of the idle neurons, whole run.
+    pub(crate) idle_registered: u64,
+    /// Leases pushed to idle neurons (they can take none: should be 0).
+    pub(crate) idle_leases: u64,
     /// Leases in flight per neuron.
     pub(crate) concurrency: u32,
     /// Publisher tasks.
@@ -291,6 +297,9 @@ pub(crate) fn to_json(outcome: &Outcome) -> Value {
             "cancels": r.cancels,
             "streams": r.streams,
             "registered": r.registered,
+            "idle_neurons": r.idle_neurons,
+            "idle_registered": r.idle_registered,
+            "idle_leases": r.idle_leases,
             "keepalives": r.comments,
             "errors": errors_json(&r.errors),
         }),
@@ -439,6 +448,12 @@ pub(crate) fn to_text(outcome: &Outcome) -> String {
                 r.stale,
                 r.foreign,
             ));
+            if r.idle_neurons > 0 {
+                out.push_str(&format!(
+                    "idle          {} neurons of another tenant, {} registered, {} leases pushed to them\n",
+                    r.idle_neurons, r.idle_registered, r.idle_leases,
+                ));
+            }
             out.push_str(&errors_text(&r.errors));
             out
         }
@@ -543,6 +558,9 @@ mod tests {
             capability: "bench/neuron".to_owned(),
             run: "0a0b0c0d".to_owned(),
             neurons: 4,
+            idle_neurons: 0,
+            idle_registered: 0,
+            idle_leases: 0,
             concurrency: 8,
             publishers: 4,
             max_outstanding: 64,
