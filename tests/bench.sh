@@ -113,7 +113,9 @@ run_store() { # $1 = name, $2 = url
   done
   stop_gateway
   echo "### store only (no HTTP): insert + nonce + claim + complete, 8 tasks"
-  if [ "$1" = sqlite ]; then "$TARGET/examples/store_bench" sqlite 8 5; else AGW_BENCH_PG_URL="$2" "$TARGET/examples/store_bench" postgres 8 5; fi
+  if [ ! -x "$TARGET/examples/store_bench" ]; then
+    echo "(skipped: $TARGET/examples/store_bench is not built; cargo build --release -p agw-storage --example store_bench)"
+  elif [ "$1" = sqlite ]; then "$TARGET/examples/store_bench" sqlite 8 5; else AGW_BENCH_PG_URL="$2" "$TARGET/examples/store_bench" postgres 8 5; fi
 }
 
 # Throughput cost of execution events (and of exporting them over OTLP to a
