@@ -270,6 +270,22 @@ async fn migrate_in_one_transaction(db: &Db) -> StoreResult<()> {
     Ok(())
 }
 
+/// Moves what is queued on `rx` now into `batch`, up to `max` in all (the
+/// group-committing tasks' batches: whatever arrived while the previous
+/// batch was on its way).
+fn take_queued<T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(more) => batch.push(more),
+            Err(_) => break,
+        }
+    }
+}
+
 impl PgStore {
     /// Runs a store operation on a task of its own, so that once started it
     /// reaches its commit or rollback whatever happens to the request that

@@ -74,12 +74,7 @@ async fn write_batches(pool: Db, mut rx: mpsc::UnboundedReceiver<Record>) {
     let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
-            }
-        }
+        super::take_queued(&mut rx, &mut batch, MAX_BATCH);
         // A nonce twice in one batch: the first is a record, the rest replays.
         let mut seen = HashSet::new();
         let (mut fresh, mut replays) = (Vec::new(), Vec::new());

@@ -61,12 +61,7 @@ async fn settle_groups(
                 None => return,
             }
         }
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(more) => group.push(more),
-                Err(_) => break,
-            }
-        }
+        super::take_queued(&mut rx, &mut group, MAX_GROUP);
         // One fulfilment per job in a group: a second one of the same job
         // waits for the next group (where it finds the lease settled).
         let mut ids = HashSet::new();

@@ -103,12 +103,7 @@ async fn send_batches(
     while let Some(first) = rx.recv().await {
         batch.clear();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
-            }
-        }
+        super::take_queued(&mut rx, &mut batch, MAX_BATCH);
         batch.sort_unstable();
         batch.dedup();
         if conn.is_none() {
