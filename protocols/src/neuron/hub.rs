@@ -1099,14 +1099,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(64);
         let s = hub.open(tenant, neuron, "k", tx).unwrap();
         hub.start_routing(store.notifier());
-        tokio::spawn(dispatch(
-            store.clone(),
-            Arc::new(SchemaRegistry::default()),
-            hub.clone(),
-            s.clone(),
-            30_000,
-            Arc::new(crate::observe::NoObserver),
-        ));
+        start(store, hub, &s);
         s.set_capabilities(caps);
         (s, rx)
     }
